@@ -1,0 +1,23 @@
+//! Storage-format migrations, numbered and append-only: never edit or renumber a released one;
+//! add the next number instead. Each file holds one step; `ALL` lists them in order.
+
+use super::Migration;
+
+#[path = "0001_initial_layout.rs"]
+mod m0001_initial_layout;
+#[path = "0002_event_id_index.rs"]
+mod m0002_event_id_index;
+
+/// Every migration, in order.
+pub(super) const ALL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial_layout",
+        apply: m0001_initial_layout::apply,
+    },
+    Migration {
+        version: 2,
+        name: "event_id_index",
+        apply: m0002_event_id_index::apply,
+    },
+];

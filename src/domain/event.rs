@@ -1,0 +1,323 @@
+//! Event types and validated events (CONTRACT.md section 5).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{DomainError, EventId, PhotoId, Timestamp, UserId};
+
+/// Largest accepted event `data`, serialized as JSON.
+pub const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
+
+/// The known event types. Anything else is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// `photo.uploaded`
+    PhotoUploaded,
+    /// `photo.processing.started`
+    ProcessingStarted,
+    /// `photo.processing.progress`
+    ProcessingProgress,
+    /// `photo.processing.completed`
+    ProcessingCompleted,
+    /// `photo.processing.failed`
+    ProcessingFailed,
+    /// `photo.deleted`
+    PhotoDeleted,
+    /// `system.maintenance` (stored in `global`)
+    SystemMaintenance,
+    /// `system.health` (live only, never stored)
+    SystemHealth,
+}
+
+impl EventType {
+    /// Every known type.
+    pub const ALL: [EventType; 8] = [
+        EventType::PhotoUploaded,
+        EventType::ProcessingStarted,
+        EventType::ProcessingProgress,
+        EventType::ProcessingCompleted,
+        EventType::ProcessingFailed,
+        EventType::PhotoDeleted,
+        EventType::SystemMaintenance,
+        EventType::SystemHealth,
+    ];
+
+    /// The wire name, which is also the NATS subject.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PhotoUploaded => "photo.uploaded",
+            EventType::ProcessingStarted => "photo.processing.started",
+            EventType::ProcessingProgress => "photo.processing.progress",
+            EventType::ProcessingCompleted => "photo.processing.completed",
+            EventType::ProcessingFailed => "photo.processing.failed",
+            EventType::PhotoDeleted => "photo.deleted",
+            EventType::SystemMaintenance => "system.maintenance",
+            EventType::SystemHealth => "system.health",
+        }
+    }
+
+    /// Stable one-byte code used in stored records. Never renumber.
+    pub fn code(self) -> u8 {
+        match self {
+            EventType::PhotoUploaded => 1,
+            EventType::ProcessingStarted => 2,
+            EventType::ProcessingProgress => 3,
+            EventType::ProcessingCompleted => 4,
+            EventType::ProcessingFailed => 5,
+            EventType::PhotoDeleted => 6,
+            EventType::SystemMaintenance => 7,
+            EventType::SystemHealth => 8,
+        }
+    }
+
+    /// The type stored under `code`, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// Whether events of this type are about one photo (and need a `photoId`).
+    pub fn is_photo_event(self) -> bool {
+        !matches!(self, EventType::SystemMaintenance | EventType::SystemHealth)
+    }
+
+    /// Whether events of this type are stored (all but `system.health`).
+    pub fn is_stored(self) -> bool {
+        self != EventType::SystemHealth
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = DomainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| DomainError::UnknownEventType(s.chars().take(100).collect()))
+    }
+}
+
+/// An event as a producer sends it: `{ id?, type, data, timestamp? }`, not yet validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// The producer's idempotency key.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The event type (NATS: defaults to the subject).
+    #[serde(rename = "type", default)]
+    pub event_type: Option<String>,
+    /// The event's data; an object.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// When it happened, RFC 3339.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+/// A validated event, ready to be routed and stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event id (`eventId` on the wire).
+    pub id: EventId,
+    /// Its type.
+    pub event_type: EventType,
+    /// Its data, as the producer sent it.
+    pub data: Map<String, Value>,
+    /// The producer's timestamp, else the time the hub accepted it.
+    pub timestamp: Timestamp,
+    /// `data.photoId`, present for every photo event.
+    pub photo_id: Option<PhotoId>,
+    /// `data.userId`, when given.
+    pub user_id: Option<UserId>,
+    /// `data.progress` (0 to 100), when given on a processing event.
+    pub progress: Option<u8>,
+    /// `data.error`, when given on a `photo.processing.failed`.
+    pub error: Option<String>,
+}
+
+impl Event {
+    /// Validates a producer's event. `now` is used when it has no timestamp; a missing `id` gets
+    /// a generated one.
+    pub fn from_input(input: EventInput, now: Timestamp) -> Result<Self, DomainError> {
+        let type_name = input.event_type.ok_or(DomainError::MissingField("type"))?;
+        let event_type: EventType = type_name.parse()?;
+        let id = match input.id {
+            Some(id) => EventId::parse(&id)?,
+            None => EventId::generate(),
+        };
+        let timestamp = match input.timestamp {
+            Some(ts) => Timestamp::parse_rfc3339(&ts)?,
+            None => now,
+        };
+        let data = match input.data {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => {
+                return Err(DomainError::InvalidField {
+                    field: "data",
+                    reason: "must be an object".into(),
+                });
+            }
+        };
+        Self::new(id, event_type, data, timestamp)
+    }
+
+    /// Validates the parts of an event (CONTRACT.md section 5).
+    pub fn new(
+        id: EventId,
+        event_type: EventType,
+        data: Map<String, Value>,
+        timestamp: Timestamp,
+    ) -> Result<Self, DomainError> {
+        let size = serde_json::to_vec(&data)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_EVENT_DATA_BYTES {
+            return Err(DomainError::TooLarge {
+                size,
+                limit: MAX_EVENT_DATA_BYTES,
+            });
+        }
+        let photo_id = optional_str(&data, "photoId")?
+            .map(PhotoId::parse)
+            .transpose()?;
+        let user_id = optional_str(&data, "userId")?
+            .map(UserId::parse)
+            .transpose()?;
+        if event_type.is_photo_event() && photo_id.is_none() {
+            return Err(DomainError::MissingField("photoId"));
+        }
+        if event_type == EventType::PhotoUploaded && user_id.is_none() {
+            return Err(DomainError::MissingField("userId"));
+        }
+        let progress = match event_type {
+            EventType::ProcessingStarted | EventType::ProcessingProgress => progress(&data)?,
+            _ => None,
+        };
+        let error = match event_type {
+            EventType::ProcessingFailed => optional_str(&data, "error")?.map(str::to_owned),
+            _ => None,
+        };
+        Ok(Self {
+            id,
+            event_type,
+            data,
+            timestamp,
+            photo_id,
+            user_id,
+            progress,
+            error,
+        })
+    }
+}
+
+fn optional_str<'a>(
+    data: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, DomainError> {
+    match data.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(DomainError::InvalidField {
+            field,
+            reason: "must be a string".into(),
+        }),
+    }
+}
+
+fn progress(data: &Map<String, Value>) -> Result<Option<u8>, DomainError> {
+    let invalid = || DomainError::InvalidField {
+        field: "progress",
+        reason: "must be a number from 0 to 100".into(),
+    };
+    match data.get("progress") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().ok_or_else(invalid)?;
+            if (0.0..=100.0).contains(&v) {
+                Ok(Some(v.round() as u8))
+            } else {
+                Err(invalid())
+            }
+        }
+        Some(_) => Err(invalid()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(v: Value) -> Result<Event, DomainError> {
+        let input: EventInput = serde_json::from_value(v).expect("input shape");
+        Event::from_input(input, Timestamp::from_millis(0))
+    }
+
+    /// Each rule of CONTRACT.md section 5 about required data refuses what it should.
+    #[test]
+    fn validation_rules() {
+        let ok = parse(json!({"type": "photo.uploaded", "data": {"photoId": "p", "userId": "u"}}));
+        assert!(ok.is_ok());
+        assert_eq!(
+            parse(json!({"type": "photo.uploaded", "data": {"photoId": "p"}})),
+            Err(DomainError::MissingField("userId"))
+        );
+        assert_eq!(
+            parse(json!({"type": "photo.deleted", "data": {}})),
+            Err(DomainError::MissingField("photoId"))
+        );
+        assert!(matches!(
+            parse(json!({"type": "photo.exploded", "data": {"photoId": "p"}})),
+            Err(DomainError::UnknownEventType(_))
+        ));
+        assert!(matches!(
+            parse(
+                json!({"type": "photo.processing.progress", "data": {"photoId": "p", "progress": 101}})
+            ),
+            Err(DomainError::InvalidField {
+                field: "progress",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(json!({"type": "photo.processing.progress", "data": {"photoId": 7}})),
+            Err(DomainError::InvalidField {
+                field: "photoId",
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(json!({"type": "system.maintenance", "data": [1]})),
+            Err(DomainError::InvalidField { field: "data", .. })
+        ));
+        assert!(matches!(
+            parse(
+                json!({"type": "system.maintenance", "data": {"big": "x".repeat(MAX_EVENT_DATA_BYTES)}})
+            ),
+            Err(DomainError::TooLarge { .. })
+        ));
+        let maintenance = parse(json!({"type": "system.maintenance"})).expect("no data needed");
+        assert!(maintenance.photo_id.is_none());
+    }
+
+    /// Type codes are stable and unique.
+    #[test]
+    fn type_codes_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::from_code(t.code()), Some(t));
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Identifier newtypes: photo, user, client, session and event ids.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::DomainError;
+
+/// Longest identifier accepted, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Longest event id accepted, in bytes (producers' idempotency keys may be longer than ids).
+const MAX_EVENT_ID_LEN: usize = 256;
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+}
+
+fn check_name(field: &'static str, s: &str) -> Result<(), DomainError> {
+    if s.is_empty() {
+        return Err(DomainError::InvalidId {
+            field,
+            reason: "must not be empty",
+        });
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(DomainError::InvalidId {
+            field,
+            reason: "longer than 128 characters",
+        });
+    }
+    if !s.chars().all(is_name_char) {
+        return Err(DomainError::InvalidId {
+            field,
+            reason: "only A-Z a-z 0-9 . _ : - are allowed",
+        });
+    }
+    Ok(())
+}
+
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Parses and validates (non-empty, at most 128 characters of `A-Z a-z 0-9 . _ : -`).
+            pub fn parse(s: &str) -> Result<Self, DomainError> {
+                check_name($field, s)?;
+                Ok(Self(Arc::from(s)))
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A photo's id, as producers and clients name it.
+    PhotoId,
+    "photoId"
+);
+name_type!(
+    /// A user's id: a token's `sub`, a photo's owner.
+    UserId,
+    "userId"
+);
+name_type!(
+    /// A client application instance's id, chosen by the client at handshake.
+    ClientId,
+    "clientId"
+);
+name_type!(
+    /// A client session's id, optional at handshake.
+    SessionId,
+    "sessionId"
+);
+
+/// An event's id: the producer's idempotency key, or one the hub generated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(Arc<str>);
+
+impl EventId {
+    /// Parses a producer's id: 1 to 256 bytes, no control characters.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        if s.is_empty() {
+            return Err(DomainError::InvalidId {
+                field: "id",
+                reason: "must not be empty",
+            });
+        }
+        if s.len() > MAX_EVENT_ID_LEN {
+            return Err(DomainError::InvalidId {
+                field: "id",
+                reason: "longer than 256 bytes",
+            });
+        }
+        if s.chars().any(char::is_control) {
+            return Err(DomainError::InvalidId {
+                field: "id",
+                reason: "must not contain control characters",
+            });
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// A fresh random id (128 random bits, hex), for events sent without one.
+    pub fn generate() -> Self {
+        let n: u128 = rand::random();
+        Self(Arc::from(format!("{n:032x}")))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The photo id alphabet and length limit of CONTRACT.md section 3.
+    #[test]
+    fn photo_id_validation() {
+        assert!(PhotoId::parse("p1.a_b:c-D9").is_ok());
+        assert!(PhotoId::parse(&"a".repeat(128)).is_ok());
+        assert!(PhotoId::parse(&"a".repeat(129)).is_err());
+        assert!(PhotoId::parse("").is_err());
+        assert!(PhotoId::parse("a b").is_err());
+        assert!(PhotoId::parse("a/b").is_err());
+        assert!(PhotoId::parse("é").is_err());
+    }
+
+    /// Event ids are free text but bounded and without control characters.
+    #[test]
+    fn event_id_validation() {
+        assert!(EventId::parse("order 42 / retry").is_ok());
+        assert!(EventId::parse("").is_err());
+        assert!(EventId::parse("a\nb").is_err());
+        assert!(EventId::parse(&"x".repeat(257)).is_err());
+        assert_ne!(EventId::generate(), EventId::generate());
+    }
+}

@@ -1,0 +1,366 @@
+//! The committer: one thread that owns seq assignment and writes group commits.
+//!
+//! Appenders queue requests; the committer takes everything queued (up to a limit), stages each
+//! request against the stored state plus what earlier requests of the same group staged, and
+//! writes the whole group with one `apply_batch` and one `flush`. Concurrent appenders therefore
+//! share one flush, and because a single thread assigns seqs, a room's seqs can have no gap or
+//! repeat. A request that breaks a rule is dropped from the group without touching the others.
+//!
+//! The durable batch holds only what cannot be rebuilt: one record per event and room, the touched
+//! rooms' heads, the touched photos' status, and one commit record listing the seq ranges written.
+//! The event-id index is derivable, so it is written afterwards by the indexer (see `index`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec;
+use super::index::{self, IndexJob, PendingIds};
+use super::keys;
+use super::log::{VisibleHeads, stored_head};
+use super::records::{CommitRecord, EventRecord};
+use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
+
+/// One caller's batch and where to send its outcome.
+pub(super) struct AppendRequest {
+    pub events: Vec<Event>,
+    pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
+}
+
+/// Where committed events go for live delivery (at most one receiver).
+#[derive(Default)]
+pub(super) struct CommitListener(Mutex<Option<mpsc::UnboundedSender<Arc<[CommittedEvent]>>>>);
+
+impl CommitListener {
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<[CommittedEvent]>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(tx);
+        }
+        rx
+    }
+
+    fn publish(&self, events: Vec<CommittedEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        if let Ok(mut slot) = self.0.lock()
+            && let Some(tx) = slot.as_ref()
+            && tx.send(Arc::from(events)).is_err()
+        {
+            slot.take();
+        }
+    }
+}
+
+/// What a request (or a whole group) has staged on top of the stored state.
+#[derive(Default)]
+struct Overlay {
+    /// Room -> head after the staged events.
+    heads: HashMap<String, u64>,
+    /// Room -> head as stored before the group.
+    originals: HashMap<String, u64>,
+    statuses: HashMap<PhotoId, PhotoStatus>,
+    ids: HashMap<EventId, Vec<(Room, u64)>>,
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    committed: Vec<CommittedEvent>,
+}
+
+impl Overlay {
+    fn merge(&mut self, stage: Overlay) {
+        for (room, head) in stage.originals {
+            self.originals.entry(room).or_insert(head);
+        }
+        self.heads.extend(stage.heads);
+        self.statuses.extend(stage.statuses);
+        self.ids.extend(stage.ids);
+        self.records.extend(stage.records);
+        self.committed.extend(stage.committed);
+    }
+}
+
+/// The committer thread's state.
+pub(super) struct Committer {
+    db: sled::Db,
+    visible: Arc<VisibleHeads>,
+    pending_ids: Arc<PendingIds>,
+    listener: Arc<CommitListener>,
+    index_tx: std::sync::mpsc::Sender<IndexJob>,
+    max_group_events: usize,
+    next_commit_no: u64,
+}
+
+impl Committer {
+    pub fn new(
+        db: sled::Db,
+        visible: Arc<VisibleHeads>,
+        pending_ids: Arc<PendingIds>,
+        listener: Arc<CommitListener>,
+        index_tx: std::sync::mpsc::Sender<IndexJob>,
+        max_group_events: usize,
+    ) -> Self {
+        Self {
+            db,
+            visible,
+            pending_ids,
+            listener,
+            index_tx,
+            max_group_events,
+            next_commit_no: 1,
+        }
+    }
+
+    /// Serves append requests until every sender is gone.
+    pub fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut queued = first.events.len();
+            let mut group = vec![first];
+            while queued < self.max_group_events {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        queued += request.events.len();
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<AppendRequest>) {
+        let started = std::time::Instant::now();
+        let mut state = Overlay::default();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in &group {
+            let mut stage = Overlay::default();
+            let outcome = self.stage_request(&state, &mut stage, &request.events);
+            if outcome.is_ok() {
+                state.merge(stage);
+            }
+            outcomes.push(outcome);
+        }
+
+        if !state.heads.is_empty()
+            && let Err(e) = self.write(&state)
+        {
+            tracing::error!(error = %e, "group commit failed");
+            let reason = e.to_string();
+            for request in group {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::CommitFailed(reason.clone()).into()));
+            }
+            return;
+        }
+
+        let events = state.committed.len();
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            let _ = request.reply.send(outcome);
+        }
+        metrics::histogram!("event_log_group_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("event_log_events_appended_total").increment(events as u64);
+        self.listener.publish(state.committed);
+    }
+
+    /// Writes the group durably, then makes it visible to readers and hands it to the indexer.
+    fn write(&mut self, state: &Overlay) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
+        for (key, value) in &state.records {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        for (room, head) in &state.heads {
+            batch.insert(keys::head(room), codec::encode(head)?);
+            let first = state.originals.get(room).copied().unwrap_or(0) + 1;
+            ranges.push((room.clone(), first, *head));
+        }
+        for (photo, status) in &state.statuses {
+            batch.insert(keys::status(photo.as_str()), codec::encode(status)?);
+        }
+        let commit_no = self.next_commit_no;
+        batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
+
+        if let Ok(mut visible) = self.visible.write() {
+            for (room, original) in &state.originals {
+                visible.entry(room.clone()).or_insert(*original);
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.next_commit_no += 1;
+        // From here the batch is in sled's memory. Even if the flush fails, its ids must stay
+        // known so that a retried append is recognised instead of stored twice.
+        let ids: Vec<_> = state
+            .ids
+            .iter()
+            .map(|(id, rooms)| (id.clone(), rooms.clone()))
+            .collect();
+        if let Ok(mut pending) = self.pending_ids.lock() {
+            pending.extend(ids.iter().cloned());
+        }
+        let flushed = self.db.flush();
+        let _ = self.index_tx.send(IndexJob {
+            commit_no,
+            entries: ids,
+        });
+        flushed?;
+        if let Ok(mut visible) = self.visible.write() {
+            for (room, head) in &state.heads {
+                visible.insert(room.clone(), *head);
+            }
+        }
+        Ok(())
+    }
+
+    fn stage_request(
+        &self,
+        group: &Overlay,
+        stage: &mut Overlay,
+        events: &[Event],
+    ) -> Result<Vec<Receipt>, AppendError> {
+        let mut receipts = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let receipt = self
+                .stage_event(group, stage, event)?
+                .map_err(|rejection| AppendError::Rejected { index, rejection })?;
+            receipts.push(receipt);
+        }
+        Ok(receipts)
+    }
+
+    fn stage_event(
+        &self,
+        group: &Overlay,
+        stage: &mut Overlay,
+        event: &Event,
+    ) -> Result<Result<Receipt, Rejection>, StoreError> {
+        if !event.event_type.is_stored() {
+            return Ok(Err(Rejection::LiveOnly(event.event_type.as_str())));
+        }
+        if let Some(rooms) = self.stored_placement(group, stage, &event.id)? {
+            return Ok(Ok(Receipt {
+                event_id: event.id.clone(),
+                rooms,
+                duplicate: true,
+            }));
+        }
+        let before = match &event.photo_id {
+            Some(photo) => self.staged_status(group, stage, photo)?,
+            None => None,
+        };
+        let owner = match resolve_owner(event, before.as_ref()) {
+            Ok(owner) => owner,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let rooms = rooms_for(event.event_type, event.photo_id.as_ref(), owner.as_ref());
+        let data: Arc<str> = Arc::from(
+            serde_json::to_string(&event.data).map_err(|e| StoreError::Encode(e.to_string()))?,
+        );
+        let record = codec::encode(&EventRecord {
+            id: event.id.as_str().to_owned(),
+            type_code: event.event_type.code(),
+            data: data.to_string(),
+            timestamp_ms: event.timestamp.millis(),
+        })?;
+        let mut placement = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let name = room.to_string();
+            let seq = self.staged_head(group, stage, &name)? + 1;
+            stage.heads.insert(name.clone(), seq);
+            stage
+                .records
+                .push((keys::event(&name, seq), record.clone()));
+            placement.push((room, seq));
+        }
+        if let (Some(photo), Some(owner)) = (&event.photo_id, &owner) {
+            let photo_seq = placement
+                .iter()
+                .find(|(room, _)| matches!(room, Room::Photo(_)))
+                .map_or(0, |(_, seq)| *seq);
+            let status = PhotoStatus::apply(before.as_ref(), event, photo, owner, photo_seq);
+            stage.statuses.insert(photo.clone(), status);
+        }
+        stage.ids.insert(event.id.clone(), placement.clone());
+        stage.committed.push(CommittedEvent {
+            id: event.id.clone(),
+            event_type: event.event_type,
+            data,
+            timestamp: event.timestamp,
+            rooms: placement.clone(),
+        });
+        Ok(Ok(Receipt {
+            event_id: event.id.clone(),
+            rooms: placement,
+            duplicate: false,
+        }))
+    }
+
+    fn stored_placement(
+        &self,
+        group: &Overlay,
+        stage: &Overlay,
+        id: &EventId,
+    ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
+        if let Some(rooms) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
+            return Ok(Some(rooms.clone()));
+        }
+        index::lookup(&self.db, &self.pending_ids, id)
+    }
+
+    fn staged_status(
+        &self,
+        group: &Overlay,
+        stage: &Overlay,
+        photo: &PhotoId,
+    ) -> Result<Option<PhotoStatus>, StoreError> {
+        if let Some(status) = stage
+            .statuses
+            .get(photo)
+            .or_else(|| group.statuses.get(photo))
+        {
+            return Ok(Some(status.clone()));
+        }
+        let key = keys::status(photo.as_str());
+        self.db
+            .get(&key)?
+            .map(|v| codec::decode(&key, &v))
+            .transpose()
+    }
+
+    fn staged_head(
+        &self,
+        group: &Overlay,
+        stage: &mut Overlay,
+        room: &str,
+    ) -> Result<u64, StoreError> {
+        if let Some(head) = stage.heads.get(room).or_else(|| group.heads.get(room)) {
+            return Ok(*head);
+        }
+        let head = stored_head(&self.db, room)?;
+        stage.originals.insert(room.to_owned(), head);
+        Ok(head)
+    }
+}
+
+/// The owner a photo event is stored under: the stored owner, or the event's `userId` for a
+/// photo's first event. `None` for events that are not about a photo.
+fn resolve_owner(event: &Event, before: Option<&PhotoStatus>) -> Result<Option<UserId>, Rejection> {
+    let Some(photo_id) = &event.photo_id else {
+        return Ok(None);
+    };
+    match (before.map(|s| &s.user_id), &event.user_id) {
+        (Some(owner), Some(given)) if owner != given => Err(Rejection::OwnerMismatch {
+            photo_id: photo_id.clone(),
+            owner: owner.clone(),
+            given: given.clone(),
+        }),
+        (Some(owner), _) => Ok(Some(owner.clone())),
+        (None, Some(given)) => Ok(Some(given.clone())),
+        (None, None) => Err(Rejection::NoOwner {
+            photo_id: photo_id.clone(),
+        }),
+    }
+}

@@ -1,0 +1,100 @@
+//! Errors of the event log.
+
+use crate::domain::{PhotoId, UserId};
+
+/// A failure of the store itself (I/O, corruption, schema).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O error, or corruption sled detected itself).
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("corrupt record at key `{key}`: {reason}")]
+    Corrupt {
+        /// The record's key, escaped.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A record could not be encoded.
+    #[error("could not encode a record: {0}")]
+    Encode(String),
+    /// The data dir was written by a newer version of socket-bridge.
+    #[error(
+        "the store has schema version {found}, newer than this build supports ({supported}); \
+         run a newer socket-bridge or restore a backup"
+    )]
+    SchemaTooNew {
+        /// The store's version.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// A migration failed; the store was left at the previous version.
+    #[error("migration {version} ({name}) failed: {reason}")]
+    Migration {
+        /// The migration's number.
+        version: u32,
+        /// Its name.
+        name: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A group commit could not be written; none of its appends is acknowledged.
+    #[error("group commit failed: {0}")]
+    CommitFailed(String),
+    /// The store was closed.
+    #[error("the event log is closed")]
+    Closed,
+}
+
+/// Why an append was refused. Nothing of the batch was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The event at `index` of the batch breaks a rule that needs the stored state.
+    #[error("event {index} of the batch: {rejection}")]
+    Rejected {
+        /// Position in the batch.
+        index: usize,
+        /// The rule it breaks.
+        rejection: Rejection,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A rule of CONTRACT.md section 5 that depends on stored state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The event's `userId` is not the photo's owner.
+    #[error("owner_mismatch: photo {photo_id} belongs to {owner}, not {given}")]
+    OwnerMismatch {
+        /// The photo.
+        photo_id: PhotoId,
+        /// Its stored owner.
+        owner: UserId,
+        /// The `userId` the event carried.
+        given: UserId,
+    },
+    /// The photo has no owner yet and the event has no `userId`.
+    #[error("missing_owner: photo {photo_id} has no owner yet and the event carries no userId")]
+    NoOwner {
+        /// The photo.
+        photo_id: PhotoId,
+    },
+    /// The event type is live-only (`system.health`) and is never stored.
+    #[error("live_only: {0} events are not stored")]
+    LiveOnly(&'static str),
+}
+
+impl Rejection {
+    /// The short machine-readable code (`owner_mismatch`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::OwnerMismatch { .. } => "owner_mismatch",
+            Rejection::NoOwner { .. } => "missing_owner",
+            Rejection::LiveOnly(_) => "live_only",
+        }
+    }
+}

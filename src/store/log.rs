@@ -1,0 +1,306 @@
+//! [`EventLog`]: opening a data dir, reads, and the append call that hands batches to the
+//! committer thread.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec;
+use super::commit::{AppendRequest, CommitListener, Committer};
+use super::index::{self, PendingIds};
+use super::keys;
+use super::migrate;
+use super::records::{EventRecord, StoredEvent};
+use super::{AppendError, CommittedEvent, Receipt, StoreError};
+use crate::domain::{Event, EventId, EventType, PhotoId, PhotoStatus, Room, Timestamp, UserId};
+
+/// Tuning of an [`EventLog`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// sled's page cache size in bytes (sled's own default, 1 GiB, is too much for a sidecar).
+    pub cache_capacity_bytes: u64,
+    /// Most events one group commit takes before it flushes.
+    pub max_group_events: usize,
+    /// Append requests that may wait for the committer before `append` waits for room.
+    pub queue_depth: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            max_group_events: 4096,
+            queue_depth: 4096,
+        }
+    }
+}
+
+/// Head seqs that are durable, for rooms written since open. Reads never go past them, so a
+/// reader never sees an event that a crash could still take back. Rooms not in the map have not
+/// been written since open: everything stored for them is durable.
+pub(super) type VisibleHeads = RwLock<HashMap<String, u64>>;
+
+/// The durable per-room event log. Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    db: sled::Db,
+    epoch: String,
+    visible: Arc<VisibleHeads>,
+    pending_ids: Arc<PendingIds>,
+    listener: Arc<CommitListener>,
+    requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        close_shared(self);
+    }
+}
+
+impl EventLog {
+    /// Opens (or creates) the store in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`: runs pending migrations (refusing a store written by
+    /// a newer schema), re-indexes group commits a crash left unindexed, and starts the committer.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.as_ref())
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()?;
+        migrate::run(&db)?;
+        let recovered = index::recover(&db)?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "re-indexed event ids of group commits left by an unclean stop"
+            );
+        }
+        let epoch_key = keys::meta(keys::META_EPOCH);
+        let epoch: String = match db.get(&epoch_key)? {
+            Some(bytes) => codec::decode(&epoch_key, &bytes)?,
+            None => {
+                return Err(StoreError::Corrupt {
+                    key: keys::display(&epoch_key),
+                    reason: "the store has no epoch".into(),
+                });
+            }
+        };
+
+        let visible = Arc::new(VisibleHeads::default());
+        let pending_ids = Arc::new(PendingIds::default());
+        let listener = Arc::new(CommitListener::default());
+        let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
+        let (index_tx, index_rx) = std::sync::mpsc::channel();
+        let indexer = {
+            let db = db.clone();
+            let pending = Arc::clone(&pending_ids);
+            std::thread::Builder::new()
+                .name("event-log-indexer".into())
+                .spawn(move || index::run_indexer(db, pending, index_rx))
+                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+        };
+        let committer = Committer::new(
+            db.clone(),
+            Arc::clone(&visible),
+            Arc::clone(&pending_ids),
+            Arc::clone(&listener),
+            index_tx,
+            options.max_group_events.max(1),
+        );
+        let committer = std::thread::Builder::new()
+            .name("event-log-committer".into())
+            .spawn(move || committer.run(request_rx))
+            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+
+        Ok(Self {
+            shared: Arc::new(Shared {
+                db,
+                epoch,
+                visible,
+                pending_ids,
+                listener,
+                requests: Mutex::new(Some(request_tx)),
+                threads: Mutex::new(vec![committer, indexer]),
+            }),
+        })
+    }
+
+    /// The store's identity: a random id made when the data dir was created.
+    pub fn epoch(&self) -> &str {
+        &self.shared.epoch
+    }
+
+    /// Appends a batch atomically and durably: when it returns `Ok`, every event of the batch is
+    /// flushed to disk with the next seq of each of its rooms, together with the rooms' heads and
+    /// the photos' status. An event whose id is already stored is not written again; its receipt
+    /// repeats the stored rooms and seqs. If any event breaks a rule, nothing is stored.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, AppendError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sender = self
+            .shared
+            .requests
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(AppendRequest { events, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Receives every event as it becomes durable, in commit order. One receiver at a time: a new
+    /// call replaces the previous receiver. Events committed before the call are not sent.
+    pub fn subscribe_commits(&self) -> mpsc::UnboundedReceiver<Arc<[CommittedEvent]>> {
+        self.shared.listener.subscribe()
+    }
+
+    /// The last seq assigned in `room` that is durable (0 for a room that never had an event).
+    pub fn head(&self, room: &Room) -> Result<u64, StoreError> {
+        self.head_by_name(&room.to_string())
+    }
+
+    fn head_by_name(&self, room: &str) -> Result<u64, StoreError> {
+        if let Some(head) = self
+            .shared
+            .visible
+            .read()
+            .ok()
+            .and_then(|v| v.get(room).copied())
+        {
+            return Ok(head);
+        }
+        stored_head(&self.shared.db, room)
+    }
+
+    /// The oldest seq still kept in `room`, or `head + 1` when none is kept (a new room gives 1).
+    pub fn oldest(&self, room: &Room) -> Result<u64, StoreError> {
+        let name = room.to_string();
+        let head = self.head_by_name(&name)?;
+        let prefix = keys::event_prefix(&name);
+        match self.shared.db.scan_prefix(&prefix).keys().next() {
+            Some(key) => {
+                let key = key?;
+                let (_, seq) = keys::parse_event(&key).ok_or_else(|| StoreError::Corrupt {
+                    key: keys::display(&key),
+                    reason: "malformed event key".into(),
+                })?;
+                Ok(if seq > head { head + 1 } else { seq })
+            }
+            None => Ok(head + 1),
+        }
+    }
+
+    /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones only.
+    pub fn read(
+        &self,
+        room: &Room,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let name = room.to_string();
+        let head = self.head_by_name(&name)?;
+        if after >= head || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = keys::event(&name, after + 1);
+        let end = keys::event(&name, head);
+        let mut out = Vec::with_capacity(limit.min((head - after) as usize));
+        for entry in self.shared.db.range(start..=end).take(limit) {
+            let (key, value) = entry?;
+            out.push(decode_event(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The status of a photo, if it has any stored event.
+    pub fn status(&self, photo_id: &PhotoId) -> Result<Option<PhotoStatus>, StoreError> {
+        let key = keys::status(photo_id.as_str());
+        self.shared
+            .db
+            .get(&key)?
+            .map(|v| codec::decode(&key, &v))
+            .transpose()
+    }
+
+    /// The owner of a photo: the `userId` of its first stored event that carried one.
+    pub fn owner(&self, photo_id: &PhotoId) -> Result<Option<UserId>, StoreError> {
+        Ok(self.status(photo_id)?.map(|s| s.user_id))
+    }
+
+    /// Where an event id is stored, if it is.
+    pub fn placement(&self, id: &EventId) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
+        index::lookup(&self.shared.db, &self.shared.pending_ids, id)
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.shared.db.size_on_disk()?)
+    }
+
+    /// Stops the committer after the appends already queued, and flushes. Later appends fail with
+    /// [`StoreError::Closed`]; reads keep working.
+    pub fn close(&self) -> Result<(), StoreError> {
+        close_shared(&self.shared);
+        self.shared.db.flush()?;
+        Ok(())
+    }
+}
+
+fn close_shared(shared: &Shared) {
+    if let Ok(mut requests) = shared.requests.lock() {
+        requests.take();
+    }
+    let threads = shared
+        .threads
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("an event log thread panicked");
+        }
+    }
+}
+
+/// The head record of `room` as stored (0 when the room has none).
+pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
+    let key = keys::head(room);
+    Ok(match db.get(&key)? {
+        Some(v) => codec::decode(&key, &v)?,
+        None => 0,
+    })
+}
+
+/// Decodes an event record read from `key`.
+pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: keys::display(key),
+        reason: reason.into(),
+    };
+    let (_, seq) = keys::parse_event(key).ok_or_else(|| corrupt("malformed event key"))?;
+    let record: EventRecord = codec::decode(key, value)?;
+    Ok(StoredEvent {
+        seq,
+        id: EventId::parse(&record.id).map_err(|_| corrupt("invalid event id"))?,
+        event_type: EventType::from_code(record.type_code)
+            .ok_or_else(|| corrupt("unknown event type"))?,
+        data: Arc::from(record.data),
+        timestamp: Timestamp::from_millis(record.timestamp_ms),
+    })
+}

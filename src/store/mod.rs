@@ -1,0 +1,28 @@
+//! The durable per-room event log, kept in one sled tree.
+//!
+//! Every stored event belongs to one or more rooms and gets the next sequence number of each: per
+//! room the seqs are 1, 2, 3, ... with no gap and no repeat. Appends are durable when they return
+//! and concurrent appenders share flushes (group commit, see `commit`).
+//!
+//! # Layout
+//! - `keys`: every key of the tree, built in one place (fixed-width big-endian numbers).
+//! - `codec`: the record encoding (a version byte, then bincode); decoding never panics.
+//! - `records`: what is stored and what appends answer.
+//! - `log`: [`EventLog`], opening, reads, and the public append call.
+//! - `commit`: the single committer thread that assigns seqs and writes group commits.
+//! - `index`: the event-id index, written behind the committer and recovered at open.
+//! - `migrate`: schema versions and the numbered migrations in `migrations/`.
+
+mod codec;
+mod commit;
+mod error;
+mod index;
+mod keys;
+mod log;
+mod migrate;
+mod records;
+
+pub use error::{AppendError, Rejection, StoreError};
+pub use log::{EventLog, StoreOptions};
+pub use migrate::SCHEMA_VERSION;
+pub use records::{CommittedEvent, Receipt, StoredEvent};
