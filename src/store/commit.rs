@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec;
 use super::index::{self, IndexJob, PendingIds};
 use super::keys;
-use super::log::{VisibleHeads, stored_head};
-use super::records::{CommitRecord, EventRecord};
+use super::log::{VisibleHeads, read_status, stored_head};
+use super::records::{CommitRecord, EventRecord, StatusRecord};
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
 
@@ -179,7 +179,10 @@ impl Committer {
             ranges.push((room.clone(), first, *head));
         }
         for (photo, status) in &state.statuses {
-            batch.insert(keys::status(photo.as_str()), codec::encode(status)?);
+            batch.insert(
+                keys::status(photo.as_str()),
+                codec::encode(&StatusRecord::from(status))?,
+            );
         }
         let commit_no = self.next_commit_no;
         batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
@@ -323,11 +326,7 @@ impl Committer {
         {
             return Ok(Some(status.clone()));
         }
-        let key = keys::status(photo.as_str());
-        self.db
-            .get(&key)?
-            .map(|v| codec::decode(&key, &v))
-            .transpose()
+        read_status(&self.db, photo)
     }
 
     fn staged_head(

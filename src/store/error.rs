@@ -43,6 +43,9 @@ pub enum StoreError {
     /// A group commit could not be written; none of its appends is acknowledged.
     #[error("group commit failed: {0}")]
     CommitFailed(String),
+    /// Another process holds the data dir.
+    #[error("the data dir is in use by another process (is a hub running?): {0}")]
+    Locked(String),
     /// The store was closed.
     #[error("the event log is closed")]
     Closed,

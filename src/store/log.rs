@@ -13,7 +13,7 @@ use super::commit::{AppendRequest, CommitListener, Committer};
 use super::index::{self, PendingIds};
 use super::keys;
 use super::migrate;
-use super::records::{EventRecord, StoredEvent};
+use super::records::{EventRecord, StatusRecord, StoredEvent};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
 use crate::domain::{Event, EventId, EventType, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 
@@ -74,10 +74,10 @@ impl EventLog {
     /// Opens (or creates) the store in `dir`: runs pending migrations (refusing a store written by
     /// a newer schema), re-indexes group commits a crash left unindexed, and starts the committer.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.as_ref())
-            .cache_capacity(options.cache_capacity_bytes)
-            .open()?;
+            .cache_capacity(options.cache_capacity_bytes);
+        let db = open_waiting_for_lock(&config)?;
         migrate::run(&db)?;
         let recovered = index::recover(&db)?;
         if recovered > 0 {
@@ -230,12 +230,7 @@ impl EventLog {
 
     /// The status of a photo, if it has any stored event.
     pub fn status(&self, photo_id: &PhotoId) -> Result<Option<PhotoStatus>, StoreError> {
-        let key = keys::status(photo_id.as_str());
-        self.shared
-            .db
-            .get(&key)?
-            .map(|v| codec::decode(&key, &v))
-            .transpose()
+        read_status(&self.shared.db, photo_id)
     }
 
     /// The owner of a photo: the `userId` of its first stored event that carried one.
@@ -278,6 +273,29 @@ fn close_shared(shared: &Shared) {
     }
 }
 
+/// How long `open` waits for another handle on the same directory to let go of its lock. sled
+/// releases the lock from a background thread a few milliseconds after the last handle is dropped,
+/// so an immediate reopen (a restart in the same process, a test) would otherwise fail.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked(e.to_string()));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 /// The head record of `room` as stored (0 when the room has none).
 pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
     let key = keys::head(room);
@@ -285,6 +303,25 @@ pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> 
         Some(v) => codec::decode(&key, &v)?,
         None => 0,
     })
+}
+
+/// The stored status of a photo.
+pub(super) fn read_status(
+    db: &sled::Db,
+    photo_id: &PhotoId,
+) -> Result<Option<PhotoStatus>, StoreError> {
+    let key = keys::status(photo_id.as_str());
+    let Some(bytes) = db.get(&key)? else {
+        return Ok(None);
+    };
+    let record: StatusRecord = codec::decode(&key, &bytes)?;
+    record
+        .into_status()
+        .map(Some)
+        .map_err(|reason| StoreError::Corrupt {
+            key: keys::display(&key),
+            reason: reason.into(),
+        })
 }
 
 /// Decodes an event record read from `key`.

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EventId, EventType, Room, Timestamp};
+use crate::domain::{
+    EventId, EventType, PhotoId, PhotoStatus, ProcessingState, Room, Timestamp, UserId,
+};
 
 /// The stored form of one event in one room (the room and seq are in the key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +16,60 @@ pub(super) struct EventRecord {
     /// The event's `data` object as JSON text.
     pub data: String,
     pub timestamp_ms: i64,
+}
+
+/// The stored form of a photo's status (the wire form, [`PhotoStatus`], has optional fields that
+/// a non-self-describing encoding cannot skip).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StatusRecord {
+    pub photo_id: String,
+    pub user_id: String,
+    pub state: u8,
+    pub progress: u8,
+    pub last_type_code: u8,
+    pub last_seq: u64,
+    pub updated_at_ms: i64,
+    pub error: Option<String>,
+}
+
+const STATES: [ProcessingState; 5] = [
+    ProcessingState::Pending,
+    ProcessingState::Processing,
+    ProcessingState::Completed,
+    ProcessingState::Failed,
+    ProcessingState::Deleted,
+];
+
+impl From<&PhotoStatus> for StatusRecord {
+    fn from(s: &PhotoStatus) -> Self {
+        Self {
+            photo_id: s.photo_id.to_string(),
+            user_id: s.user_id.to_string(),
+            state: STATES.iter().position(|x| *x == s.status).unwrap_or(0) as u8,
+            progress: s.progress,
+            last_type_code: s.last_event_type.code(),
+            last_seq: s.last_seq,
+            updated_at_ms: s.updated_at.millis(),
+            error: s.error.clone(),
+        }
+    }
+}
+
+impl StatusRecord {
+    /// The wire form, or what is invalid about the record.
+    pub fn into_status(self) -> Result<PhotoStatus, &'static str> {
+        Ok(PhotoStatus {
+            photo_id: PhotoId::parse(&self.photo_id).map_err(|_| "invalid photo id")?,
+            user_id: UserId::parse(&self.user_id).map_err(|_| "invalid user id")?,
+            status: *STATES.get(self.state as usize).ok_or("unknown state")?,
+            progress: self.progress,
+            last_event_type: EventType::from_code(self.last_type_code)
+                .ok_or("unknown event type")?,
+            last_seq: self.last_seq,
+            updated_at: Timestamp::from_millis(self.updated_at_ms),
+            error: self.error,
+        })
+    }
 }
 
 /// Rooms and seqs an event was stored at (the id index's value).

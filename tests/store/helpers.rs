@@ -1,0 +1,47 @@
+//! Event builders shared by the store tests.
+
+use serde_json::{Map, Value, json};
+use socket_bridge::domain::{Event, EventId, EventType, Timestamp};
+
+/// A validated event of `event_type` for `photo` owned by `user` (both in `data`).
+pub fn photo_event(
+    id: &str,
+    event_type: EventType,
+    photo: &str,
+    user: &str,
+    extra: Value,
+) -> Event {
+    let mut data = Map::new();
+    data.insert("photoId".into(), json!(photo));
+    data.insert("userId".into(), json!(user));
+    if let Value::Object(extra) = extra {
+        data.extend(extra);
+    }
+    Event::new(
+        EventId::parse(id).expect("valid id"),
+        event_type,
+        data,
+        Timestamp::now(),
+    )
+    .expect("valid event")
+}
+
+/// A `system.maintenance` event (stored in `global`).
+pub fn maintenance(id: &str) -> Event {
+    Event::new(
+        EventId::parse(id).expect("valid id"),
+        EventType::SystemMaintenance,
+        Map::new(),
+        Timestamp::now(),
+    )
+    .expect("valid event")
+}
+
+/// A multi-threaded runtime like the server's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

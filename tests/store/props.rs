@@ -1,0 +1,368 @@
+//! Property tests: gap-free seqs under concurrency, idempotent ids, status derivation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use proptest::prelude::*;
+use serde_json::json;
+use socket_bridge::domain::{Event, EventId, EventType, PhotoId, ProcessingState, Room, Timestamp};
+use socket_bridge::store::{AppendError, EventLog, Receipt, Rejection};
+
+use crate::helpers::{maintenance, photo_event, runtime};
+
+/// What one generated event is: a kind, a photo index, and whether it reuses a shared id.
+#[derive(Debug, Clone)]
+struct Spec {
+    kind: u8,
+    photo: u8,
+    shared_id: Option<u8>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (0u8..6, 0u8..5, prop::option::weighted(0.15, 0u8..4)).prop_map(|(kind, photo, shared_id)| {
+        Spec {
+            kind,
+            photo,
+            shared_id,
+        }
+    })
+}
+
+fn build(spec: &Spec, id: String) -> Event {
+    let photo = format!("p{}", spec.photo);
+    let user = format!("u{}", spec.photo % 2);
+    let types = [
+        EventType::PhotoUploaded,
+        EventType::ProcessingStarted,
+        EventType::ProcessingProgress,
+        EventType::ProcessingCompleted,
+        EventType::ProcessingFailed,
+    ];
+    match types.get(spec.kind as usize) {
+        Some(t) => photo_event(&id, *t, &photo, &user, json!({"progress": 50})),
+        None => maintenance(&id),
+    }
+}
+
+type Tasks = Vec<Vec<Vec<Spec>>>;
+
+fn tasks() -> impl Strategy<Value = Tasks> {
+    prop::collection::vec(
+        prop::collection::vec(prop::collection::vec(spec(), 1..6), 1..5),
+        2..9,
+    )
+}
+
+/// Appends every task's batches concurrently and returns all receipts.
+async fn run_tasks(log: &EventLog, tasks: &Tasks) -> Vec<Receipt> {
+    let mut handles = Vec::new();
+    for (t, batches) in tasks.iter().enumerate() {
+        let log = log.clone();
+        let batches: Vec<Vec<_>> = batches
+            .iter()
+            .enumerate()
+            .map(|(b, batch)| {
+                batch
+                    .iter()
+                    .enumerate()
+                    .map(|(e, s)| {
+                        let id = match s.shared_id {
+                            Some(k) => format!("shared-{k}"),
+                            None => format!("t{t}-b{b}-e{e}"),
+                        };
+                        build(s, id)
+                    })
+                    .collect()
+            })
+            .collect();
+        handles.push(tokio::spawn(async move {
+            let mut receipts = Vec::new();
+            for batch in batches {
+                receipts.extend(log.append(batch).await.expect("append"));
+            }
+            receipts
+        }));
+    }
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("task"));
+    }
+    all
+}
+
+/// Checks that every room's seqs are exactly 1..n, that reads return the events the receipts
+/// name, and that each id was stored once.
+fn check_log(log: &EventLog, receipts: &[Receipt]) {
+    let mut by_room: BTreeMap<Room, BTreeMap<u64, String>> = BTreeMap::new();
+    let mut by_id: HashMap<String, Vec<&Receipt>> = HashMap::new();
+    for receipt in receipts {
+        by_id
+            .entry(receipt.event_id.to_string())
+            .or_default()
+            .push(receipt);
+        if receipt.duplicate {
+            continue;
+        }
+        for (room, seq) in &receipt.rooms {
+            let previous = by_room
+                .entry(room.clone())
+                .or_default()
+                .insert(*seq, receipt.event_id.to_string());
+            assert!(previous.is_none(), "seq {seq} of {room} assigned twice");
+        }
+    }
+    for (id, receipts) in &by_id {
+        assert_eq!(
+            receipts.iter().filter(|r| !r.duplicate).count(),
+            1,
+            "{id} stored exactly once"
+        );
+        assert!(
+            receipts.windows(2).all(|w| w[0].rooms == w[1].rooms),
+            "{id}: receipts agree"
+        );
+    }
+    for (room, seqs) in &by_room {
+        let n = seqs.len() as u64;
+        assert_eq!(
+            seqs.keys().copied().collect::<Vec<_>>(),
+            (1..=n).collect::<Vec<_>>(),
+            "{room} gap-free"
+        );
+        assert_eq!(log.head(room).expect("head"), n);
+        let read = log.read(room, 0, 10_000).expect("read");
+        let read_ids: Vec<(u64, String)> = read.iter().map(|e| (e.seq, e.id.to_string())).collect();
+        let expected: Vec<(u64, String)> = seqs.iter().map(|(s, id)| (*s, id.clone())).collect();
+        assert_eq!(read_ids, expected, "{room} reads back what was appended");
+        if let Room::Photo(photo) = room {
+            let status = log
+                .status(photo)
+                .expect("status")
+                .expect("photo has a status");
+            assert_eq!(status.last_seq, n, "{room}: status lastSeq is the head");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random batches from concurrent tasks into overlapping rooms give every room seqs 1..n,
+    /// reads return exactly what was appended, shared ids are stored once, and all of it is
+    /// still true after closing and reopening the store.
+    #[test]
+    fn concurrent_appends_are_gap_free_and_idempotent(tasks in tasks()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = runtime();
+        let receipts = rt.block_on(async {
+            let log = EventLog::open(dir.path()).expect("open");
+            let receipts = run_tasks(&log, &tasks).await;
+            check_log(&log, &receipts);
+            log.close().expect("close");
+            receipts
+        });
+        let log = EventLog::open(dir.path()).expect("reopen");
+        check_log(&log, &receipts);
+        for receipt in &receipts {
+            let placement = log.placement(&receipt.event_id).expect("lookup").expect("id indexed");
+            prop_assert_eq!(&placement, &receipt.rooms);
+        }
+    }
+
+    /// Status derivation follows CONTRACT.md section 5, checked against a small reference model.
+    #[test]
+    fn status_follows_the_reference_model(steps in prop::collection::vec((0u8..6, prop::option::of(0u8..=100)), 1..40)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = runtime();
+        let log = EventLog::open(dir.path()).expect("open");
+        let photo = PhotoId::parse("p").expect("id");
+        let mut model = Model::default();
+        for (i, (kind, progress)) in steps.iter().enumerate() {
+            let t = MODEL_TYPES[*kind as usize];
+            let extra = match progress {
+                Some(p) => json!({"progress": p, "error": format!("e{i}")}),
+                None => json!({"error": format!("e{i}")}),
+            };
+            let event = photo_event(&format!("s{i}"), t, "p", "u", extra);
+            rt.block_on(log.append(vec![event])).expect("append");
+            model.apply(t, *progress, format!("e{i}"));
+            let status = log.status(&photo).expect("status").expect("exists");
+            prop_assert_eq!(status.status, model.state, "after step {} ({})", i, t);
+            prop_assert_eq!(status.progress, model.progress);
+            prop_assert_eq!(status.error.clone(), model.error.clone());
+            prop_assert_eq!(status.last_seq, i as u64 + 1);
+            prop_assert_eq!(status.last_event_type, t);
+        }
+    }
+}
+
+const MODEL_TYPES: [EventType; 6] = [
+    EventType::PhotoUploaded,
+    EventType::ProcessingStarted,
+    EventType::ProcessingProgress,
+    EventType::ProcessingCompleted,
+    EventType::ProcessingFailed,
+    EventType::PhotoDeleted,
+];
+
+/// The status rules written out plainly, as a table of transitions.
+struct Model {
+    state: ProcessingState,
+    progress: u8,
+    error: Option<String>,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self {
+            state: ProcessingState::Pending,
+            progress: 0,
+            error: None,
+        }
+    }
+}
+
+impl Model {
+    fn apply(&mut self, t: EventType, progress: Option<u8>, error: String) {
+        use ProcessingState::*;
+        let final_state = match t {
+            EventType::PhotoDeleted => self.state == Deleted,
+            _ => matches!(self.state, Completed | Deleted),
+        };
+        if final_state {
+            return;
+        }
+        match t {
+            EventType::PhotoUploaded => *self = Model::default(),
+            EventType::ProcessingStarted | EventType::ProcessingProgress => {
+                self.state = Processing;
+                if let Some(p) = progress {
+                    self.progress = p;
+                }
+                self.error = None;
+            }
+            EventType::ProcessingCompleted => {
+                self.state = Completed;
+                self.progress = 100;
+                self.error = None;
+            }
+            EventType::ProcessingFailed => {
+                self.state = Failed;
+                self.error = Some(error);
+            }
+            EventType::PhotoDeleted => self.state = Deleted,
+            _ => {}
+        }
+    }
+}
+
+/// An owner mismatch anywhere in a batch rejects the whole batch: nothing of it is stored.
+#[test]
+fn a_rejected_event_rejects_its_whole_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    rt.block_on(log.append(vec![photo_event(
+        "a",
+        EventType::PhotoUploaded,
+        "p2",
+        "owner",
+        json!({}),
+    )]))
+    .expect("first upload");
+    let batch = vec![
+        photo_event("b", EventType::PhotoUploaded, "p1", "u1", json!({})),
+        photo_event(
+            "c",
+            EventType::ProcessingStarted,
+            "p2",
+            "intruder",
+            json!({}),
+        ),
+    ];
+    let err = rt.block_on(log.append(batch)).expect_err("owner mismatch");
+    assert!(
+        matches!(
+            err,
+            AppendError::Rejected {
+                index: 1,
+                rejection: Rejection::OwnerMismatch { .. }
+            }
+        ),
+        "{err}"
+    );
+    let p1 = PhotoId::parse("p1").expect("id");
+    assert_eq!(
+        log.head(&Room::photo(&p1)).expect("head"),
+        0,
+        "nothing of the batch stored"
+    );
+    assert!(log.status(&p1).expect("status").is_none());
+    assert!(
+        log.placement(&EventId::parse("b").expect("id"))
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+/// A photo's first event must name its owner; later ones may omit it.
+#[test]
+fn first_photo_event_needs_an_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    let mut event = photo_event("x", EventType::ProcessingStarted, "p9", "u", json!({}));
+    event.data.remove("userId");
+    event.user_id = None;
+    let err = rt
+        .block_on(log.append(vec![event.clone()]))
+        .expect_err("no owner");
+    assert!(
+        matches!(
+            err,
+            AppendError::Rejected {
+                index: 0,
+                rejection: Rejection::NoOwner { .. }
+            }
+        ),
+        "{err}"
+    );
+    let upload = photo_event("up", EventType::PhotoUploaded, "p9", "u", json!({}));
+    let receipts = rt
+        .block_on(log.append(vec![upload, event]))
+        .expect("owner known now");
+    let p9 = PhotoId::parse("p9").expect("id");
+    assert_eq!(receipts[1].rooms, vec![(Room::photo(&p9), 2)]);
+    assert_eq!(
+        log.owner(&p9).expect("owner").map(|u| u.to_string()),
+        Some("u".into())
+    );
+}
+
+/// `system.health` is live-only: the store refuses it.
+#[test]
+fn live_only_events_are_not_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    let health = Event::new(
+        EventId::generate(),
+        EventType::SystemHealth,
+        serde_json::Map::new(),
+        Timestamp::now(),
+    )
+    .expect("valid");
+    let err = rt
+        .block_on(log.append(vec![health]))
+        .expect_err("live only");
+    assert!(
+        matches!(
+            err,
+            AppendError::Rejected {
+                rejection: Rejection::LiveOnly(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(log.head(&Room::Global).expect("head"), 0);
+}
