@@ -5,6 +5,22 @@
 //! # Layout
 //! - [`domain`]: validated types (ids, rooms, events, routing, photo status); parse once, then trust.
 //! - [`store`]: the durable per-room event log in sled (group commit, id index, migrations).
+//! - [`auth`]: HS256 tokens, the generated secret, permissions.
+//! - [`access`]: who may read which photo and room.
+//! - [`realtime`]: Socket.IO handshake, handlers, and gap-free delivery (replay, resume, slow clients).
+//! - [`bus`]: the event bus seam and its in-process implementation.
+//! - [`ingest`]: the one path by which events enter (validate, store, broadcast live-only ones).
+//! - [`http`]: the API (health, metrics, ingest, history, status).
+//! - [`config`]: flags and environment; [`telemetry`]: logs and metrics; [`app`]: wiring and shutdown.
 
+pub mod access;
+pub mod app;
+pub mod auth;
+pub mod bus;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod realtime;
 pub mod store;
+pub mod telemetry;

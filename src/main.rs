@@ -1,1 +1,77 @@
-fn main() {}
+//! The `socket-bridge` binary: `serve` (default) and `token`.
+
+use anyhow::Context;
+use clap::Parser;
+use socket_bridge::app::Application;
+use socket_bridge::auth::TokenAuthority;
+use socket_bridge::config::{Cli, Command, ServeArgs};
+use socket_bridge::telemetry;
+
+/// How long shutdown may take before the process exits anyway.
+const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+    {
+        Command::Serve(args) => serve(args).await,
+        Command::Token(args) => {
+            let (tokens, _) =
+                TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)
+                    .context("loading the token secret")?;
+            let token = tokens
+                .mint(&args.user, &args.permissions, args.ttl)
+                .context("signing the token")?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init_logging();
+    let app = Application::build(&args)
+        .await
+        .context("starting socket-bridge")?;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    };
+    let run = tokio::spawn(app.run_until_stopped(shutdown));
+    tokio::pin!(run);
+    tokio::select! {
+        finished = &mut run => return finished.context("server task")?.context("serving"),
+        _ = stopping_rx => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_LIMIT, run).await {
+        Ok(finished) => finished.context("server task")?.context("shutting down"),
+        Err(_) => anyhow::bail!("shutdown took longer than {SHUTDOWN_LIMIT:?}"),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the hub");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,205 @@
+//! Building the whole service from its settings, then running it until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderValue, Method};
+use serde_json::json;
+use socketioxide::SocketIo;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::{SecretError, TokenAuthority};
+use crate::bus::{EventBus, InProcessBus};
+use crate::config::ServeArgs;
+use crate::domain::Timestamp;
+use crate::http::{self, AppState};
+use crate::ingest::Ingest;
+use crate::realtime::{self, Hub, HubOptions, Realtime};
+use crate::store::{EventLog, StoreError};
+use crate::telemetry;
+
+/// Why the hub could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The event log could not be opened or closed.
+    #[error("event log: {0}")]
+    Store(#[from] StoreError),
+    /// The token secret could not be loaded.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Binding or serving the listener failed.
+    #[error("listener {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A setting is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// A built hub, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    io: SocketIo,
+    log: EventLog,
+    ingest: Ingest,
+    bus: InProcessBus,
+}
+
+impl Application {
+    /// Opens the store, loads the token secret, binds the listener and wires everything.
+    pub async fn build(args: &ServeArgs) -> Result<Self, AppError> {
+        if args.nats_url.is_some() {
+            return Err(AppError::Config(
+                "--nats-url: the NATS JetStream bus is not available in this build yet; leave it unset for the in-process bus".into(),
+            ));
+        }
+        let log = EventLog::open(args.data.data_dir.join("store"))?;
+        let (tokens, generated) =
+            TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)?;
+        if generated {
+            tracing::info!(
+                path = %args.data.data_dir.join("jwt-secret").display(),
+                "generated a token secret; mint a token with `socket-bridge token --user <id> --permission read:photos`"
+            );
+        }
+        if args.insecure_dev_auth {
+            tracing::warn!(
+                "--insecure-dev-auth: sockets may connect with a bare userId and no token; never use this in production"
+            );
+        }
+        let bus = InProcessBus::default();
+        let shared_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+        let hub = Hub::new(
+            log.clone(),
+            HubOptions {
+                slow_client_timeout: args.slow_client_timeout,
+            },
+        );
+        let realtime = Realtime {
+            log: log.clone(),
+            hub: hub.clone(),
+            tokens: tokens.clone(),
+            bus: Arc::clone(&shared_bus),
+            insecure_dev_auth: args.insecure_dev_auth,
+        };
+        let (socket_layer, io) = SocketIo::builder()
+            .ping_interval(Duration::from_millis(args.ping_interval_ms))
+            .ping_timeout(Duration::from_millis(args.ping_timeout_ms))
+            .max_payload(args.max_buffer_size)
+            .max_buffer_size(args.socket_queue_packets)
+            .with_state(realtime)
+            .build_layer();
+        realtime::register(&io);
+        hub.start();
+
+        let ingest = Ingest::new(log.clone(), io.clone());
+        let state = AppState {
+            log: log.clone(),
+            hub,
+            ingest: ingest.clone(),
+            tokens,
+            bus: shared_bus,
+            metrics: telemetry::metrics_handle(),
+            started: Instant::now(),
+        };
+        let max_body = usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX);
+        let router = http::router(state, max_body)
+            .layer(socket_layer)
+            .layer(cors(args)?);
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: args.listen.to_string(),
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            router,
+            io,
+            log,
+            ingest,
+            bus,
+        })
+    }
+
+    /// The address the hub listens on (with the real port when configured with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr, AppError> {
+        self.listener
+            .local_addr()
+            .map_err(|source| AppError::Listen {
+                addr: "bound listener".into(),
+                source,
+            })
+    }
+
+    /// The in-process bus, to observe what the hub publishes.
+    pub fn bus(&self) -> InProcessBus {
+        self.bus.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then sends `system.shutdown` to every client, closes
+    /// the sockets, stops accepting, waits for in-flight requests and flushes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, epoch = self.log.epoch(), "socket-bridge listening");
+        let (io, ingest) = (self.io.clone(), self.ingest.clone());
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            ingest.close();
+            let notice = json!({ "message": "Server is shutting down", "timestamp": Timestamp::now().to_rfc3339() });
+            if let Err(e) = io.emit("system.shutdown", &notice).await {
+                tracing::debug!(error = %e, "system.shutdown did not reach every socket");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            io.close().await;
+        };
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(graceful)
+            .await
+            .map_err(|source| AppError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        self.log.close()?;
+        tracing::info!("stopped; the store is flushed");
+        Ok(())
+    }
+}
+
+fn cors(args: &ServeArgs) -> Result<CorsLayer, AppError> {
+    let any = args.allowed_origins.iter().any(|o| o.trim() == "*");
+    let origin = if any {
+        AllowOrigin::mirror_request()
+    } else {
+        let origins = args
+            .allowed_origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o.trim())
+                    .map_err(|_| AppError::Config(format!("ALLOWED_ORIGINS: invalid origin `{o}`")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(origins)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+        ])
+        .allow_credentials(args.cors_credentials))
+}

@@ -1,0 +1,299 @@
+//! Authentication: HS256 JWTs (CONTRACT.md section 2), the token secret, and who may read what.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ClientId, SessionId, UserId};
+
+/// Clock skew tolerated on `exp`, seconds.
+const LEEWAY_SECS: u64 = 60;
+/// File name of the generated secret inside the data dir.
+const SECRET_FILE: &str = "jwt-secret";
+
+/// A permission a token may grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read own photos.
+    ReadPhotos,
+    /// Upload own photos.
+    WritePhotos,
+    /// Publish events over HTTP.
+    EventsPublish,
+    /// Read any photo and room history.
+    SupportRead,
+    /// Everything.
+    Admin,
+}
+
+impl Permission {
+    /// Parses a permission name; unknown names are `None` (ignored in tokens).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "read:photos" => Permission::ReadPhotos,
+            "write:photos" => Permission::WritePhotos,
+            "events:publish" => Permission::EventsPublish,
+            "support:read" => Permission::SupportRead,
+            "admin" => Permission::Admin,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No token was given.
+    #[error("missing token")]
+    Missing,
+    /// The token is malformed, badly signed, of another algorithm, expired, or has a bad `sub`.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// Why the secret could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Reading or writing the secret file failed.
+    #[error("token secret file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configured or stored secret is too short.
+    #[error("the token secret must be at least 16 bytes")]
+    TooShort,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+/// Who is making a request, once authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user (`sub`).
+    pub user: UserId,
+    permissions: HashSet<Permission>,
+}
+
+impl Principal {
+    /// A principal with the given permissions.
+    pub fn new(user: UserId, permissions: impl IntoIterator<Item = Permission>) -> Self {
+        Self {
+            user,
+            permissions: permissions.into_iter().collect(),
+        }
+    }
+
+    /// Whether the principal holds `p` (admin holds everything).
+    pub fn has(&self, p: Permission) -> bool {
+        self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin)
+    }
+
+    /// Whether it may read anything (support staff and admins).
+    pub fn reads_everything(&self) -> bool {
+        self.has(Permission::SupportRead)
+    }
+
+    /// Whether it may read a photo owned by `owner`.
+    pub fn may_read_photo_of(&self, owner: &UserId) -> bool {
+        self.reads_everything() || (self.has(Permission::ReadPhotos) && &self.user == owner)
+    }
+
+    /// Whether it may read the room of `user`.
+    pub fn may_read_user_room(&self, user: &UserId) -> bool {
+        self.may_read_photo_of(user)
+    }
+
+    /// Whether it may read a client or session room; sockets may always read their own.
+    pub fn may_read_connection_room(&self, own: bool) -> bool {
+        own || self.reads_everything()
+    }
+}
+
+/// Verifies and mints tokens with one HS256 secret.
+#[derive(Clone)]
+pub struct TokenAuthority {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenAuthority { .. }")
+    }
+}
+
+impl TokenAuthority {
+    /// An authority for `secret`.
+    pub fn new(secret: &[u8]) -> Result<Self, SecretError> {
+        if secret.len() < 16 {
+            return Err(SecretError::TooShort);
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// The configured secret, else the one kept in `data_dir` (created, mode 0600, on first use).
+    /// The flag says whether it was generated just now.
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<(Self, bool), SecretError> {
+        if let Some(secret) = configured {
+            return Ok((Self::new(secret.as_bytes())?, false));
+        }
+        let path = data_dir.join(SECRET_FILE);
+        let io = |source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(secret) => Ok((Self::new(secret.trim().as_bytes())?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir).map_err(io)?;
+                let secret = format!(
+                    "{:032x}{:032x}",
+                    rand::random::<u128>(),
+                    rand::random::<u128>()
+                );
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options.open(&path).map_err(io)?;
+                file.write_all(secret.as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok((Self::new(secret.as_bytes())?, true))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Verifies a token: HS256 only, `exp` required (60 s leeway), `sub` a valid user id.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let user =
+            UserId::parse(&data.claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let permissions = data
+            .claims
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p));
+        Ok(Principal::new(user, permissions))
+    }
+
+    /// Signs a token for `user` with `permissions`, valid for `ttl`.
+    pub fn mint(
+        &self,
+        user: &str,
+        permissions: &[String],
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let claims = Claims {
+            sub: user.to_owned(),
+            exp: (now + ttl).as_secs(),
+            permissions: permissions.to_vec(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+}
+
+/// Who a socket is: its principal and the ids it gave at handshake.
+#[derive(Debug, Clone)]
+pub struct SocketIdentity {
+    /// The authenticated user.
+    pub principal: Principal,
+    /// The client id from the handshake.
+    pub client_id: ClientId,
+    /// The session id from the handshake, if any.
+    pub session_id: Option<SessionId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authority() -> TokenAuthority {
+        TokenAuthority::new(b"0123456789abcdef0123456789abcdef").expect("secret")
+    }
+
+    /// A minted token verifies and carries its permissions.
+    #[test]
+    fn mint_then_verify() {
+        let a = authority();
+        let token = a
+            .mint(
+                "u1",
+                &["read:photos".into(), "bogus".into()],
+                Duration::from_secs(60),
+            )
+            .expect("mint");
+        let p = a.verify(&token).expect("valid");
+        assert_eq!(p.user.as_str(), "u1");
+        assert!(p.has(Permission::ReadPhotos));
+        assert!(!p.has(Permission::SupportRead));
+    }
+
+    /// Expired tokens, other secrets, `alg: none` and other algorithms are refused.
+    #[test]
+    fn refusals() {
+        let a = authority();
+        let expired = a.mint("u1", &[], Duration::ZERO).expect("mint");
+        // exp = now is within the leeway; forge one from long ago instead.
+        let claims = Claims {
+            sub: "u1".into(),
+            exp: 1_000,
+            permissions: vec![],
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &a.encoding)
+            .expect("encode");
+        assert!(a.verify(&expired).is_ok(), "within leeway");
+        assert!(a.verify(&old).is_err(), "expired");
+        let other = TokenAuthority::new(b"another-secret-of-32-bytes-long!").expect("secret");
+        assert!(
+            a.verify(
+                &other
+                    .mint("u1", &[], Duration::from_secs(60))
+                    .expect("mint")
+            )
+            .is_err()
+        );
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &Claims {
+                sub: "u1".into(),
+                exp: u64::MAX / 2,
+                permissions: vec![],
+            },
+            &a.encoding,
+        )
+        .expect("encode");
+        assert!(a.verify(&hs384).is_err(), "other algorithm");
+        // {"alg":"none","typ":"JWT"} . {"sub":"u1","exp":9999999999} . (no signature)
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(a.verify(none).is_err(), "alg none");
+        assert!(a.verify("not a token").is_err());
+    }
+}

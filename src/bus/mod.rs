@@ -1,0 +1,31 @@
+//! The event bus seam: where the hub publishes its own `client.*` events, and which kind of bus
+//! feeds it. The in-process bus is the default; NATS JetStream drops in behind the same trait.
+
+mod in_process;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use in_process::{BusMessage, InProcessBus};
+
+/// A publish failed.
+#[derive(Debug, thiserror::Error)]
+#[error("bus publish failed: {0}")]
+pub struct BusError(pub String);
+
+/// A boxed future, so that the trait stays object-safe.
+pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An event bus the hub publishes to.
+pub trait EventBus: Send + Sync + 'static {
+    /// `"in-process"` or `"nats"`, as `/health/detailed` reports it.
+    fn kind(&self) -> &'static str;
+    /// Whether the bus is reachable now.
+    fn is_up(&self) -> bool;
+    /// Publishes `payload` (JSON) on `subject`.
+    fn publish(
+        &self,
+        subject: &str,
+        payload: serde_json::Value,
+    ) -> BusFuture<'_, Result<(), BusError>>;
+}

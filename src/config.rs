@@ -1,0 +1,104 @@
+//! Command line and environment: every setting of CONTRACT.md section 1, parsed once by clap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// socket-bridge: a durable real-time event hub (Socket.IO delivery of gap-free, stored events).
+#[derive(Debug, Parser)]
+#[command(name = "socket-bridge", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub (the default).
+    Serve(ServeArgs),
+    /// Print a signed token for the configured secret.
+    Token(TokenArgs),
+}
+
+/// Where the data lives and which secret signs tokens (shared by `serve` and `token`).
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data directory (the event log and the generated token secret live here).
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// HS256 secret for tokens. Without it, a random secret is created once in the data dir.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+/// Settings of the hub.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// NATS server URL; unset means the in-process event bus.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Comma-separated origins allowed by CORS (`*` for any).
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:3000,http://localhost:3001"
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Whether CORS responses allow credentials.
+    #[arg(long, env = "SOCKET_CORS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cors_credentials: bool,
+    /// Socket.IO ping timeout, milliseconds.
+    #[arg(long, env = "SOCKET_PING_TIMEOUT", default_value_t = 30_000)]
+    pub ping_timeout_ms: u64,
+    /// Socket.IO ping interval, milliseconds.
+    #[arg(long, env = "SOCKET_PING_INTERVAL", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// Largest packet a client may send, bytes (also the HTTP ingest body limit).
+    #[arg(long, env = "SOCKET_MAX_BUFFER_SIZE", default_value_t = 1_048_576)]
+    pub max_buffer_size: u64,
+    /// Packets queued per socket before the hub treats the client as slow and catches it up
+    /// from the store instead.
+    #[arg(long, env = "SOCKET_QUEUE_PACKETS", default_value_t = 1024)]
+    pub socket_queue_packets: usize,
+    /// How long a slow client may make no progress before it is disconnected (it will resume).
+    #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub slow_client_timeout: Duration,
+    /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
+    #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
+    pub insecure_dev_auth: bool,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        match Cli::parse_from(["socket-bridge", "serve"]).command {
+            Some(Command::Serve(args)) => args,
+            _ => unreachable!("`serve` parses into Command::Serve"),
+        }
+    }
+}
+
+/// `socket-bridge token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub user: String,
+    /// A permission to grant (repeatable): read:photos, write:photos, events:publish, support:read, admin.
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
+    /// How long the token is valid, e.g. `1h`, `30m`, `7d`.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+    pub ttl: Duration,
+}

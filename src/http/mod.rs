@@ -1,0 +1,57 @@
+//! The HTTP API (CONTRACT.md sections 6 and 7): health, metrics, ingest, history, status.
+
+mod auth;
+mod error;
+mod events;
+mod health;
+mod history;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use error::ApiError;
+
+use crate::auth::TokenAuthority;
+use crate::bus::EventBus;
+use crate::ingest::Ingest;
+use crate::realtime::Hub;
+use crate::store::EventLog;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The event log.
+    pub log: EventLog,
+    /// Subscriptions (for health figures).
+    pub hub: Hub,
+    /// The ingest path.
+    pub ingest: Ingest,
+    /// Verifies bearer tokens.
+    pub tokens: TokenAuthority,
+    /// The event bus (for health).
+    pub bus: Arc<dyn EventBus>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// When the hub started.
+    pub started: Instant,
+}
+
+/// The API routes. `max_body` limits request bodies (413 above it).
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/health/detailed", get(health::detailed))
+        .route("/metrics", get(metrics::render))
+        .route("/api/events", post(events::ingest))
+        .route("/api/photos/{photo_id}/status", get(history::photo_status))
+        .route("/api/photos/{photo_id}/events", get(history::photo_events))
+        .route("/api/rooms/{room}/events", get(history::room_events))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}

@@ -1,0 +1,71 @@
+//! Wire payloads of delivered events, built once per room and event and shared by every socket
+//! that receives them.
+
+use serde_json::value::RawValue;
+
+use crate::domain::{EventId, Timestamp};
+
+/// `{ ...data, eventId, room, seq, timestamp }` for a stored event (`seq` omitted for live-only
+/// events). `data` is the event's data object as JSON text; the hub's fields come last so they
+/// win over same-named keys in `data`, as `{ ...data, eventId }` does in JavaScript.
+pub fn event_payload(
+    data: &str,
+    id: &EventId,
+    room: &str,
+    seq: Option<u64>,
+    timestamp: Timestamp,
+) -> Box<RawValue> {
+    let id = serde_json::to_string(id.as_str()).unwrap_or_else(|_| "\"\"".into());
+    let room = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".into());
+    let body = data.trim();
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("")
+        .trim();
+    let mut out = String::with_capacity(inner.len() + 96);
+    out.push('{');
+    if !inner.is_empty() {
+        out.push_str(inner);
+        out.push(',');
+    }
+    out.push_str("\"eventId\":");
+    out.push_str(&id);
+    out.push_str(",\"room\":");
+    out.push_str(&room);
+    if let Some(seq) = seq {
+        out.push_str(",\"seq\":");
+        out.push_str(&seq.to_string());
+    }
+    out.push_str(",\"timestamp\":\"");
+    out.push_str(&timestamp.to_rfc3339());
+    out.push_str("\"}");
+    RawValue::from_string(out).unwrap_or_else(|_| empty_object())
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hub's fields are appended to the data and win over same-named keys.
+    #[test]
+    fn payload_shape() {
+        let id = EventId::parse("e1").expect("id");
+        let ts = Timestamp::from_millis(0);
+        let p = event_payload(r#"{"photoId":"p1","seq":99}"#, &id, "photo:p1", Some(3), ts);
+        let v: serde_json::Value = serde_json::from_str(p.get()).expect("json");
+        assert_eq!(v["photoId"], "p1");
+        assert_eq!(v["seq"], 3, "the hub's seq wins");
+        assert_eq!(v["eventId"], "e1");
+        assert_eq!(v["room"], "photo:p1");
+        assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
+        let empty = event_payload("{}", &id, "global", None, ts);
+        let v: serde_json::Value = serde_json::from_str(empty.get()).expect("json");
+        assert!(v.get("seq").is_none());
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3));
+    }
+}

@@ -1,0 +1,362 @@
+//! Socket.IO handlers: connect (default rooms, resume), `subscribe:photo`, `unsubscribe:photo`,
+//! `photo:status:request`, `ping`, and disconnect.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
+use socketioxide::socket::{DisconnectReason, Socket};
+
+use super::Realtime;
+use super::handshake::{self, Handshake, HandshakeError};
+use super::hub::Replay;
+use crate::access::{AccessError, authorize_photo, authorize_room};
+use crate::domain::{PhotoId, Room, Timestamp};
+
+/// Registers the default namespace's handlers on `io`.
+pub fn register(io: &SocketIo) {
+    io.ns("/", on_connect.with(authenticate));
+}
+
+/// Connect middleware: refuses the handshake with `unauthorized` or `invalid_handshake`.
+async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(rt): State<Realtime>,
+) -> Result<(), HandshakeError> {
+    let handshake = handshake::parse(auth.ok().as_ref(), &rt.tokens, rt.insecure_dev_auth);
+    match handshake {
+        Ok(handshake) => {
+            socket.extensions.insert(Arc::new(handshake));
+            Ok(())
+        }
+        Err(e) => {
+            metrics::counter!("handshakes_refused_total", "reason" => e.to_string()).increment(1);
+            Err(e)
+        }
+    }
+}
+
+async fn on_connect(
+    socket: SocketRef,
+    State(rt): State<Realtime>,
+    Extension(handshake): Extension<Arc<Handshake>>,
+) {
+    let identity = &handshake.identity;
+    let user = identity.principal.user.clone();
+    tracing::debug!(socket = %socket.id, user = %user, client = %identity.client_id, "connected");
+    metrics::gauge!("sockets_connected").increment(1.0);
+    let _ = socket.emit(
+        "connection:established",
+        &json!({
+            "socketId": socket.id.to_string(),
+            "clientId": identity.client_id.to_string(),
+            "userId": user.to_string(),
+            "epoch": rt.log.epoch(),
+            "timestamp": Timestamp::now().to_rfc3339(),
+        }),
+    );
+    rt.hub.add_socket(socket.id);
+
+    let mut defaults = vec![
+        Room::User(user.clone()),
+        Room::Client(identity.client_id.clone()),
+        Room::Global,
+    ];
+    defaults.extend(identity.session_id.clone().map(Room::Session));
+    for room in defaults
+        .iter()
+        .filter(|room| !handshake.resume.iter().any(|(r, _)| r == *room))
+    {
+        if let Err(e) = rt.hub.subscribe(&socket, room, None) {
+            tracing::error!(room = %room, error = %e, "could not join a default room");
+        }
+    }
+    if !handshake.resume.is_empty() {
+        let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));
+        tokio::spawn(async move { resume(&rt, &socket, &handshake).await });
+    }
+
+    socket.on("subscribe:photo", subscribe_photo);
+    socket.on("unsubscribe:photo", unsubscribe_photo);
+    socket.on("photo:status:request", status_request);
+    socket.on("ping", ping);
+    socket.on_disconnect(on_disconnect);
+
+    publish(
+        &rt,
+        "client.connected",
+        json!({
+            "clientId": identity.client_id.to_string(),
+            "userId": user.to_string(),
+            "sessionId": identity.session_id.as_ref().map(|s| s.to_string()),
+            "socketId": socket.id.to_string(),
+            "timestamp": Timestamp::now().to_rfc3339(),
+        }),
+    );
+}
+
+/// Re-joins and replays every room of the handshake's `resume`, then sends `resume:complete`.
+async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
+    let identity = &handshake.identity;
+    let same_epoch = handshake
+        .epoch
+        .as_deref()
+        .is_none_or(|e| e == rt.log.epoch());
+    let mut rooms = serde_json::Map::new();
+    let mut refused = serde_json::Map::new();
+    let mut pending = Vec::new();
+    for (room, seq) in &handshake.resume {
+        let access = authorize_room(
+            &identity.principal,
+            &rt.log,
+            room,
+            Some(&identity.client_id),
+            identity.session_id.as_ref(),
+        );
+        if let Err(e) = access {
+            refused.insert(room.to_string(), json!(e.code()));
+            continue;
+        }
+        match rt.hub.subscribe(
+            socket,
+            room,
+            Some(Replay {
+                after: *seq,
+                same_epoch,
+            }),
+        ) {
+            Ok((_, Some(live_at))) => pending.push((room.to_string(), live_at)),
+            Ok((head, None)) => {
+                rooms.insert(room.to_string(), json!(head));
+            }
+            Err(e) => {
+                tracing::error!(room = %room, error = %e, "resume failed");
+                refused.insert(room.to_string(), json!("internal"));
+            }
+        }
+    }
+    metrics::counter!("resumes_total").increment(1);
+    for (room, live_at) in pending {
+        match live_at.await {
+            Ok(head) => {
+                rooms.insert(room, json!(head));
+            }
+            // The socket left or its catch-up was superseded or stopped: nothing to complete.
+            Err(_) => return,
+        }
+    }
+    let _ = socket.emit(
+        "resume:complete",
+        &json!({ "rooms": rooms, "refused": refused }),
+    );
+}
+
+/// Whether the client asked for an ack (socketioxide's `AckSender` silently ignores a send when
+/// it did not; the contract wants an event then).
+struct AckRequested(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(AckRequested(ack_id.is_some()))
+    }
+}
+
+/// `{ photoId, since? }`
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PhotoRequest {
+    photo_id: String,
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+/// A refused request: answered to the ack, or as `request:error` without one.
+struct Refusal {
+    event: &'static str,
+    error: &'static str,
+    photo_id: Option<String>,
+}
+
+impl Refusal {
+    fn send(self, socket: &SocketRef, ack: AckSender, requested: bool) {
+        metrics::counter!("requests_refused_total", "error" => self.error).increment(1);
+        if requested {
+            let _ = ack.send(&json!({ "ok": false, "error": self.error }));
+        } else {
+            let mut payload = json!({ "event": self.event, "error": self.error });
+            if let Some(photo_id) = self.photo_id {
+                payload["photoId"] = json!(photo_id);
+            }
+            let _ = socket.emit("request:error", &payload);
+        }
+    }
+}
+
+fn parse_photo_request(
+    event: &'static str,
+    data: Result<Value, impl std::fmt::Debug>,
+) -> Result<(PhotoId, Option<u64>), Refusal> {
+    let invalid = |photo_id: Option<String>| Refusal {
+        event,
+        error: "invalid_payload",
+        photo_id,
+    };
+    let value = data.map_err(|_| invalid(None))?;
+    let request: PhotoRequest = serde_json::from_value(value.clone()).map_err(|_| {
+        invalid(
+            value
+                .get("photoId")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        )
+    })?;
+    let photo_id = PhotoId::parse(&request.photo_id).map_err(|_| invalid(None))?;
+    Ok((photo_id, request.since))
+}
+
+fn access_refusal(event: &'static str, photo_id: &PhotoId, e: AccessError) -> Refusal {
+    if let AccessError::Store(e) = &e {
+        tracing::error!(photo = %photo_id, error = %e, "store error during authorization");
+    }
+    Refusal {
+        event,
+        error: e.code(),
+        photo_id: Some(photo_id.to_string()),
+    }
+}
+
+async fn subscribe_photo(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    AckRequested(requested): AckRequested,
+    State(rt): State<Realtime>,
+    Extension(handshake): Extension<Arc<Handshake>>,
+) {
+    const EVENT: &str = "subscribe:photo";
+    let outcome = parse_photo_request(EVENT, data).and_then(|(photo_id, since)| {
+        authorize_photo(&handshake.identity.principal, &rt.log, &photo_id)
+            .map_err(|e| access_refusal(EVENT, &photo_id, e))?;
+        let room = Room::photo(&photo_id);
+        let replay = since.map(|after| Replay {
+            after,
+            same_epoch: true,
+        });
+        let (head, _) = rt.hub.subscribe(&socket, &room, replay).map_err(|e| {
+            tracing::error!(room = %room, error = %e, "subscribe failed");
+            Refusal {
+                event: EVENT,
+                error: "internal",
+                photo_id: Some(photo_id.to_string()),
+            }
+        })?;
+        Ok((photo_id, room, head))
+    });
+    match outcome {
+        Ok((photo_id, room, head)) => {
+            let _ = socket.emit(
+                "subscription:confirmed",
+                &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
+            );
+            let _ = ack.send(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() }));
+            publish(
+                &rt,
+                "client.subscribed",
+                json!({
+                    "clientId": handshake.identity.client_id.to_string(),
+                    "photoId": photo_id.to_string(),
+                    "timestamp": Timestamp::now().to_rfc3339(),
+                }),
+            );
+        }
+        Err(refusal) => refusal.send(&socket, ack, requested),
+    }
+}
+
+async fn unsubscribe_photo(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    AckRequested(requested): AckRequested,
+    State(rt): State<Realtime>,
+) {
+    match parse_photo_request("unsubscribe:photo", data) {
+        Ok((photo_id, _)) => {
+            rt.hub.unsubscribe(socket.id, &Room::photo(&photo_id));
+            let _ = ack.send(&json!({ "ok": true }));
+        }
+        Err(refusal) => refusal.send(&socket, ack, requested),
+    }
+}
+
+async fn status_request(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    AckRequested(requested): AckRequested,
+    State(rt): State<Realtime>,
+    Extension(handshake): Extension<Arc<Handshake>>,
+) {
+    const EVENT: &str = "photo:status:request";
+    let outcome = parse_photo_request(EVENT, data).and_then(|(photo_id, _)| {
+        authorize_photo(&handshake.identity.principal, &rt.log, &photo_id)
+            .map_err(|e| access_refusal(EVENT, &photo_id, e))
+    });
+    match outcome {
+        Ok(status) if requested => {
+            let _ = ack.send(&status);
+        }
+        Ok(status) => {
+            let _ = socket.emit("photo:status", &status);
+        }
+        Err(refusal) => refusal.send(&socket, ack, requested),
+    }
+}
+
+async fn ping(socket: SocketRef, ack: AckSender) {
+    let pong = json!({ "timestamp": Timestamp::now().to_rfc3339() });
+    let _ = socket.emit("pong", &pong);
+    let _ = ack.send(&pong);
+}
+
+async fn on_disconnect(
+    socket: SocketRef,
+    reason: DisconnectReason,
+    State(rt): State<Realtime>,
+    Extension(handshake): Extension<Arc<Handshake>>,
+) {
+    rt.hub.remove_socket(socket.id);
+    metrics::gauge!("sockets_connected").decrement(1.0);
+    tracing::debug!(socket = %socket.id, %reason, "disconnected");
+    publish(
+        &rt,
+        "client.disconnected",
+        json!({
+            "clientId": handshake.identity.client_id.to_string(),
+            "userId": handshake.identity.principal.user.to_string(),
+            "reason": reason.to_string(),
+            "timestamp": Timestamp::now().to_rfc3339(),
+        }),
+    );
+}
+
+fn publish(rt: &Realtime, subject: &'static str, payload: Value) {
+    let bus = Arc::clone(&rt.bus);
+    tokio::spawn(async move {
+        if let Err(e) = bus.publish(subject, payload).await {
+            tracing::warn!(subject, error = %e, "could not publish a client event");
+        }
+    });
+}

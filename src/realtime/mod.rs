@@ -1,0 +1,37 @@
+//! Socket.IO: the handshake, the client events of CONTRACT.md section 3, and gap-free delivery.
+//!
+//! - `handshake`: parsing and authenticating the `auth` payload.
+//! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
+//! - `hub`: subscriptions, the dispatcher and catch-up (replay, resume, slow clients).
+//! - `frame`: the payload of a delivered event.
+
+mod frame;
+mod handlers;
+mod handshake;
+mod hub;
+
+use std::sync::Arc;
+
+pub use frame::event_payload;
+pub use handlers::register;
+pub use handshake::{Handshake, HandshakeError};
+pub use hub::{Hub, HubOptions, Replay};
+
+use crate::auth::TokenAuthority;
+use crate::bus::EventBus;
+use crate::store::EventLog;
+
+/// What the Socket.IO handlers need.
+#[derive(Clone)]
+pub struct Realtime {
+    /// The event log.
+    pub log: EventLog,
+    /// Subscriptions and delivery.
+    pub hub: Hub,
+    /// Verifies handshake tokens.
+    pub tokens: TokenAuthority,
+    /// Where `client.*` events are published.
+    pub bus: Arc<dyn EventBus>,
+    /// Whether the seed's unauthenticated handshake is accepted.
+    pub insecure_dev_auth: bool,
+}
