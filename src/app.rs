@@ -19,7 +19,7 @@ use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::realtime::{self, Hub, HubOptions, Realtime};
-use crate::store::{EventLog, StoreError};
+use crate::store::{EventLog, StoreError, StoreOptions};
 use crate::telemetry;
 
 /// Why the hub could not start or stop cleanly.
@@ -62,7 +62,11 @@ impl Application {
                 "--nats-url: the NATS JetStream bus is not available in this build yet; leave it unset for the in-process bus".into(),
             ));
         }
-        let log = EventLog::open(args.data.data_dir.join("store"))?;
+        let store_options = StoreOptions {
+            cache_capacity_bytes: args.store_cache_mb * 1024 * 1024,
+            ..StoreOptions::default()
+        };
+        let log = EventLog::open_with(args.data.data_dir.join("store"), store_options)?;
         let (tokens, generated) =
             TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)?;
         if generated {

@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// How long a slow client may make no progress before it is disconnected (it will resume).
     #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub slow_client_timeout: Duration,
+    /// sled page cache size, MiB.
+    #[arg(long, env = "STORE_CACHE_MB", default_value_t = 256)]
+    pub store_cache_mb: u64,
     /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
     pub insecure_dev_auth: bool,

@@ -42,6 +42,13 @@ impl CommitListener {
         rx
     }
 
+    /// Drops the receiver's sender: the receiver sees the end of the stream.
+    pub fn close(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.take();
+        }
+    }
+
     fn publish(&self, events: Vec<CommittedEvent>) {
         if events.is_empty() {
             return;

@@ -165,7 +165,8 @@ impl EventLog {
     }
 
     /// Receives every event as it becomes durable, in commit order. One receiver at a time: a new
-    /// call replaces the previous receiver. Events committed before the call are not sent.
+    /// call replaces the previous receiver. Events committed before the call are not sent. The
+    /// stream ends when the log is closed.
     pub fn subscribe_commits(&self) -> mpsc::UnboundedReceiver<Arc<[CommittedEvent]>> {
         self.shared.listener.subscribe()
     }
@@ -271,6 +272,7 @@ fn close_shared(shared: &Shared) {
             tracing::error!("an event log thread panicked");
         }
     }
+    shared.listener.close();
 }
 
 /// How long `open` waits for another handle on the same directory to let go of its lock. sled

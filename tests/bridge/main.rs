@@ -1,0 +1,7 @@
+//! End-to-end tests of the bridge: the app on port 0 with a temp data dir, driven by the
+//! `rust_socketio` client, HTTP, and raw websockets.
+
+mod handover;
+mod helpers;
+mod resume;
+mod slow_client;

@@ -1,0 +1,208 @@
+//! A client that stops reading must not grow the server's memory or hold back the others.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{SECRET, TestClient, token};
+
+const BATCHES: usize = 160;
+const BATCH: usize = 25;
+const PAD_BYTES: usize = 16 * 1024;
+
+/// The real binary as a child process.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(data_dir: &std::path::Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socket-bridge"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("SOCKET_QUEUE_PACKETS", "64")
+        .env("SLOW_CLIENT_TIMEOUT", "2s")
+        .env("STORE_CACHE_MB", "16")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start socket-bridge");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server logs its address")
+            .expect("log line");
+        let Ok(log) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if log["fields"]["message"] == "socket-bridge listening" {
+            break log["fields"]["addr"].as_str().expect("addr").to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+async fn connected_clients(http: &reqwest::Client, base: &str) -> u64 {
+    let health: Value = http
+        .get(format!("{base}/health/detailed"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    health["details"]["websocket"]["connectedClients"]
+        .as_u64()
+        .expect("connectedClients")
+}
+
+/// A raw websocket that completes the Socket.IO handshake and then never reads, while 62 MiB of
+/// events flow to a room it is in: the server's memory grows no more than in the same run
+/// without the stalled client (the baseline: the store's cache and buffers), the stalled client
+/// is dropped, and a normal client in the same room still gets every event in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_without_hurting_others() {
+    let baseline = run(false).await;
+    let with_stalled = run(true).await;
+    eprintln!(
+        "server RSS growth: {baseline} MiB without the stalled client, {with_stalled} MiB with it"
+    );
+    assert!(
+        with_stalled < baseline + 16,
+        "a client that never reads cost the server {} MiB more",
+        with_stalled.saturating_sub(baseline)
+    );
+}
+
+/// Publishes the events with or without a stalled client; returns the server's RSS growth, MiB.
+async fn run(with_stalled: bool) -> u64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_server(dir.path());
+    let http = reqwest::Client::new();
+
+    let mut normal = TestClient::connect(
+        &server.base,
+        json!({ "token": token("u1", &["read:photos"]), "clientId": "normal" }),
+    )
+    .await;
+    normal.next_named("connection:established").await;
+    let expected_clients = if with_stalled { 2 } else { 1 };
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        server.base.replace("http://", "ws://")
+    );
+    let mut stalled = None;
+    if with_stalled {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("raw websocket");
+        let auth = json!({ "token": token("u2", &["read:photos"]), "clientId": "stalled" });
+        ws.send(Message::text(format!("40{auth}")))
+            .await
+            .expect("socket.io connect packet");
+        stalled = Some(ws);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected_clients(&http, &server.base).await < expected_clients {
+        assert!(Instant::now() < deadline, "the raw client did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rss_before = rss_kib(server.child.id());
+
+    let pad = "x".repeat(PAD_BYTES);
+    let publisher = {
+        let (http, base) = (http.clone(), server.base.clone());
+        tokio::spawn(async move {
+            let token = token("publisher", &["events:publish"]);
+            for b in 0..BATCHES {
+                let batch: Vec<Value> = (0..BATCH)
+                    .map(|i| json!({ "type": "system.maintenance", "data": { "n": b * BATCH + i, "pad": pad } }))
+                    .collect();
+                let response = http
+                    .post(format!("{base}/api/events"))
+                    .bearer_auth(&token)
+                    .json(&batch)
+                    .send()
+                    .await
+                    .expect("publish");
+                assert_eq!(response.status().as_u16(), 200);
+            }
+        })
+    };
+    let total = (BATCHES * BATCH) as u64;
+    let seqs = normal.seqs_until("global", total).await;
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "the normal client gets every event once, in order"
+    );
+    publisher.await.expect("publisher");
+    let rss_after = rss_kib(server.child.id());
+    let pushed_mib = (total as usize * PAD_BYTES) >> 20;
+    let grown_mib = rss_after.saturating_sub(rss_before) >> 10;
+    eprintln!(
+        "server RSS {rss_before} KiB -> {rss_after} KiB (+{grown_mib} MiB) after {pushed_mib} MiB of events, stalled client: {with_stalled}"
+    );
+    let Some(mut stalled) = stalled else {
+        normal.close().await;
+        return grown_mib;
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while connected_clients(&http, &server.base).await > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Drain what the kernel buffered for the stalled socket: the server closed it.
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut frames = 0u64;
+        while let Some(message) = stalled.next().await {
+            match message {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => frames += 1,
+            }
+        }
+        frames
+    })
+    .await
+    .expect("the stalled connection ends");
+    assert!(
+        drained < total,
+        "the stalled client cannot have received everything ({drained} frames)"
+    );
+    normal.close().await;
+    grown_mib
+}
