@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{SecretError, TokenAuthority};
-use crate::bus::{EventBus, InProcessBus};
+use crate::bus::{EventBus, InProcessBus, Publisher};
 use crate::config::ServeArgs;
 use crate::domain::Timestamp;
 use crate::http::{self, AppState};
@@ -92,13 +92,14 @@ impl Application {
             log: log.clone(),
             hub: hub.clone(),
             tokens: tokens.clone(),
-            bus: Arc::clone(&shared_bus),
+            bus: Publisher::spawn(Arc::clone(&shared_bus)),
             insecure_dev_auth: args.insecure_dev_auth,
         };
         let (socket_layer, io) = SocketIo::builder()
             .ping_interval(Duration::from_millis(args.ping_interval_ms))
             .ping_timeout(Duration::from_millis(args.ping_timeout_ms))
             .max_payload(args.max_buffer_size)
+            .ws_max_message_size(usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX))
             .max_buffer_size(args.socket_queue_packets)
             .with_state(realtime)
             .build_layer();

@@ -2,11 +2,13 @@
 //! feeds it. The in-process bus is the default; NATS JetStream drops in behind the same trait.
 
 mod in_process;
+mod publisher;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use in_process::{BusMessage, InProcessBus};
+pub use publisher::Publisher;
 
 /// A publish failed.
 #[derive(Debug, thiserror::Error)]

@@ -353,10 +353,5 @@ async fn on_disconnect(
 }
 
 fn publish(rt: &Realtime, subject: &'static str, payload: Value) {
-    let bus = Arc::clone(&rt.bus);
-    tokio::spawn(async move {
-        if let Err(e) = bus.publish(subject, payload).await {
-            tracing::warn!(subject, error = %e, "could not publish a client event");
-        }
-    });
+    rt.bus.publish(subject, payload);
 }

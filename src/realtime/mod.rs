@@ -10,15 +10,13 @@ mod handlers;
 mod handshake;
 mod hub;
 
-use std::sync::Arc;
-
 pub use frame::event_payload;
 pub use handlers::register;
 pub use handshake::{Handshake, HandshakeError};
 pub use hub::{Hub, HubOptions, Replay};
 
 use crate::auth::TokenAuthority;
-use crate::bus::EventBus;
+use crate::bus::Publisher;
 use crate::store::EventLog;
 
 /// What the Socket.IO handlers need.
@@ -31,7 +29,7 @@ pub struct Realtime {
     /// Verifies handshake tokens.
     pub tokens: TokenAuthority,
     /// Where `client.*` events are published.
-    pub bus: Arc<dyn EventBus>,
+    pub bus: Publisher,
     /// Whether the seed's unauthenticated handshake is accepted.
     pub insecure_dev_auth: bool,
 }

@@ -156,12 +156,15 @@ impl EventLog {
             .map_err(|_| StoreError::Closed)?
             .clone()
             .ok_or(StoreError::Closed)?;
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         sender
             .send(AppendRequest { events, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        let outcome = answer.await.map_err(|_| StoreError::Closed)?;
+        metrics::histogram!("event_log_append_seconds").record(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// Receives every event as it becomes durable, in commit order. One receiver at a time: a new

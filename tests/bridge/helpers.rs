@@ -23,6 +23,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`
     pub base: String,
+    /// The in-process bus, to observe what the hub publishes.
+    pub bus: socket_bridge::bus::InProcessBus,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), socket_bridge::app::AppError>>>,
     http: reqwest::Client,
@@ -47,11 +49,13 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     }
     let app = Application::build(&args).await.expect("app builds");
     let addr = app.local_addr().expect("addr");
+    let bus = app.bus();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     TestApp {
+        bus,
         base: format!("http://{addr}"),
         stop: Some(stop),
         task: Some(task),

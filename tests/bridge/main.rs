@@ -3,5 +3,6 @@
 
 mod handover;
 mod helpers;
+mod protocol;
 mod resume;
 mod slow_client;

@@ -1,0 +1,125 @@
+//! Protocol details not covered by the JavaScript suite: bus events and oversized packets.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{WAIT, spawn_app, token, uploaded};
+
+/// The hub publishes `client.connected`, `client.subscribed` and `client.disconnected` on its bus
+/// with the seed's fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_lifecycle_events_reach_the_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app(dir.path()).await;
+    let mut bus = app.bus.subscribe();
+    app.publish_ok(&uploaded("p1", "u1")).await;
+    let mut client = app
+        .client(
+            json!({ "token": token("u1", &["read:photos"]), "clientId": "c1", "sessionId": "s1" }),
+        )
+        .await;
+    let established = client.next_named("connection:established").await;
+    let ack = client
+        .ack("subscribe:photo", json!({ "photoId": "p1" }))
+        .await;
+    assert_eq!(ack["ok"], true);
+    client.close().await;
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let message = tokio::time::timeout(WAIT, bus.recv())
+            .await
+            .expect("bus message in time")
+            .expect("bus open");
+        seen.push((message.subject, message.payload));
+    }
+    let (subject, connected) = &seen[0];
+    assert_eq!(subject, "client.connected");
+    assert_eq!(connected["clientId"], "c1");
+    assert_eq!(connected["userId"], "u1");
+    assert_eq!(connected["sessionId"], "s1");
+    assert_eq!(connected["socketId"], established["socketId"]);
+    assert!(connected["timestamp"].is_string());
+    assert_eq!(seen[1].0, "client.subscribed");
+    assert_eq!(seen[1].1["photoId"], "p1");
+    assert_eq!(seen[1].1["clientId"], "c1");
+    assert_eq!(seen[2].0, "client.disconnected");
+    assert_eq!(seen[2].1["userId"], "u1");
+    assert!(seen[2].1["reason"].is_string());
+    app.stop().await;
+}
+
+/// A packet over the size limit (`SOCKET_MAX_BUFFER_SIZE`, 1 MiB by default) is refused on the
+/// websocket transport (the connection is closed) and on the polling transport (not accepted),
+/// and the hub keeps serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_packets_are_refused_on_both_transports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app(dir.path()).await;
+    let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": "big" });
+    let huge = "x".repeat(2 * 1024 * 1024);
+
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("websocket");
+    ws.send(Message::text(format!("40{auth}")))
+        .await
+        .expect("connect packet");
+    let oversized = format!("42[\"subscribe:photo\",{{\"photoId\":\"{huge}\"}}]");
+    let _ = ws.send(Message::text(oversized)).await;
+    let closed = tokio::time::timeout(WAIT, async {
+        while let Some(message) = ws.next().await {
+            if matches!(message, Ok(Message::Close(_)) | Err(_)) {
+                return true;
+            }
+        }
+        true
+    })
+    .await
+    .expect("the websocket is closed in time");
+    assert!(closed);
+
+    let http = reqwest::Client::new();
+    let open = http
+        .get(format!("{}/socket.io/?EIO=4&transport=polling", app.base))
+        .send()
+        .await
+        .expect("polling open");
+    let body = open.text().await.expect("body");
+    let handshake: Value = serde_json::from_str(body.trim_start_matches('0')).expect("open packet");
+    let sid = handshake["sid"].as_str().expect("sid");
+    let url = format!("{}/socket.io/?EIO=4&transport=polling&sid={sid}", app.base);
+    let response = http
+        .post(&url)
+        .body(format!("40{auth}"))
+        .send()
+        .await
+        .expect("connect");
+    assert!(response.status().is_success());
+    let response = http
+        .post(&url)
+        .body(format!("42[\"ping\",\"{huge}\"]"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("oversized post answered");
+    assert!(
+        !response.status().is_success(),
+        "an oversized polling packet must be refused, got {}",
+        response.status()
+    );
+
+    let mut client = app.client_for("u1").await;
+    client.next_named("connection:established").await;
+    client.client.emit("ping", json!({})).await.expect("ping");
+    client.next_named("pong").await;
+    client.close().await;
+    app.stop().await;
+}
