@@ -19,6 +19,7 @@ use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::realtime::{self, Hub, HubOptions, Realtime};
+use crate::retention::{RetentionError, RetentionScheduler};
 use crate::store::{EventLog, StoreError, StoreOptions};
 use crate::telemetry;
 
@@ -39,6 +40,9 @@ pub enum AppError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The retention schedule is invalid or could not start.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
     /// A setting is invalid.
     #[error("configuration: {0}")]
     Config(String),
@@ -52,6 +56,7 @@ pub struct Application {
     log: EventLog,
     ingest: Ingest,
     bus: InProcessBus,
+    retention: RetentionScheduler,
 }
 
 impl Application {
@@ -66,6 +71,7 @@ impl Application {
             cache_capacity_bytes: args.store_cache_mb * 1024 * 1024,
             ..StoreOptions::default()
         };
+        crate::retention::validate_schedule(&args.prune_schedule)?;
         let log = EventLog::open_with(args.data.data_dir.join("store"), store_options)?;
         let (tokens, generated) =
             TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)?;
@@ -126,6 +132,9 @@ impl Application {
                 addr: args.listen.to_string(),
                 source,
             })?;
+        let retention =
+            RetentionScheduler::start(log.clone(), args.retention.policy(), &args.prune_schedule)
+                .await?;
         Ok(Self {
             listener,
             router,
@@ -133,6 +142,7 @@ impl Application {
             log,
             ingest,
             bus,
+            retention,
         })
     }
 
@@ -178,6 +188,7 @@ impl Application {
                 addr: addr.to_string(),
                 source,
             })?;
+        self.retention.stop(Duration::from_secs(2)).await;
         self.log.close()?;
         tracing::info!("stopped; the store is flushed");
         Ok(())

@@ -22,6 +22,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a signed token for the configured secret.
     Token(TokenArgs),
+    /// Run one retention pass on a stopped hub's data dir and print what it removed.
+    Prune(PruneArgs),
 }
 
 /// Where the data lives and which secret signs tokens (shared by `serve` and `token`).
@@ -33,6 +35,40 @@ pub struct DataArgs {
     /// HS256 secret for tokens. Without it, a random secret is created once in the data dir.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+}
+
+/// What retention keeps.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Events older than this are pruned (e.g. `7d`, `12h`).
+    #[arg(long, env = "RETENTION_MAX_AGE", value_parser = humantime::parse_duration, default_value = "7d")]
+    pub retention_max_age: Duration,
+    /// At most this many events are kept per room.
+    #[arg(long, env = "RETENTION_MAX_EVENTS", default_value_t = 10_000)]
+    pub retention_max_events: u64,
+}
+
+impl RetentionArgs {
+    /// The store's retention policy.
+    pub fn policy(&self) -> crate::store::RetentionPolicy {
+        crate::store::RetentionPolicy {
+            max_age: self.retention_max_age,
+            max_events_per_room: self.retention_max_events,
+        }
+    }
+}
+
+/// `socket-bridge prune`.
+#[derive(Debug, Clone, Args)]
+pub struct PruneArgs {
+    /// Data directory of a stopped hub.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// Only count what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Settings of the hub.
@@ -73,6 +109,11 @@ pub struct ServeArgs {
     /// How long a slow client may make no progress before it is disconnected (it will resume).
     #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub slow_client_timeout: Duration,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// When retention runs: cron with a seconds field (`sec min hour day-of-month month day-of-week`).
+    #[arg(long, env = "PRUNE_SCHEDULE", default_value = "0 */10 * * * *")]
+    pub prune_schedule: String,
     /// sled page cache size, MiB.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = 256)]
     pub store_cache_mb: u64,

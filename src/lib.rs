@@ -10,6 +10,7 @@
 //! - [`realtime`]: Socket.IO handshake, handlers, and gap-free delivery (replay, resume, slow clients).
 //! - [`bus`]: the event bus seam and its in-process implementation.
 //! - [`ingest`]: the one path by which events enter (validate, store, broadcast live-only ones).
+//! - [`retention`]: the scheduled prune job.
 //! - [`http`]: the API (health, metrics, ingest, history, status).
 //! - [`config`]: flags and environment; [`telemetry`]: logs and metrics; [`app`]: wiring and shutdown.
 
@@ -22,5 +23,6 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod realtime;
+pub mod retention;
 pub mod store;
 pub mod telemetry;

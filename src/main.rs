@@ -5,6 +5,8 @@ use clap::Parser;
 use socket_bridge::app::Application;
 use socket_bridge::auth::TokenAuthority;
 use socket_bridge::config::{Cli, Command, ServeArgs};
+use socket_bridge::domain::Timestamp;
+use socket_bridge::store::EventLog;
 use socket_bridge::telemetry;
 
 /// How long shutdown may take before the process exits anyway.
@@ -18,6 +20,29 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
     {
         Command::Serve(args) => serve(args).await,
+        Command::Prune(args) => {
+            telemetry::init_logging();
+            let log = EventLog::open(args.data_dir.join("store"))
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            let report = log
+                .prune(&args.retention.policy(), Timestamp::now(), args.dry_run)
+                .context("pruning")?;
+            log.close().context("closing the store")?;
+            let verb = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            println!(
+                "{verb} {} events from {} of {} rooms and {} deleted photos' status in {} ms",
+                report.events_removed,
+                report.rooms_pruned,
+                report.rooms,
+                report.statuses_removed,
+                report.duration_ms
+            );
+            Ok(())
+        }
         Command::Token(args) => {
             let (tokens, _) =
                 TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)

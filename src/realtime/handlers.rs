@@ -71,13 +71,13 @@ async fn on_connect(
     defaults.extend(identity.session_id.clone().map(Room::Session));
     for room in defaults
         .iter()
-        .filter(|room| !handshake.resume.iter().any(|(r, _)| r == *room))
+        .filter(|room| !handshake.resume.iter().flatten().any(|(r, _)| r == *room))
     {
         if let Err(e) = rt.hub.subscribe(&socket, room, None) {
             tracing::error!(room = %room, error = %e, "could not join a default room");
         }
     }
-    if !handshake.resume.is_empty() {
+    if handshake.resume.is_some() {
         let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));
         tokio::spawn(async move { resume(&rt, &socket, &handshake).await });
     }
@@ -111,7 +111,7 @@ async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
     let mut rooms = serde_json::Map::new();
     let mut refused = serde_json::Map::new();
     let mut pending = Vec::new();
-    for (room, seq) in &handshake.resume {
+    for (room, seq) in handshake.resume.iter().flatten() {
         let access = authorize_room(
             &identity.principal,
             &rt.log,
@@ -214,6 +214,9 @@ fn parse_photo_request(
         photo_id,
     };
     let value = data.map_err(|_| invalid(None))?;
+    if !value.is_object() {
+        return Err(invalid(None));
+    }
     let request: PhotoRequest = serde_json::from_value(value.clone()).map_err(|_| {
         invalid(
             value

@@ -24,8 +24,9 @@ pub enum HandshakeError {
 pub struct Handshake {
     /// Who connected.
     pub identity: SocketIdentity,
-    /// Rooms to resume with the last seq the client has in each.
-    pub resume: Vec<(Room, u64)>,
+    /// Rooms to resume with the last seq the client has in each (`None`: no `resume` given; an
+    /// empty map still gets its `resume:complete`).
+    pub resume: Option<Vec<(Room, u64)>>,
     /// The store epoch the client's seqs belong to, if it sent one.
     pub epoch: Option<String>,
 }
@@ -64,15 +65,17 @@ pub fn parse(
         .map_err(|_| HandshakeError::InvalidHandshake)?;
     let epoch = optional_str(auth, "epoch")?.map(str::to_owned);
     let resume = match auth.get("resume") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Object(rooms)) => rooms
-            .iter()
-            .map(|(room, seq)| {
-                let room: Room = room.parse().map_err(|_| HandshakeError::InvalidHandshake)?;
-                let seq = seq.as_u64().ok_or(HandshakeError::InvalidHandshake)?;
-                Ok((room, seq))
-            })
-            .collect::<Result<_, _>>()?,
+        None | Some(Value::Null) => None,
+        Some(Value::Object(rooms)) => Some(
+            rooms
+                .iter()
+                .map(|(room, seq)| {
+                    let room: Room = room.parse().map_err(|_| HandshakeError::InvalidHandshake)?;
+                    let seq = seq.as_u64().ok_or(HandshakeError::InvalidHandshake)?;
+                    Ok((room, seq))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
         Some(_) => return Err(HandshakeError::InvalidHandshake),
     };
     Ok(Handshake {
@@ -120,7 +123,7 @@ mod tests {
             false,
         )
         .expect("valid");
-        assert_eq!(ok.resume.len(), 1);
+        assert_eq!(ok.resume.map(|r| r.len()), Some(1));
         let cases = [
             (json!({"clientId": "c1"}), HandshakeError::Unauthorized),
             (

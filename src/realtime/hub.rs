@@ -265,7 +265,7 @@ impl Hub {
         }
         loop {
             let page = log.read(&job.room, job.cursor, PAGE)?;
-            let Some(first) = page.first() else {
+            if page.is_empty() {
                 let head = log.head(&job.room)?;
                 if job.cursor < head {
                     let oldest = log.oldest(&job.room)?;
@@ -280,12 +280,14 @@ impl Hub {
                         continue;
                     }
                 }
-            };
-            if first.seq != job.cursor + 1 {
-                self.truncated(job, first.seq)?;
             }
             let room = job.room.to_string();
             for event in &page {
+                // Retention may remove a prefix of the room while we read it: whatever is
+                // missing before this event is reported, never skipped silently.
+                if event.seq != job.cursor + 1 {
+                    self.truncated(job, event.seq)?;
+                }
                 let payload = event_payload(
                     &event.data,
                     &event.id,

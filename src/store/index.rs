@@ -27,32 +27,45 @@ pub(super) struct IndexJob {
     pub entries: Vec<(EventId, Vec<(Room, u64)>)>,
 }
 
-/// Where `id` is stored: pending ids first, then the index records.
+/// Where `id` is stored: pending ids first, then the index records. Every placement is checked
+/// against the event record it names, so an entry left behind by a prune that raced the indexer
+/// never answers for an event that is gone.
 pub(super) fn lookup(
     db: &sled::Db,
     pending: &PendingIds,
     id: &EventId,
 ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-    if let Some(rooms) = pending.lock().ok().and_then(|p| p.get(id).cloned()) {
-        return Ok(Some(rooms));
-    }
-    let key = keys::id(id.as_str());
-    let Some(bytes) = db.get(&key)? else {
-        return Ok(None);
-    };
-    let placement: Placement = codec::decode(&key, &bytes)?;
-    placement
-        .into_iter()
-        .map(|(room, seq)| {
-            room.parse::<Room>()
-                .map(|r| (r, seq))
-                .map_err(|_| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: format!("invalid room `{room}`"),
+    let candidates = match pending.lock().ok().and_then(|p| p.get(id).cloned()) {
+        Some(rooms) => rooms,
+        None => {
+            let key = keys::id(id.as_str());
+            let Some(bytes) = db.get(&key)? else {
+                return Ok(None);
+            };
+            let placement: Placement = codec::decode(&key, &bytes)?;
+            placement
+                .into_iter()
+                .map(|(room, seq)| {
+                    room.parse::<Room>()
+                        .map(|r| (r, seq))
+                        .map_err(|_| StoreError::Corrupt {
+                            key: keys::display(&key),
+                            reason: format!("invalid room `{room}`"),
+                        })
                 })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let mut kept = Vec::with_capacity(candidates.len());
+    for (room, seq) in candidates {
+        let key = keys::event(&room.to_string(), seq);
+        if let Some(value) = db.get(&key)?
+            && decode_event(&key, &value)?.id == *id
+        {
+            kept.push((room, seq));
+        }
+    }
+    Ok(if kept.is_empty() { None } else { Some(kept) })
 }
 
 /// Writes index records for flushed groups until the committer is gone.

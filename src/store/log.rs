@@ -247,6 +247,11 @@ impl EventLog {
         index::lookup(&self.shared.db, &self.shared.pending_ids, id)
     }
 
+    /// The underlying tree, for the store's own modules.
+    pub(super) fn db(&self) -> &sled::Db {
+        &self.shared.db
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.shared.db.size_on_disk()?)

@@ -11,6 +11,7 @@
 //! - `log`: [`EventLog`], opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
 //! - `index`: the event-id index, written behind the committer and recovered at open.
+//! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
 mod codec;
@@ -20,9 +21,11 @@ mod index;
 mod keys;
 mod log;
 mod migrate;
+mod prune;
 mod records;
 
 pub use error::{AppendError, Rejection, StoreError};
 pub use log::{EventLog, StoreOptions};
 pub use migrate::SCHEMA_VERSION;
+pub use prune::{PruneReport, RetentionPolicy};
 pub use records::{CommittedEvent, Receipt, StoredEvent};

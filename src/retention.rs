@@ -1,0 +1,136 @@
+//! Scheduled retention: runs the store's prune pass on a cron schedule (tokio-cron-scheduler),
+//! never two at once, logging and counting each run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::domain::Timestamp;
+use crate::store::{EventLog, PruneReport, RetentionPolicy, StoreError};
+
+/// Why retention could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    /// The cron expression does not parse.
+    #[error(
+        "invalid prune schedule `{schedule}` (cron with a seconds field, e.g. `0 */10 * * * *`): {reason}"
+    )]
+    Schedule {
+        /// The expression.
+        schedule: String,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The scheduler failed.
+    #[error("prune scheduler: {0}")]
+    Scheduler(String),
+}
+
+/// The running schedule.
+pub struct RetentionScheduler {
+    scheduler: JobScheduler,
+    running: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// Checks a cron expression without scheduling anything.
+pub fn validate_schedule(schedule: &str) -> Result<(), RetentionError> {
+    Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(drop)
+        .map_err(|e| RetentionError::Schedule {
+            schedule: schedule.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Runs one pass now, on a blocking thread, recording metrics and logging the outcome.
+pub async fn run_once(log: EventLog, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+    let report = tokio::task::spawn_blocking(move || {
+        let report = log.prune(&policy, Timestamp::now(), false);
+        (report, log.size_on_disk())
+    })
+    .await
+    .map_err(|e| StoreError::CommitFailed(format!("prune task: {e}")))?;
+    let (report, size) = report;
+    let report = report?;
+    metrics::counter!("prune_runs_total").increment(1);
+    metrics::counter!("prune_events_removed_total").increment(report.events_removed);
+    metrics::histogram!("prune_duration_seconds").record(report.duration_ms as f64 / 1000.0);
+    if let Ok(size) = size {
+        metrics::gauge!("store_size_on_disk_bytes").set(size as f64);
+    }
+    tracing::info!(
+        rooms = report.rooms,
+        rooms_pruned = report.rooms_pruned,
+        events_removed = report.events_removed,
+        statuses_removed = report.statuses_removed,
+        duration_ms = report.duration_ms,
+        "prune pass done"
+    );
+    Ok(report)
+}
+
+impl RetentionScheduler {
+    /// Schedules the prune pass on `schedule`. A run that would overlap a running one is skipped.
+    pub async fn start(
+        log: EventLog,
+        policy: RetentionPolicy,
+        schedule: &str,
+    ) -> Result<Self, RetentionError> {
+        validate_schedule(schedule)?;
+        let scheduler = JobScheduler::new()
+            .await
+            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
+        let running: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+        let busy = Arc::new(AtomicBool::new(false));
+        let job = {
+            let running = Arc::clone(&running);
+            Job::new_async(schedule, move |_, _| {
+                let (log, running, busy) = (log.clone(), Arc::clone(&running), Arc::clone(&busy));
+                Box::pin(async move {
+                    if busy.swap(true, Ordering::SeqCst) {
+                        tracing::warn!("a prune pass is still running; skipping this one");
+                        metrics::counter!("prune_runs_skipped_total").increment(1);
+                        return;
+                    }
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = run_once(log, policy).await {
+                            metrics::counter!("prune_failures_total").increment(1);
+                            tracing::error!(error = %e, "prune pass failed");
+                        }
+                        busy.store(false, Ordering::SeqCst);
+                    });
+                    *running.lock().await = Some(task);
+                })
+            })
+            .map_err(|e| RetentionError::Schedule {
+                schedule: schedule.to_owned(),
+                reason: e.to_string(),
+            })?
+        };
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
+        scheduler
+            .start()
+            .await
+            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
+        Ok(Self { scheduler, running })
+    }
+
+    /// Stops scheduling and waits (up to `limit`) for a running pass to finish.
+    pub async fn stop(mut self, limit: Duration) {
+        if let Err(e) = self.scheduler.shutdown().await {
+            tracing::warn!(error = %e, "prune scheduler did not shut down cleanly");
+        }
+        if let Some(task) = self.running.lock().await.take()
+            && tokio::time::timeout(limit, task).await.is_err()
+        {
+            tracing::warn!("a prune pass was still running at shutdown");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Retention: removing old events in small batches while appends and replays go on.
+//!
+//! A pass visits every room (its head record) and removes a prefix of its events: those older
+//! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
+//! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
+//! oldest kept seq moves forward by itself (it is the room's first event key). Id-index entries
+//! of removed events go with them. A photo's status stays (it answers `photo:status:request`)
+//! until the photo is deleted and its last status change is older than the maximum age.
+
+use std::time::{Duration, Instant};
+
+use super::codec;
+use super::keys;
+use super::log::decode_event;
+use super::records::{Placement, StatusRecord};
+use super::{EventLog, StoreError};
+use crate::domain::{ProcessingState, Timestamp};
+
+/// Removals per `apply_batch`: small enough that a batch holds sled's writers back for well
+/// under a millisecond.
+const BATCH: usize = 512;
+
+/// What to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPolicy {
+    /// Events older than this are removed.
+    pub max_age: Duration,
+    /// At most this many events are kept per room.
+    pub max_events_per_room: u64,
+}
+
+/// What a pass removed (or, on a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Rooms visited.
+    pub rooms: u64,
+    /// Rooms that lost events.
+    pub rooms_pruned: u64,
+    /// Events removed (one per room an event was stored in).
+    pub events_removed: u64,
+    /// Status snapshots removed (deleted photos past the maximum age).
+    pub statuses_removed: u64,
+    /// How long the pass took, milliseconds.
+    pub duration_ms: u64,
+}
+
+impl EventLog {
+    /// Runs one retention pass as of `now`. With `dry_run`, only counts. Blocking: call it from a
+    /// blocking thread.
+    pub fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+        dry_run: bool,
+    ) -> Result<PruneReport, StoreError> {
+        let started = Instant::now();
+        let cutoff = now
+            .millis()
+            .saturating_sub(i64::try_from(policy.max_age.as_millis()).unwrap_or(i64::MAX));
+        let db = self.db();
+        let mut report = PruneReport::default();
+        for entry in db.scan_prefix([keys::HEAD]) {
+            let (key, _) = entry?;
+            let room = std::str::from_utf8(&key[1..]).map_err(|_| StoreError::Corrupt {
+                key: keys::display(&key),
+                reason: "room name is not UTF-8".into(),
+            })?;
+            report.rooms += 1;
+            let removed = prune_room(db, room, policy.max_events_per_room, cutoff, dry_run)?;
+            if removed > 0 {
+                report.rooms_pruned += 1;
+                report.events_removed += removed;
+            }
+        }
+        report.statuses_removed = prune_statuses(db, cutoff, dry_run)?;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(report)
+    }
+}
+
+/// Removes the prefix of `room` that retention lets go; returns how many events that is.
+fn prune_room(
+    db: &sled::Db,
+    room: &str,
+    max_events: u64,
+    cutoff: i64,
+    dry_run: bool,
+) -> Result<u64, StoreError> {
+    let head = super::log::stored_head(db, room)?;
+    let by_count = head.saturating_sub(max_events);
+    let mut removed = 0;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0;
+    let mut index_updates: Vec<(String, String, u64)> = Vec::new();
+    for entry in db.scan_prefix(keys::event_prefix(room)) {
+        let (key, value) = entry?;
+        let event = decode_event(&key, &value)?;
+        if event.seq > by_count && event.timestamp.millis() >= cutoff {
+            break;
+        }
+        removed += 1;
+        if dry_run {
+            continue;
+        }
+        batch.remove(key);
+        index_updates.push((event.id.to_string(), room.to_owned(), event.seq));
+        in_batch += 1;
+        if in_batch == BATCH {
+            write(
+                db,
+                std::mem::take(&mut batch),
+                std::mem::take(&mut index_updates),
+            )?;
+            in_batch = 0;
+            std::thread::yield_now();
+        }
+    }
+    if in_batch > 0 {
+        write(db, batch, index_updates)?;
+    }
+    Ok(removed)
+}
+
+/// Applies one batch of event removals together with the id-index updates they imply.
+fn write(
+    db: &sled::Db,
+    mut batch: sled::Batch,
+    index_updates: Vec<(String, String, u64)>,
+) -> Result<(), StoreError> {
+    for (id, room, seq) in index_updates {
+        let key = keys::id(&id);
+        let Some(bytes) = db.get(&key)? else {
+            continue;
+        };
+        let mut placement: Placement = codec::decode(&key, &bytes)?;
+        placement.retain(|(r, s)| !(r == &room && *s == seq));
+        if placement.is_empty() {
+            batch.remove(key);
+        } else {
+            batch.insert(key, codec::encode(&placement)?);
+        }
+    }
+    db.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Removes the status of deleted photos whose last status change is older than `cutoff`.
+fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    let mut batch = sled::Batch::default();
+    for entry in db.scan_prefix([keys::STATUS]) {
+        let (key, value) = entry?;
+        let record: StatusRecord = codec::decode(&key, &value)?;
+        let status = record.into_status().map_err(|reason| StoreError::Corrupt {
+            key: keys::display(&key),
+            reason: reason.into(),
+        })?;
+        if status.status == ProcessingState::Deleted && status.updated_at.millis() < cutoff {
+            removed += 1;
+            batch.remove(key);
+        }
+    }
+    if !dry_run && removed > 0 {
+        db.apply_batch(batch)?;
+    }
+    Ok(removed)
+}
