@@ -34,6 +34,9 @@ pub enum RetentionError {
 pub struct RetentionScheduler {
     scheduler: JobScheduler,
     running: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// The log the job prunes; emptied at stop, because the scheduler keeps its jobs (and what
+    /// they hold) alive after shutdown, and the store's directory lock goes with the last handle.
+    log: Arc<std::sync::Mutex<Option<EventLog>>>,
 }
 
 /// Checks a cron expression without scheduling anything.
@@ -86,11 +89,16 @@ impl RetentionScheduler {
             .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
         let running: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
         let busy = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(std::sync::Mutex::new(Some(log)));
         let job = {
-            let running = Arc::clone(&running);
+            let (running, slot) = (Arc::clone(&running), Arc::clone(&log));
             Job::new_async(schedule, move |_, _| {
-                let (log, running, busy) = (log.clone(), Arc::clone(&running), Arc::clone(&busy));
+                let log = slot.lock().ok().and_then(|l| l.clone());
+                let (running, busy) = (Arc::clone(&running), Arc::clone(&busy));
                 Box::pin(async move {
+                    let Some(log) = log else {
+                        return;
+                    };
                     if busy.swap(true, Ordering::SeqCst) {
                         tracing::warn!("a prune pass is still running; skipping this one");
                         metrics::counter!("prune_runs_skipped_total").increment(1);
@@ -119,11 +127,18 @@ impl RetentionScheduler {
             .start()
             .await
             .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
-        Ok(Self { scheduler, running })
+        Ok(Self {
+            scheduler,
+            running,
+            log,
+        })
     }
 
     /// Stops scheduling and waits (up to `limit`) for a running pass to finish.
     pub async fn stop(mut self, limit: Duration) {
+        if let Ok(mut log) = self.log.lock() {
+            log.take();
+        }
         if let Err(e) = self.scheduler.shutdown().await {
             tracing::warn!(error = %e, "prune scheduler did not shut down cleanly");
         }

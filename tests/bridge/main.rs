@@ -5,4 +5,5 @@ mod handover;
 mod helpers;
 mod protocol;
 mod resume;
+mod retention;
 mod slow_client;
