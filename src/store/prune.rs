@@ -18,7 +18,10 @@ use crate::domain::{ProcessingState, Timestamp};
 
 /// Removals per `apply_batch`: small enough that a batch holds sled's writers back for well
 /// under a millisecond.
-const BATCH: usize = 512;
+const BATCH: usize = 256;
+/// Pause between batches. Every removal dirties pages that the committer's next flush has to
+/// write, so a prune running flat out slows durable appends; pausing bounds that cost.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +115,7 @@ fn prune_room(
                 std::mem::take(&mut index_updates),
             )?;
             in_batch = 0;
-            std::thread::yield_now();
+            std::thread::sleep(PAUSE);
         }
     }
     if in_batch > 0 {
