@@ -102,7 +102,10 @@ impl PhotoStatus {
                 next.status = ProcessingState::Failed;
                 next.error = event.error.clone();
             }
-            EventType::PhotoDeleted => next.status = ProcessingState::Deleted,
+            EventType::PhotoDeleted => {
+                next.status = ProcessingState::Deleted;
+                next.error = None;
+            }
             EventType::SystemMaintenance | EventType::SystemHealth => return next,
         }
         next.updated_at = event.timestamp;

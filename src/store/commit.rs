@@ -6,9 +6,13 @@
 //! share one flush, and because a single thread assigns seqs, a room's seqs can have no gap or
 //! repeat. A request that breaks a rule is dropped from the group without touching the others.
 //!
-//! The durable batch holds only what cannot be rebuilt: one record per event and room, the touched
-//! rooms' heads, the touched photos' status, and one commit record listing the seq ranges written.
-//! The event-id index is derivable, so it is written afterwards by the indexer (see `index`).
+//! Every record in the durable batch costs about as much as an event, so the batch holds only
+//! what cannot be rebuilt: one record per event and room, and one commit record listing the seq
+//! ranges written. A room's head is its last event key (the head record only matters once
+//! retention has removed events, and retention writes it). Photo statuses and the event-id index
+//! are derived from the events: they are handed to [`Pending`] (which every read consults) and
+//! written behind the committer by the indexer; after a crash, the commit records name exactly
+//! what has to be derived again (see `index`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,16 +20,25 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::index::{self, IndexJob, PendingIds};
+use super::index::{self, IndexJob, IndexerMessage, Pending};
 use super::keys;
 use super::log::{VisibleHeads, read_status, stored_head};
-use super::records::{CommitRecord, EventRecord, StatusRecord};
+use super::records::CommitRecord;
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
 
+/// An event with its stored form already encoded (on the appender's task, not the committer's).
+pub(super) struct PreparedEvent {
+    pub event: Event,
+    /// The `data` object as JSON text.
+    pub data: Arc<str>,
+    /// The encoded event record (the same bytes in every room it goes to).
+    pub record: Vec<u8>,
+}
+
 /// One caller's batch and where to send its outcome.
 pub(super) struct AppendRequest {
-    pub events: Vec<Event>,
+    pub events: Vec<PreparedEvent>,
     pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
 }
 
@@ -67,7 +80,7 @@ impl CommitListener {
 struct Overlay {
     /// Room -> head after the staged events.
     heads: HashMap<String, u64>,
-    /// Room -> head as stored before the group.
+    /// Room -> head before the group.
     originals: HashMap<String, u64>,
     statuses: HashMap<PhotoId, PhotoStatus>,
     ids: HashMap<EventId, Vec<(Room, u64)>>,
@@ -92,30 +105,33 @@ impl Overlay {
 pub(super) struct Committer {
     db: sled::Db,
     visible: Arc<VisibleHeads>,
-    pending_ids: Arc<PendingIds>,
+    pending: Arc<Pending>,
     listener: Arc<CommitListener>,
-    index_tx: std::sync::mpsc::Sender<IndexJob>,
+    index_tx: std::sync::mpsc::Sender<IndexerMessage>,
     max_group_events: usize,
     next_commit_no: u64,
+    /// Heads of the rooms written since open: the committer is their only writer.
+    heads: HashMap<String, u64>,
 }
 
 impl Committer {
     pub fn new(
         db: sled::Db,
         visible: Arc<VisibleHeads>,
-        pending_ids: Arc<PendingIds>,
+        pending: Arc<Pending>,
         listener: Arc<CommitListener>,
-        index_tx: std::sync::mpsc::Sender<IndexJob>,
+        index_tx: std::sync::mpsc::Sender<IndexerMessage>,
         max_group_events: usize,
     ) -> Self {
         Self {
             db,
             visible,
-            pending_ids,
+            pending,
             listener,
             index_tx,
             max_group_events,
             next_commit_no: 1,
+            heads: HashMap::new(),
         }
     }
 
@@ -151,7 +167,7 @@ impl Committer {
         }
 
         if !state.heads.is_empty()
-            && let Err(e) = self.write(&state)
+            && let Err(e) = self.write(&mut state)
         {
             tracing::error!(error = %e, "group commit failed");
             let reason = e.to_string();
@@ -170,26 +186,20 @@ impl Committer {
         metrics::histogram!("event_log_group_commit_seconds")
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("event_log_events_appended_total").increment(events as u64);
-        self.listener.publish(state.committed);
+        self.listener.publish(std::mem::take(&mut state.committed));
     }
 
-    /// Writes the group durably, then makes it visible to readers and hands it to the indexer.
-    fn write(&mut self, state: &Overlay) -> Result<(), StoreError> {
+    /// Writes the group durably, then makes it visible to readers and hands its derived records
+    /// (statuses, id index) to the indexer.
+    fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
-        for (key, value) in &state.records {
-            batch.insert(key.as_slice(), value.as_slice());
+        for (key, value) in std::mem::take(&mut state.records) {
+            batch.insert(key, value);
         }
         for (room, head) in &state.heads {
-            batch.insert(keys::head(room), codec::encode(head)?);
             let first = state.originals.get(room).copied().unwrap_or(0) + 1;
             ranges.push((room.clone(), first, *head));
-        }
-        for (photo, status) in &state.statuses {
-            batch.insert(
-                keys::status(photo.as_str()),
-                codec::encode(&StatusRecord::from(status))?,
-            );
         }
         let commit_no = self.next_commit_no;
         batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
@@ -201,21 +211,18 @@ impl Committer {
         }
         self.db.apply_batch(batch)?;
         self.next_commit_no += 1;
-        // From here the batch is in sled's memory. Even if the flush fails, its ids must stay
-        // known so that a retried append is recognised instead of stored twice.
-        let ids: Vec<_> = state
-            .ids
-            .iter()
-            .map(|(id, rooms)| (id.clone(), rooms.clone()))
-            .collect();
-        if let Ok(mut pending) = self.pending_ids.lock() {
-            pending.extend(ids.iter().cloned());
-        }
-        let flushed = self.db.flush();
-        let _ = self.index_tx.send(IndexJob {
+        self.heads
+            .extend(state.heads.iter().map(|(room, head)| (room.clone(), *head)));
+        // From here the batch is in sled's memory. Even if the flush fails, what it derives must
+        // stay known so that a retried append is recognised instead of stored twice.
+        let job = IndexJob {
             commit_no,
-            entries: ids,
-        });
+            ids: state.ids.drain().collect(),
+            statuses: state.statuses.drain().map(|(_, status)| status).collect(),
+        };
+        self.pending.add(&job);
+        let flushed = self.db.flush();
+        let _ = self.index_tx.send(IndexerMessage::Derived(job));
         flushed?;
         if let Ok(mut visible) = self.visible.write() {
             for (room, head) in &state.heads {
@@ -229,7 +236,7 @@ impl Committer {
         &self,
         group: &Overlay,
         stage: &mut Overlay,
-        events: &[Event],
+        events: &[PreparedEvent],
     ) -> Result<Vec<Receipt>, AppendError> {
         let mut receipts = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
@@ -245,8 +252,9 @@ impl Committer {
         &self,
         group: &Overlay,
         stage: &mut Overlay,
-        event: &Event,
+        prepared: &PreparedEvent,
     ) -> Result<Result<Receipt, Rejection>, StoreError> {
+        let event = &prepared.event;
         if !event.event_type.is_stored() {
             return Ok(Err(Rejection::LiveOnly(event.event_type.as_str())));
         }
@@ -266,23 +274,14 @@ impl Committer {
             Err(rejection) => return Ok(Err(rejection)),
         };
         let rooms = rooms_for(event.event_type, event.photo_id.as_ref(), owner.as_ref());
-        let data: Arc<str> = Arc::from(
-            serde_json::to_string(&event.data).map_err(|e| StoreError::Encode(e.to_string()))?,
-        );
-        let record = codec::encode(&EventRecord {
-            id: event.id.as_str().to_owned(),
-            type_code: event.event_type.code(),
-            data: data.to_string(),
-            timestamp_ms: event.timestamp.millis(),
-        })?;
         let mut placement = Vec::with_capacity(rooms.len());
         for room in rooms {
             let name = room.to_string();
             let seq = self.staged_head(group, stage, &name)? + 1;
-            stage.heads.insert(name.clone(), seq);
             stage
                 .records
-                .push((keys::event(&name, seq), record.clone()));
+                .push((keys::event(&name, seq), prepared.record.clone()));
+            stage.heads.insert(name, seq);
             placement.push((room, seq));
         }
         if let (Some(photo), Some(owner)) = (&event.photo_id, &owner) {
@@ -297,7 +296,7 @@ impl Committer {
         stage.committed.push(CommittedEvent {
             id: event.id.clone(),
             event_type: event.event_type,
-            data,
+            data: Arc::clone(&prepared.data),
             timestamp: event.timestamp,
             rooms: placement.clone(),
         });
@@ -317,7 +316,7 @@ impl Committer {
         if let Some(rooms) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
             return Ok(Some(rooms.clone()));
         }
-        index::lookup(&self.db, &self.pending_ids, id)
+        index::lookup(&self.db, &self.pending, id)
     }
 
     fn staged_status(
@@ -333,6 +332,9 @@ impl Committer {
         {
             return Ok(Some(status.clone()));
         }
+        if let Some(status) = self.pending.status(photo) {
+            return Ok(Some(status));
+        }
         read_status(&self.db, photo)
     }
 
@@ -345,7 +347,10 @@ impl Committer {
         if let Some(head) = stage.heads.get(room).or_else(|| group.heads.get(room)) {
             return Ok(*head);
         }
-        let head = stored_head(&self.db, room)?;
+        let head = match self.heads.get(room) {
+            Some(head) => *head,
+            None => stored_head(&self.db, room)?,
+        };
         stage.originals.insert(room.to_owned(), head);
         Ok(head)
     }

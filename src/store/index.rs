@@ -1,30 +1,95 @@
-//! The event-id index: where each stored event id lives, for idempotent appends.
+//! Records derived from the events, written behind the committer: the event-id index (where each
+//! stored event id lives, for idempotent appends) and the photo status snapshots.
 //!
-//! The index is derivable from the event records, so it stays out of the durable group commit
-//! (each record there costs about as much as an event). After a group is flushed its ids go to
-//! [`PendingIds`] (consulted by lookups) and to the indexer thread, which writes the index records
-//! and deletes the group's commit record in one atomic batch. After a crash, the commit records
-//! still present name exactly the events whose index records may be missing: [`recover`]
-//! re-indexes them at open.
+//! Both are derivable, so they stay out of the durable group commit (each record there costs
+//! about as much as an event). After a group is flushed its ids and statuses go to [`Pending`]
+//! (consulted by every read) and to the indexer thread, which writes them and deletes the group's
+//! commit record in one atomic batch. After a crash, the commit records still present name exactly
+//! the events whose derived records may be missing: [`recover`] derives them again at open.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
 
+use serde_json::Value;
+
 use super::StoreError;
 use super::codec;
 use super::keys;
-use super::log::decode_event;
-use super::records::{CommitRecord, Placement};
-use crate::domain::{EventId, Room};
+use super::log::{decode_event, read_status};
+use super::records::{CommitRecord, Placement, StatusRecord};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room};
 
-/// Ids flushed by the committer whose index records are not written yet.
-pub(super) type PendingIds = Mutex<HashMap<EventId, Vec<(Room, u64)>>>;
+/// What the indexer is asked to do.
+pub(super) enum IndexerMessage {
+    /// Write a flushed group's derived records.
+    Derived(IndexJob),
+    /// Answer once everything queued before has been written.
+    Sync(std::sync::mpsc::Sender<()>),
+}
 
-/// A flushed group's ids, for the indexer.
+/// A flushed group's derived records, for the indexer.
 pub(super) struct IndexJob {
     pub commit_no: u64,
-    pub entries: Vec<(EventId, Vec<(Room, u64)>)>,
+    pub ids: Vec<(EventId, Vec<(Room, u64)>)>,
+    pub statuses: Vec<PhotoStatus>,
+}
+
+#[derive(Default)]
+struct PendingState {
+    ids: HashMap<EventId, Vec<(Room, u64)>>,
+    statuses: HashMap<PhotoId, PhotoStatus>,
+}
+
+/// Derived records of flushed groups that the indexer has not written yet.
+#[derive(Default)]
+pub(super) struct Pending(Mutex<PendingState>);
+
+impl Pending {
+    fn state(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes a group's derived records visible to reads.
+    pub fn add(&self, job: &IndexJob) {
+        let mut state = self.state();
+        state.ids.extend(job.ids.iter().cloned());
+        for status in &job.statuses {
+            state
+                .statuses
+                .insert(status.photo_id.clone(), status.clone());
+        }
+    }
+
+    /// The pending status of a photo.
+    pub fn status(&self, photo: &PhotoId) -> Option<PhotoStatus> {
+        self.state().statuses.get(photo).cloned()
+    }
+
+    fn placement(&self, id: &EventId) -> Option<Vec<(Room, u64)>> {
+        self.state().ids.get(id).cloned()
+    }
+
+    /// Forgets what the indexer has written (a status only if no later group replaced it).
+    fn settle(&self, jobs: &[IndexJob]) {
+        let mut state = self.state();
+        for job in jobs {
+            for (id, _) in &job.ids {
+                state.ids.remove(id);
+            }
+            for status in &job.statuses {
+                if state
+                    .statuses
+                    .get(&status.photo_id)
+                    .is_some_and(|s| s.last_seq == status.last_seq)
+                {
+                    state.statuses.remove(&status.photo_id);
+                }
+            }
+        }
+    }
 }
 
 /// Where `id` is stored: pending ids first, then the index records. Every placement is checked
@@ -32,10 +97,10 @@ pub(super) struct IndexJob {
 /// never answers for an event that is gone.
 pub(super) fn lookup(
     db: &sled::Db,
-    pending: &PendingIds,
+    pending: &Pending,
     id: &EventId,
 ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-    let candidates = match pending.lock().ok().and_then(|p| p.get(id).cloned()) {
+    let candidates = match pending.placement(id) {
         Some(rooms) => rooms,
         None => {
             let key = keys::id(id.as_str());
@@ -68,45 +133,56 @@ pub(super) fn lookup(
     Ok(if kept.is_empty() { None } else { Some(kept) })
 }
 
-/// Writes index records for flushed groups until the committer is gone.
+/// Writes derived records of flushed groups until every sender is gone.
 pub(super) fn run_indexer(
     db: sled::Db,
-    pending: std::sync::Arc<PendingIds>,
-    jobs: Receiver<IndexJob>,
+    pending: std::sync::Arc<Pending>,
+    messages: Receiver<IndexerMessage>,
 ) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        group.extend(jobs.try_iter());
-        let mut batch = sled::Batch::default();
-        let mut encoded = true;
-        for job in &group {
-            for (id, rooms) in &job.entries {
-                let placement: Placement = rooms.iter().map(|(r, s)| (r.to_string(), *s)).collect();
-                match codec::encode(&placement) {
-                    Ok(value) => batch.insert(keys::id(id.as_str()), value),
-                    Err(_) => encoded = false,
-                }
+    while let Ok(first) = messages.recv() {
+        let mut group = Vec::new();
+        let mut syncs = Vec::new();
+        for message in std::iter::once(first).chain(messages.try_iter()) {
+            match message {
+                IndexerMessage::Derived(job) => group.push(job),
+                IndexerMessage::Sync(done) => syncs.push(done),
             }
-            batch.remove(keys::commit(job.commit_no));
         }
-        // On failure the ids stay pending (lookups still find them) and the commit records stay,
-        // so the next open re-indexes them.
-        if !encoded {
-            tracing::error!("could not encode id index records; they will be rebuilt at next open");
-            continue;
-        }
-        if let Err(e) = db.apply_batch(batch) {
-            tracing::error!(error = %e, "could not write id index records; they will be rebuilt at next open");
-            continue;
-        }
-        if let Ok(mut pending) = pending.lock() {
-            for job in &group {
-                for (id, _) in &job.entries {
-                    pending.remove(id);
-                }
+        // On failure the records stay pending (reads still find them) and the commit records
+        // stay, so the next open derives them again.
+        match write_derived(&db, &group) {
+            Ok(()) => pending.settle(&group),
+            Err(e) => {
+                tracing::error!(error = %e, "could not write derived records; they will be rebuilt at next open")
             }
+        }
+        for done in syncs {
+            let _ = done.send(());
         }
     }
+}
+
+fn write_derived(db: &sled::Db, group: &[IndexJob]) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut statuses: HashMap<&PhotoId, &PhotoStatus> = HashMap::new();
+    for job in group {
+        for (id, rooms) in &job.ids {
+            let placement: Placement = rooms.iter().map(|(r, s)| (r.to_string(), *s)).collect();
+            batch.insert(keys::id(id.as_str()), codec::encode(&placement)?);
+        }
+        for status in &job.statuses {
+            statuses.insert(&status.photo_id, status);
+        }
+        batch.remove(keys::commit(job.commit_no));
+    }
+    for (photo, status) in statuses {
+        batch.insert(
+            keys::status(photo.as_str()),
+            codec::encode(&StatusRecord::from(status))?,
+        );
+    }
+    db.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Adds `(room, seq)` to the index record of `id`, keeping the photo room first. Idempotent.
@@ -130,21 +206,26 @@ pub(super) fn add_placement(
     Ok(())
 }
 
-/// Re-indexes the events of every group commit whose index records may be missing (those whose
-/// commit record is still present), then removes the commit records and flushes. Returns how many
-/// commit records it processed.
+/// Derives again the records of every group commit whose derived records may be missing (those
+/// whose commit record is still present), in commit order, then removes the commit records and
+/// flushes. Returns how many commit records it processed.
 pub(super) fn recover(db: &sled::Db) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for entry in db.scan_prefix([keys::COMMIT]) {
         let (commit_key, value) = entry?;
         let ranges: CommitRecord = codec::decode(&commit_key, &value)?;
         for (room, first, last) in ranges {
-            let start = keys::event(&room, first);
-            let end = keys::event(&room, last);
-            for event in db.range(start..=end) {
+            let photo = match room.parse::<Room>() {
+                Ok(Room::Photo(photo)) => Some(photo),
+                _ => None,
+            };
+            for event in db.range(keys::event(&room, first)..=keys::event(&room, last)) {
                 let (key, value) = event?;
-                let event = decode_event(&key, &value)?;
-                add_placement(db, event.id.as_str(), &room, event.seq)?;
+                let stored = decode_event(&key, &value)?;
+                add_placement(db, stored.id.as_str(), &room, stored.seq)?;
+                if let Some(photo) = &photo {
+                    derive_status(db, photo, &key, &stored)?;
+                }
             }
         }
         db.remove(&commit_key)?;
@@ -154,4 +235,40 @@ pub(super) fn recover(db: &sled::Db) -> Result<usize, StoreError> {
         db.flush()?;
     }
     Ok(recovered)
+}
+
+/// Applies a photo room's event to the stored status unless the status already includes it.
+fn derive_status(
+    db: &sled::Db,
+    photo: &PhotoId,
+    key: &[u8],
+    stored: &super::StoredEvent,
+) -> Result<(), StoreError> {
+    let before = read_status(db, photo)?;
+    if before.as_ref().is_some_and(|s| s.last_seq >= stored.seq) {
+        return Ok(());
+    }
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: keys::display(key),
+        reason,
+    };
+    let data = match serde_json::from_str(&stored.data) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(corrupt("event data is not a JSON object".into())),
+    };
+    let event = Event::new(stored.id.clone(), stored.event_type, data, stored.timestamp)
+        .map_err(|e| corrupt(format!("stored event no longer validates: {e}")))?;
+    let Some(owner) = before
+        .as_ref()
+        .map(|s| s.user_id.clone())
+        .or_else(|| event.user_id.clone())
+    else {
+        return Err(corrupt("photo event without a known owner".into()));
+    };
+    let status = PhotoStatus::apply(before.as_ref(), &event, photo, &owner, stored.seq);
+    db.insert(
+        keys::status(photo.as_str()),
+        codec::encode(&StatusRecord::from(&status))?,
+    )?;
+    Ok(())
 }

@@ -36,6 +36,14 @@ pub fn event_prefix(room: &str) -> Vec<u8> {
     key
 }
 
+/// The first key after every event of `room` (room names never hold a byte below `-`, so no
+/// other room's events sort between).
+pub fn after_room(room: &str) -> Vec<u8> {
+    let mut key = tagged(EVENT, room, 1);
+    key.push(1);
+    key
+}
+
 /// The key of the event at `seq` in `room`.
 pub fn event(room: &str, seq: u64) -> Vec<u8> {
     let mut key = event_prefix(room);

@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::commit::{AppendRequest, CommitListener, Committer};
-use super::index::{self, PendingIds};
+use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent};
+use super::index::{self, IndexerMessage, Pending};
 use super::keys;
 use super::migrate;
 use super::records::{EventRecord, StatusRecord, StoredEvent};
@@ -53,9 +53,10 @@ struct Shared {
     db: sled::Db,
     epoch: String,
     visible: Arc<VisibleHeads>,
-    pending_ids: Arc<PendingIds>,
+    pending: Arc<Pending>,
     listener: Arc<CommitListener>,
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    indexer: Mutex<Option<std::sync::mpsc::Sender<IndexerMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -98,13 +99,13 @@ impl EventLog {
         };
 
         let visible = Arc::new(VisibleHeads::default());
-        let pending_ids = Arc::new(PendingIds::default());
+        let pending = Arc::new(Pending::default());
         let listener = Arc::new(CommitListener::default());
         let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
         let (index_tx, index_rx) = std::sync::mpsc::channel();
         let indexer = {
             let db = db.clone();
-            let pending = Arc::clone(&pending_ids);
+            let pending = Arc::clone(&pending);
             std::thread::Builder::new()
                 .name("event-log-indexer".into())
                 .spawn(move || index::run_indexer(db, pending, index_rx))
@@ -113,9 +114,9 @@ impl EventLog {
         let committer = Committer::new(
             db.clone(),
             Arc::clone(&visible),
-            Arc::clone(&pending_ids),
+            Arc::clone(&pending),
             Arc::clone(&listener),
-            index_tx,
+            index_tx.clone(),
             options.max_group_events.max(1),
         );
         let committer = std::thread::Builder::new()
@@ -128,9 +129,10 @@ impl EventLog {
                 db,
                 epoch,
                 visible,
-                pending_ids,
+                pending,
                 listener,
                 requests: Mutex::new(Some(request_tx)),
+                indexer: Mutex::new(Some(index_tx)),
                 threads: Mutex::new(vec![committer, indexer]),
             }),
         })
@@ -157,6 +159,10 @@ impl EventLog {
             .clone()
             .ok_or(StoreError::Closed)?;
         let started = std::time::Instant::now();
+        let events = events
+            .into_iter()
+            .map(prepare)
+            .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         sender
             .send(AppendRequest { events, reply })
@@ -234,6 +240,9 @@ impl EventLog {
 
     /// The status of a photo, if it has any stored event.
     pub fn status(&self, photo_id: &PhotoId) -> Result<Option<PhotoStatus>, StoreError> {
+        if let Some(status) = self.shared.pending.status(photo_id) {
+            return Ok(Some(status));
+        }
         read_status(&self.shared.db, photo_id)
     }
 
@@ -244,7 +253,25 @@ impl EventLog {
 
     /// Where an event id is stored, if it is.
     pub fn placement(&self, id: &EventId) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        index::lookup(&self.shared.db, &self.shared.pending_ids, id)
+        index::lookup(&self.shared.db, &self.shared.pending, id)
+    }
+
+    /// Waits (up to `limit`) until the derived records (statuses, id index) of every append
+    /// that has returned are written to the tree. Returns whether they are.
+    pub fn sync_derived(&self, limit: std::time::Duration) -> bool {
+        let (done, wait) = std::sync::mpsc::channel();
+        let sent = self
+            .shared
+            .indexer
+            .lock()
+            .ok()
+            .and_then(|indexer| {
+                indexer
+                    .as_ref()
+                    .map(|tx| tx.send(IndexerMessage::Sync(done)).is_ok())
+            })
+            .unwrap_or(false);
+        sent && wait.recv_timeout(limit).is_ok()
     }
 
     /// The underlying tree, for the store's own modules.
@@ -269,6 +296,9 @@ impl EventLog {
 fn close_shared(shared: &Shared) {
     if let Ok(mut requests) = shared.requests.lock() {
         requests.take();
+    }
+    if let Ok(mut indexer) = shared.indexer.lock() {
+        indexer.take();
     }
     let threads = shared
         .threads
@@ -306,12 +336,42 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
     }
 }
 
-/// The head record of `room` as stored (0 when the room has none).
+/// The head of `room` as stored: its last event's seq, or the head record retention leaves when
+/// it removes events (whichever is higher; 0 for a room that never had an event).
 pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
     let key = keys::head(room);
-    Ok(match db.get(&key)? {
+    let recorded: u64 = match db.get(&key)? {
         Some(v) => codec::decode(&key, &v)?,
         None => 0,
+    };
+    let last = match db.scan_prefix(keys::event_prefix(room)).keys().next_back() {
+        Some(key) => {
+            let key = key?;
+            keys::parse_event(&key)
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: keys::display(&key),
+                    reason: "malformed event key".into(),
+                })?
+                .1
+        }
+        None => 0,
+    };
+    Ok(recorded.max(last))
+}
+
+/// Encodes an event's stored form on the caller's task, so the committer only assigns seqs.
+fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
+    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let record = codec::encode(&EventRecord {
+        id: event.id.as_str().to_owned(),
+        type_code: event.event_type.code(),
+        data: data.clone(),
+        timestamp_ms: event.timestamp.millis(),
+    })?;
+    Ok(PreparedEvent {
+        event,
+        data: Arc::from(data),
+        record,
     })
 }
 

@@ -151,6 +151,14 @@ fn verify(dir: &tempfile::TempDir, acked: &HashSet<String>, round: usize) {
                 .or_default()
                 .push((room.clone(), event.seq));
         }
+        if let Room::Photo(photo) = &room {
+            let status = log.status(photo).expect("status");
+            assert_eq!(
+                status.map(|s| s.last_seq),
+                (head > 0).then_some(head),
+                "round {round}: status of {room} derived up to its head"
+            );
+        }
     }
     for id in acked {
         assert!(

@@ -249,7 +249,10 @@ impl Model {
                 self.state = Failed;
                 self.error = Some(error);
             }
-            EventType::PhotoDeleted => self.state = Deleted,
+            EventType::PhotoDeleted => {
+                self.state = Deleted;
+                self.error = None;
+            }
             _ => {}
         }
     }
