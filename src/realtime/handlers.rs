@@ -51,31 +51,35 @@ async fn on_connect(
     let user = identity.principal.user.clone();
     tracing::debug!(socket = %socket.id, user = %user, client = %identity.client_id, "connected");
     metrics::gauge!("sockets_connected").increment(1.0);
-    let _ = socket.emit(
-        "connection:established",
-        &json!({
-            "socketId": socket.id.to_string(),
-            "clientId": identity.client_id.to_string(),
-            "userId": user.to_string(),
-            "epoch": rt.log.epoch(),
-            "timestamp": Timestamp::now().to_rfc3339(),
-        }),
-    );
-    rt.hub.add_socket(socket.id);
-
     let mut defaults = vec![
         Room::User(user.clone()),
         Room::Client(identity.client_id.clone()),
         Room::Global,
     ];
     defaults.extend(identity.session_id.clone().map(Room::Session));
-    for room in defaults
-        .iter()
-        .filter(|room| !handshake.resume.iter().flatten().any(|(r, _)| r == *room))
-    {
-        if let Err(e) = rt.hub.subscribe(&socket, room, None) {
-            tracing::error!(room = %room, error = %e, "could not join a default room");
-        }
+    // Rooms in `resume` are joined by the resume instead, after their replay.
+    defaults.retain(|room| !handshake.resume.iter().flatten().any(|(r, _)| r == room));
+    let joined = rt.hub.join_live_then(&socket, &defaults, |heads| {
+        let rooms: serde_json::Map<String, Value> = heads
+            .iter()
+            .map(|(room, head)| (room.to_string(), json!(head)))
+            .collect();
+        let _ = socket.emit(
+            "connection:established",
+            &json!({
+                "socketId": socket.id.to_string(),
+                "clientId": identity.client_id.to_string(),
+                "userId": user.to_string(),
+                "epoch": rt.log.epoch(),
+                "rooms": rooms,
+                "timestamp": Timestamp::now().to_rfc3339(),
+            }),
+        );
+    });
+    if let Err(e) = joined {
+        tracing::error!(socket = %socket.id, error = %e, "could not join the default rooms");
+        let _ = socket.clone().disconnect();
+        return;
     }
     if handshake.resume.is_some() {
         let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));

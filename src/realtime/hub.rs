@@ -154,14 +154,7 @@ impl Hub {
             .or_default()
             .insert(room.clone());
         let Some(replay) = replay else {
-            let dispatched = subs.dispatched;
-            subs.subs.entry(socket.id).or_insert_with(|| Subscription {
-                socket: socket.clone(),
-                mode: Mode::Live,
-                delivered: dispatched,
-                generation: 0,
-            });
-            return Ok((head.max(dispatched), None));
+            return Ok((join_live(subs, socket), None));
         };
         let sub = subs.subs.entry(socket.id).or_insert_with(|| Subscription {
             socket: socket.clone(),
@@ -186,6 +179,39 @@ impl Hub {
         Ok((head, Some(live_at)))
     }
 
+    /// Subscribes `socket` live to each of `rooms` at its current head, then calls `joined` with
+    /// the room heads while still holding the hub's lock, so that whatever `joined` emits reaches
+    /// the socket before any live event of those rooms.
+    pub fn join_live_then(
+        &self,
+        socket: &SocketRef,
+        rooms: &[Room],
+        joined: impl FnOnce(&[(Room, u64)]),
+    ) -> Result<(), StoreError> {
+        let heads = rooms
+            .iter()
+            .map(|room| self.inner.log.head(room).map(|head| (room, head)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut state = self.lock();
+        let state = &mut *state;
+        let mut joined_at = Vec::with_capacity(heads.len());
+        for (room, head) in heads {
+            let subs = state.rooms.entry(room.clone()).or_insert_with(|| RoomSubs {
+                dispatched: head,
+                subs: HashMap::new(),
+            });
+            joined_at.push((room.clone(), join_live(subs, socket)));
+            state
+                .by_socket
+                .entry(socket.id)
+                .or_default()
+                .insert(room.clone());
+        }
+        state.by_socket.entry(socket.id).or_default();
+        joined(&joined_at);
+        Ok(())
+    }
+
     /// Unsubscribes `socket` from `room`.
     pub fn unsubscribe(&self, socket: Sid, room: &Room) {
         let mut state = self.lock();
@@ -201,11 +227,6 @@ impl Hub {
         for room in state.by_socket.remove(&socket).unwrap_or_default() {
             remove_sub(&mut state, socket, &room);
         }
-    }
-
-    /// Registers a connected socket that has no subscription yet.
-    pub fn add_socket(&self, socket: Sid) {
-        self.lock().by_socket.entry(socket).or_default();
     }
 
     async fn dispatch(self, mut commits: mpsc::UnboundedReceiver<Arc<[CommittedEvent]>>) {
@@ -247,7 +268,7 @@ impl Hub {
             Err(e) => {
                 tracing::warn!(room = %job.room, socket = %job.socket.id, error = %e, "catch-up stopped; disconnecting the socket (it will resume)");
                 self.remove_socket(job.socket.id);
-                let _ = job.socket.clone().disconnect();
+                tokio::spawn(disconnect_when_possible(job.socket.clone()));
             }
         }
     }
@@ -380,6 +401,25 @@ impl Hub {
     }
 }
 
+/// How long to keep trying to disconnect a socket whose queue stays full (socketioxide queues the
+/// disconnect packet like any other and refuses while the queue is full). A client that never
+/// reads is closed by the engine.io heartbeat well before this runs out.
+const DISCONNECT_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Disconnects `socket`, retrying while its outgoing queue is full. Its subscriptions are already
+/// gone, so nothing new is queued for it meanwhile.
+async fn disconnect_when_possible(socket: SocketRef) {
+    let since = Instant::now();
+    loop {
+        match socket.clone().disconnect() {
+            Err(SocketError::InternalChannelFull) if since.elapsed() < DISCONNECT_RETRY_FOR => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
 enum GoLive {
     Live,
     Behind,
@@ -446,6 +486,21 @@ fn deliver(
         });
     }
     metrics::counter!("events_delivered_total").increment(delivered);
+}
+
+/// Adds a live subscription at what the room's dispatcher has seen (an existing subscription
+/// stays as it is); returns the seq live delivery continues after.
+fn join_live(subs: &mut RoomSubs, socket: &SocketRef) -> u64 {
+    let dispatched = subs.dispatched;
+    subs.subs
+        .entry(socket.id)
+        .or_insert_with(|| Subscription {
+            socket: socket.clone(),
+            mode: Mode::Live,
+            delivered: dispatched,
+            generation: 0,
+        })
+        .delivered
 }
 
 fn remove_sub(state: &mut State, socket: Sid, room: &Room) {

@@ -18,6 +18,11 @@ async fn resume_replays_exactly_the_missed_seqs() {
     let mut first = app.client_for("u1").await;
     let established = first.next_named("connection:established").await;
     let epoch = established["epoch"].as_str().expect("epoch").to_owned();
+    assert_eq!(
+        established["rooms"],
+        json!({ "user:u1": 1, "client:c-u1": 0, "global": 0 }),
+        "the default rooms' heads, where live delivery starts"
+    );
     let ack = first
         .ack("subscribe:photo", json!({ "photoId": "p1", "since": 0 }))
         .await;

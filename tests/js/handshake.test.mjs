@@ -74,10 +74,15 @@ for (const [name, auth] of invalid) {
 test('a valid token connects and receives connection:established', async () => {
   const user = uid('u');
   const clientId = uid('c');
-  const client = hub.client({ token: token(user), clientId, sessionId: uid('s') });
+  const sessionId = uid('s');
+  const client = hub.client({ token: token(user), clientId, sessionId });
   await client.open();
   const established = await client.waitFor('connection:established');
-  assert.deepEqual(Object.keys(established).sort(), ['clientId', 'epoch', 'socketId', 'timestamp', 'userId']);
+  assert.deepEqual(Object.keys(established).sort(), ['clientId', 'epoch', 'rooms', 'socketId', 'timestamp', 'userId']);
+  // The default rooms it joined live, each with the head seq live delivery continues after.
+  const { global, ...own } = established.rooms;
+  assert.deepEqual(own, { [`user:${user}`]: 0, [`client:${clientId}`]: 0, [`session:${sessionId}`]: 0 });
+  assert.ok(Number.isInteger(global) && global >= 0, 'global is joined at its head');
   assert.equal(established.socketId, client.socket.id);
   assert.equal(established.clientId, clientId);
   assert.equal(established.userId, user);
