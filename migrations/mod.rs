@@ -7,6 +7,8 @@ use super::Migration;
 mod m0001_initial_layout;
 #[path = "0002_event_id_index.rs"]
 mod m0002_event_id_index;
+#[path = "0003_id_index_in_memory.rs"]
+mod m0003_id_index_in_memory;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -19,5 +21,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 2,
         name: "event_id_index",
         apply: m0002_event_id_index::apply,
+    },
+    Migration {
+        version: 3,
+        name: "id_index_in_memory",
+        apply: m0003_id_index_in_memory::apply,
     },
 ];

@@ -9,10 +9,10 @@
 //! Every record in the durable batch costs about as much as an event, so the batch holds only
 //! what cannot be rebuilt: one record per event and room, and one commit record listing the seq
 //! ranges written. A room's head is its last event key (the head record only matters once
-//! retention has removed events, and retention writes it). Photo statuses and the event-id index
-//! are derived from the events: they are handed to [`Pending`] (which every read consults) and
-//! written behind the committer by the indexer; after a crash, the commit records name exactly
-//! what has to be derived again (see `index`).
+//! retention has removed events, and retention writes it). The event-id index lives in memory
+//! (see `ids`), and photo statuses are handed to [`Pending`] (which every read consults) and
+//! written behind the committer; after a crash, the commit records name exactly the statuses to
+//! derive again (see `derived`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::index::{self, IndexJob, IndexerMessage, Pending};
+use super::derived::{Pending, StatusJob, WriterMessage};
+use super::ids::IdIndex;
 use super::keys;
 use super::log::{VisibleHeads, read_status, stored_head};
 use super::records::CommitRecord;
@@ -106,8 +107,9 @@ pub(super) struct Committer {
     db: sled::Db,
     visible: Arc<VisibleHeads>,
     pending: Arc<Pending>,
+    ids: Arc<IdIndex>,
     listener: Arc<CommitListener>,
-    index_tx: std::sync::mpsc::Sender<IndexerMessage>,
+    writer: std::sync::mpsc::Sender<WriterMessage>,
     max_group_events: usize,
     next_commit_no: u64,
     /// Heads of the rooms written since open: the committer is their only writer.
@@ -119,16 +121,18 @@ impl Committer {
         db: sled::Db,
         visible: Arc<VisibleHeads>,
         pending: Arc<Pending>,
+        ids: Arc<IdIndex>,
         listener: Arc<CommitListener>,
-        index_tx: std::sync::mpsc::Sender<IndexerMessage>,
+        writer: std::sync::mpsc::Sender<WriterMessage>,
         max_group_events: usize,
     ) -> Self {
         Self {
             db,
             visible,
             pending,
+            ids,
             listener,
-            index_tx,
+            writer,
             max_group_events,
             next_commit_no: 1,
             heads: HashMap::new(),
@@ -189,8 +193,8 @@ impl Committer {
         self.listener.publish(std::mem::take(&mut state.committed));
     }
 
-    /// Writes the group durably, then makes it visible to readers and hands its derived records
-    /// (statuses, id index) to the indexer.
+    /// Writes the group durably, then makes it visible to readers, records its ids, and hands its
+    /// statuses to the writer.
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
@@ -215,14 +219,16 @@ impl Committer {
             .extend(state.heads.iter().map(|(room, head)| (room.clone(), *head)));
         // From here the batch is in sled's memory. Even if the flush fails, what it derives must
         // stay known so that a retried append is recognised instead of stored twice.
-        let job = IndexJob {
+        for (id, placement) in state.ids.drain() {
+            self.ids.insert(&id, &placement);
+        }
+        let job = StatusJob {
             commit_no,
-            ids: state.ids.drain().collect(),
             statuses: state.statuses.drain().map(|(_, status)| status).collect(),
         };
         self.pending.add(&job);
         let flushed = self.db.flush();
-        let _ = self.index_tx.send(IndexerMessage::Derived(job));
+        let _ = self.writer.send(WriterMessage::Statuses(job));
         flushed?;
         if let Ok(mut visible) = self.visible.write() {
             for (room, head) in &state.heads {
@@ -316,7 +322,7 @@ impl Committer {
         if let Some(rooms) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
             return Ok(Some(rooms.clone()));
         }
-        index::lookup(&self.db, &self.pending, id)
+        self.ids.lookup(&self.db, id)
     }
 
     fn staged_status(

@@ -10,7 +10,8 @@ pub const EVENT: u8 = b'e';
 pub const HEAD: u8 = b'h';
 /// `s photoId`: the photo's status snapshot (owner included).
 pub const STATUS: u8 = b's';
-/// `i eventId`: the rooms and seqs an event was stored at.
+/// `i eventId`: the rooms and seqs an event was stored at (schema version 2 only; the index is
+/// in memory since version 3).
 pub const ID: u8 = b'i';
 /// `c commitNo`: rooms and seq ranges of a group commit not yet in the id index.
 pub const COMMIT: u8 = b'c';

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
 use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent};
-use super::index::{self, IndexerMessage, Pending};
+use super::derived::{self, Pending, WriterMessage};
+use super::ids::IdIndex;
 use super::keys;
 use super::migrate;
 use super::records::{EventRecord, StatusRecord, StoredEvent};
@@ -54,9 +55,10 @@ struct Shared {
     epoch: String,
     visible: Arc<VisibleHeads>,
     pending: Arc<Pending>,
+    ids: Arc<IdIndex>,
     listener: Arc<CommitListener>,
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
-    indexer: Mutex<Option<std::sync::mpsc::Sender<IndexerMessage>>>,
+    writer: Mutex<Option<std::sync::mpsc::Sender<WriterMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -73,20 +75,22 @@ impl EventLog {
     }
 
     /// Opens (or creates) the store in `dir`: runs pending migrations (refusing a store written by
-    /// a newer schema), re-indexes group commits a crash left unindexed, and starts the committer.
+    /// a newer schema), derives again the statuses a crash left unwritten, builds the in-memory
+    /// id index, and starts the committer.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let config = sled::Config::new()
             .path(dir.as_ref())
             .cache_capacity(options.cache_capacity_bytes);
         let db = open_waiting_for_lock(&config)?;
         migrate::run(&db)?;
-        let recovered = index::recover(&db)?;
+        let recovered = derived::recover(&db)?;
         if recovered > 0 {
             tracing::info!(
                 recovered,
-                "re-indexed event ids of group commits left by an unclean stop"
+                "derived photo statuses of group commits left by an unclean stop"
             );
         }
+        let ids = Arc::new(IdIndex::rebuild(&db)?);
         let epoch_key = keys::meta(keys::META_EPOCH);
         let epoch: String = match db.get(&epoch_key)? {
             Some(bytes) => codec::decode(&epoch_key, &bytes)?,
@@ -102,21 +106,22 @@ impl EventLog {
         let pending = Arc::new(Pending::default());
         let listener = Arc::new(CommitListener::default());
         let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
-        let (index_tx, index_rx) = std::sync::mpsc::channel();
-        let indexer = {
+        let (writer_tx, writer_rx) = std::sync::mpsc::channel();
+        let writer = {
             let db = db.clone();
             let pending = Arc::clone(&pending);
             std::thread::Builder::new()
-                .name("event-log-indexer".into())
-                .spawn(move || index::run_indexer(db, pending, index_rx))
+                .name("event-log-status-writer".into())
+                .spawn(move || derived::run_writer(db, pending, writer_rx))
                 .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
         };
         let committer = Committer::new(
             db.clone(),
             Arc::clone(&visible),
             Arc::clone(&pending),
+            Arc::clone(&ids),
             Arc::clone(&listener),
-            index_tx.clone(),
+            writer_tx.clone(),
             options.max_group_events.max(1),
         );
         let committer = std::thread::Builder::new()
@@ -130,10 +135,11 @@ impl EventLog {
                 epoch,
                 visible,
                 pending,
+                ids,
                 listener,
                 requests: Mutex::new(Some(request_tx)),
-                indexer: Mutex::new(Some(index_tx)),
-                threads: Mutex::new(vec![committer, indexer]),
+                writer: Mutex::new(Some(writer_tx)),
+                threads: Mutex::new(vec![committer, writer]),
             }),
         })
     }
@@ -253,22 +259,22 @@ impl EventLog {
 
     /// Where an event id is stored, if it is.
     pub fn placement(&self, id: &EventId) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        index::lookup(&self.shared.db, &self.shared.pending, id)
+        self.shared.ids.lookup(&self.shared.db, id)
     }
 
-    /// Waits (up to `limit`) until the derived records (statuses, id index) of every append
-    /// that has returned are written to the tree. Returns whether they are.
-    pub fn sync_derived(&self, limit: std::time::Duration) -> bool {
+    /// Waits (up to `limit`) until the photo statuses of every append that has returned are
+    /// written to the tree. Returns whether they are.
+    pub fn sync_statuses(&self, limit: std::time::Duration) -> bool {
         let (done, wait) = std::sync::mpsc::channel();
         let sent = self
             .shared
-            .indexer
+            .writer
             .lock()
             .ok()
-            .and_then(|indexer| {
-                indexer
+            .and_then(|writer| {
+                writer
                     .as_ref()
-                    .map(|tx| tx.send(IndexerMessage::Sync(done)).is_ok())
+                    .map(|tx| tx.send(WriterMessage::Sync(done)).is_ok())
             })
             .unwrap_or(false);
         sent && wait.recv_timeout(limit).is_ok()
@@ -277,6 +283,11 @@ impl EventLog {
     /// The underlying tree, for the store's own modules.
     pub(super) fn db(&self) -> &sled::Db {
         &self.shared.db
+    }
+
+    /// The in-memory event-id index, for the store's own modules.
+    pub(super) fn ids(&self) -> &IdIndex {
+        &self.shared.ids
     }
 
     /// Bytes the store takes on disk.
@@ -297,8 +308,8 @@ fn close_shared(shared: &Shared) {
     if let Ok(mut requests) = shared.requests.lock() {
         requests.take();
     }
-    if let Ok(mut indexer) = shared.indexer.lock() {
-        indexer.take();
+    if let Ok(mut writer) = shared.writer.lock() {
+        writer.take();
     }
     let threads = shared
         .threads

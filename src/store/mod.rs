@@ -10,14 +10,16 @@
 //! - `records`: what is stored and what appends answer.
 //! - `log`: [`EventLog`], opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
-//! - `index`: the event-id index, written behind the committer and recovered at open.
+//! - `ids`: the event-id index, in memory, rebuilt from the events at open.
+//! - `derived`: photo statuses, written behind the committer and recovered at open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
 mod codec;
 mod commit;
+mod derived;
 mod error;
-mod index;
+mod ids;
 mod keys;
 mod log;
 mod migrate;

@@ -3,18 +3,19 @@
 //! A pass visits every room (its head record) and removes a prefix of its events: those older
 //! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
 //! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
-//! oldest kept seq moves forward by itself (it is the room's first event key). Id-index entries
-//! of removed events go with them. A photo's status stays (it answers `photo:status:request`)
+//! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
+//! leave the in-memory id index too. A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age.
 
 use std::time::{Duration, Instant};
 
 use super::codec;
+use super::ids::IdIndex;
 use super::keys;
 use super::log::decode_event;
-use super::records::{Placement, StatusRecord};
+use super::records::StatusRecord;
 use super::{EventLog, StoreError};
-use crate::domain::{ProcessingState, Timestamp};
+use crate::domain::{ProcessingState, Room, Timestamp};
 
 /// Removals per `apply_batch`: small enough that a batch holds sled's writers back for well
 /// under a millisecond.
@@ -60,11 +61,11 @@ impl EventLog {
         let cutoff = now
             .millis()
             .saturating_sub(i64::try_from(policy.max_age.as_millis()).unwrap_or(i64::MAX));
-        // Statuses and id-index entries of recent appends are written behind the committer;
-        // let them land so that this pass sees (and can remove) them.
-        if !self.sync_derived(Duration::from_secs(5)) {
+        // Statuses of recent appends are written behind the committer; let them land so that
+        // this pass sees (and can remove) them.
+        if !self.sync_statuses(Duration::from_secs(5)) {
             tracing::warn!(
-                "derived records are still being written; this pass may leave some for the next"
+                "photo statuses are still being written; this pass may leave some for the next"
             );
         }
         let db = self.db();
@@ -72,7 +73,14 @@ impl EventLog {
         let mut from = vec![keys::EVENT];
         while let Some(room) = next_room_with_events(db, &from)? {
             report.rooms += 1;
-            let removed = prune_room(db, &room, policy.max_events_per_room, cutoff, dry_run)?;
+            let removed = prune_room(
+                db,
+                self.ids(),
+                &room,
+                policy.max_events_per_room,
+                cutoff,
+                dry_run,
+            )?;
             if removed > 0 {
                 report.rooms_pruned += 1;
                 report.events_removed += removed;
@@ -105,11 +113,16 @@ fn next_room_with_events(db: &sled::Db, from: &[u8]) -> Result<Option<String>, S
 /// Removes the prefix of `room` that retention lets go; returns how many events that is.
 fn prune_room(
     db: &sled::Db,
+    ids: &IdIndex,
     room: &str,
     max_events: u64,
     cutoff: i64,
     dry_run: bool,
 ) -> Result<u64, StoreError> {
+    let parsed: Room = room.parse().map_err(|_| StoreError::Corrupt {
+        key: keys::display(&keys::event_prefix(room)),
+        reason: "invalid room name".into(),
+    })?;
     let head = super::log::stored_head(db, room)?;
     let by_count = head.saturating_sub(max_events);
     let mut removed = 0;
@@ -117,8 +130,7 @@ fn prune_room(
     // The head is the last event's seq unless a head record says more: keep it recorded before
     // any event goes, so that a room emptied by retention never reuses a seq.
     batch.insert(keys::head(room), codec::encode(&head)?);
-    let mut in_batch = 0;
-    let mut index_updates: Vec<(String, String, u64)> = Vec::new();
+    let mut gone: Vec<(String, u64)> = Vec::new();
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
         let event = decode_event(&key, &value)?;
@@ -130,45 +142,25 @@ fn prune_room(
             continue;
         }
         batch.remove(key);
-        index_updates.push((event.id.to_string(), room.to_owned(), event.seq));
-        in_batch += 1;
-        if in_batch == BATCH {
-            write(
-                db,
-                std::mem::take(&mut batch),
-                std::mem::take(&mut index_updates),
-            )?;
-            in_batch = 0;
+        gone.push((event.id.to_string(), event.seq));
+        if gone.len() == BATCH {
+            db.apply_batch(std::mem::take(&mut batch))?;
+            forget(ids, &parsed, std::mem::take(&mut gone));
             std::thread::sleep(PAUSE);
         }
     }
-    if in_batch > 0 {
-        write(db, batch, index_updates)?;
+    if !gone.is_empty() {
+        db.apply_batch(batch)?;
+        forget(ids, &parsed, gone);
     }
     Ok(removed)
 }
 
-/// Applies one batch of event removals together with the id-index updates they imply.
-fn write(
-    db: &sled::Db,
-    mut batch: sled::Batch,
-    index_updates: Vec<(String, String, u64)>,
-) -> Result<(), StoreError> {
-    for (id, room, seq) in index_updates {
-        let key = keys::id(&id);
-        let Some(bytes) = db.get(&key)? else {
-            continue;
-        };
-        let mut placement: Placement = codec::decode(&key, &bytes)?;
-        placement.retain(|(r, s)| !(r == &room && *s == seq));
-        if placement.is_empty() {
-            batch.remove(key);
-        } else {
-            batch.insert(key, codec::encode(&placement)?);
-        }
+/// Removes pruned events from the in-memory id index.
+fn forget(ids: &IdIndex, room: &Room, gone: Vec<(String, u64)>) {
+    for (id, seq) in gone {
+        ids.remove(&id, room, seq);
     }
-    db.apply_batch(batch)?;
-    Ok(())
 }
 
 /// Removes the status of deleted photos whose last status change is older than `cutoff`.

@@ -72,9 +72,6 @@ impl StatusRecord {
     }
 }
 
-/// Rooms and seqs an event was stored at (the id index's value).
-pub(super) type Placement = Vec<(String, u64)>;
-
 /// Rooms and seq ranges `(room, first, last)` written by one group commit.
 pub(super) type CommitRecord = Vec<(String, u64, u64)>;
 

@@ -27,8 +27,8 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A version 1 store (events, heads, statuses, no event-id index) written by the layout of that
-/// version opens through migration 2: its events read back, its epoch is kept, and its ids are
-/// now recognised as already stored.
+/// version opens through migrations 2 and 3: its events and status read back, its epoch is kept,
+/// its ids are recognised as already stored, and no on-disk id index is left behind.
 #[test]
 fn version_1_fixture_opens_through_the_migrations() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -61,7 +61,7 @@ fn version_1_fixture_opens_through_the_migrations() {
         json!({}),
     );
     let receipts = rt.block_on(log.append(vec![again])).expect("append");
-    assert!(receipts[0].duplicate, "migration 2 indexed the v1 events");
+    assert!(receipts[0].duplicate, "the ids of v1 events are known");
     assert_eq!(receipts[0].rooms, vec![(Room::photo(&p1), 2)]);
     let next = photo_event(
         "new-1",
@@ -76,11 +76,18 @@ fn version_1_fixture_opens_through_the_migrations() {
         vec![(Room::photo(&p1), 4)],
         "seqs continue after the v1 head"
     );
+    let status = log.status(&p1).expect("status").expect("v1 status kept");
+    assert_eq!((status.last_seq, status.progress), (4, 80));
     log.close().expect("close");
     drop(log);
     let raw = sled::open(dir.path()).expect("raw reopen");
     let version = raw.get(b"mschema_version").expect("get").expect("version");
     assert_eq!(version.as_ref(), &[1u8, SCHEMA_VERSION as u8][..]);
+    assert_eq!(
+        raw.scan_prefix(b"i").count(),
+        0,
+        "migration 3 removed the on-disk id index"
+    );
 }
 
 /// A store whose schema version is newer than this build's is refused with a clear error.

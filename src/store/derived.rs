@@ -1,0 +1,204 @@
+//! Photo status snapshots, derived from the events and written behind the committer.
+//!
+//! A status record per touched photo in the durable group commit would cost about as much as an
+//! event, and a status is derivable from the photo room's events. So after a group is flushed its
+//! statuses go to [`Pending`] (every status read consults it first) and to the writer thread,
+//! which gathers groups for a short while, writes each photo's latest status once, and deletes
+//! the groups' commit records in the same atomic batch. After a crash, the commit records still
+//! present name exactly the events whose statuses may be missing: [`recover`] applies them again
+//! at open (a status records its `lastSeq`, so nothing is applied twice).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::StoreError;
+use super::codec;
+use super::keys;
+use super::log::{decode_event, read_status};
+use super::records::{CommitRecord, StatusRecord};
+use crate::domain::{Event, PhotoId, PhotoStatus, Room};
+
+/// How long the writer gathers flushed groups before writing their statuses.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// A flushed group's statuses, for the writer.
+pub(super) struct StatusJob {
+    pub commit_no: u64,
+    pub statuses: Vec<PhotoStatus>,
+}
+
+/// What the writer is asked to do.
+pub(super) enum WriterMessage {
+    /// Write a flushed group's statuses.
+    Statuses(StatusJob),
+    /// Answer once everything queued before has been written.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// Statuses of flushed groups that the writer has not written yet.
+#[derive(Default)]
+pub(super) struct Pending(Mutex<HashMap<PhotoId, PhotoStatus>>);
+
+impl Pending {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<PhotoId, PhotoStatus>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes a group's statuses visible to reads.
+    pub fn add(&self, job: &StatusJob) {
+        let mut map = self.map();
+        for status in &job.statuses {
+            map.insert(status.photo_id.clone(), status.clone());
+        }
+    }
+
+    /// The pending status of a photo.
+    pub fn status(&self, photo: &PhotoId) -> Option<PhotoStatus> {
+        self.map().get(photo).cloned()
+    }
+
+    /// Forgets what the writer has written, unless a later group replaced it.
+    fn settle(&self, written: &HashMap<PhotoId, PhotoStatus>) {
+        let mut map = self.map();
+        for (photo, status) in written {
+            if map
+                .get(photo)
+                .is_some_and(|s| s.last_seq == status.last_seq)
+            {
+                map.remove(photo);
+            }
+        }
+    }
+}
+
+/// Writes statuses of flushed groups until every sender is gone.
+pub(super) fn run_writer(
+    db: sled::Db,
+    pending: std::sync::Arc<Pending>,
+    messages: Receiver<WriterMessage>,
+) {
+    while let Ok(first) = messages.recv() {
+        let mut jobs = Vec::new();
+        let mut syncs = Vec::new();
+        let deadline = Instant::now() + GATHER;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                WriterMessage::Statuses(job) => jobs.push(job),
+                WriterMessage::Sync(done) => syncs.push(done),
+            }
+            next = if syncs.is_empty() {
+                messages
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok()
+            } else {
+                messages.try_recv().ok()
+            };
+        }
+        let mut latest: HashMap<PhotoId, PhotoStatus> = HashMap::new();
+        for job in &jobs {
+            for status in &job.statuses {
+                latest.insert(status.photo_id.clone(), status.clone());
+            }
+        }
+        // On failure the statuses stay pending (reads still find them) and the commit records
+        // stay, so the next open derives them again.
+        match write(&db, &jobs, &latest) {
+            Ok(()) => pending.settle(&latest),
+            Err(e) => {
+                tracing::error!(error = %e, "could not write photo statuses; they will be derived again at next open")
+            }
+        }
+        for done in syncs {
+            let _ = done.send(());
+        }
+    }
+}
+
+fn write(
+    db: &sled::Db,
+    jobs: &[StatusJob],
+    latest: &HashMap<PhotoId, PhotoStatus>,
+) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for (photo, status) in latest {
+        batch.insert(
+            keys::status(photo.as_str()),
+            codec::encode(&StatusRecord::from(status))?,
+        );
+    }
+    for job in jobs {
+        batch.remove(keys::commit(job.commit_no));
+    }
+    db.apply_batch(batch)?;
+    Ok(())
+}
+
+/// Applies again the photo events of every group commit whose statuses may be missing (those
+/// whose commit record is still present), in commit order, then removes the commit records and
+/// flushes. Returns how many commit records it processed.
+pub(super) fn recover(db: &sled::Db) -> Result<usize, StoreError> {
+    let mut recovered = 0;
+    for entry in db.scan_prefix([keys::COMMIT]) {
+        let (commit_key, value) = entry?;
+        let ranges: CommitRecord = codec::decode(&commit_key, &value)?;
+        for (room, first, last) in ranges {
+            let Ok(Room::Photo(photo)) = room.parse::<Room>() else {
+                continue;
+            };
+            for event in db.range(keys::event(&room, first)..=keys::event(&room, last)) {
+                let (key, value) = event?;
+                derive_status(db, &photo, &key, &value)?;
+            }
+        }
+        db.remove(&commit_key)?;
+        recovered += 1;
+    }
+    if recovered > 0 {
+        db.flush()?;
+    }
+    Ok(recovered)
+}
+
+/// Applies a photo room's event to the stored status unless the status already includes it.
+fn derive_status(
+    db: &sled::Db,
+    photo: &PhotoId,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let stored = decode_event(key, value)?;
+    let before = read_status(db, photo)?;
+    if before.as_ref().is_some_and(|s| s.last_seq >= stored.seq) {
+        return Ok(());
+    }
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: keys::display(key),
+        reason,
+    };
+    let data = match serde_json::from_str(&stored.data) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(corrupt("event data is not a JSON object".into())),
+    };
+    let event = Event::new(stored.id.clone(), stored.event_type, data, stored.timestamp)
+        .map_err(|e| corrupt(format!("stored event no longer validates: {e}")))?;
+    let Some(owner) = before
+        .as_ref()
+        .map(|s| s.user_id.clone())
+        .or_else(|| event.user_id.clone())
+    else {
+        return Err(corrupt("photo event without a known owner".into()));
+    };
+    let status = PhotoStatus::apply(before.as_ref(), &event, photo, &owner, stored.seq);
+    db.insert(
+        keys::status(photo.as_str()),
+        codec::encode(&StatusRecord::from(&status))?,
+    )?;
+    Ok(())
+}
