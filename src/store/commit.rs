@@ -28,6 +28,9 @@ use super::records::CommitRecord;
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
 
+/// How long a group smaller than the previous one waits for more appends before committing.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// An event with its stored form already encoded (on the appender's task, not the committer's).
 pub(super) struct PreparedEvent {
     pub event: Event,
@@ -76,7 +79,7 @@ impl CommitListener {
     }
 }
 
-/// What a request (or a whole group) has staged on top of the stored state.
+/// What a group has staged on top of the stored state.
 #[derive(Default)]
 struct Overlay {
     /// Room -> head after the staged events.
@@ -87,19 +90,6 @@ struct Overlay {
     ids: HashMap<EventId, Vec<(Room, u64)>>,
     records: Vec<(Vec<u8>, Vec<u8>)>,
     committed: Vec<CommittedEvent>,
-}
-
-impl Overlay {
-    fn merge(&mut self, stage: Overlay) {
-        for (room, head) in stage.originals {
-            self.originals.entry(room).or_insert(head);
-        }
-        self.heads.extend(stage.heads);
-        self.statuses.extend(stage.statuses);
-        self.ids.extend(stage.ids);
-        self.records.extend(stage.records);
-        self.committed.extend(stage.committed);
-    }
 }
 
 /// The committer thread's state.
@@ -141,31 +131,55 @@ impl Committer {
 
     /// Serves append requests until every sender is gone.
     pub fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
+        let mut last_group = 0;
         while let Some(first) = requests.blocking_recv() {
             let mut queued = first.events.len();
             let mut group = vec![first];
-            while queued < self.max_group_events {
-                match requests.try_recv() {
-                    Ok(request) => {
-                        queued += request.events.len();
-                        group.push(request);
-                    }
-                    Err(_) => break,
-                }
+            self.drain(&mut requests, &mut group, &mut queued);
+            // Appenders answered by the last commit are still on their way back: a group smaller
+            // than the last one waits for them a moment, so that it shares the flush.
+            let lingering = std::time::Instant::now();
+            while queued < last_group && lingering.elapsed() < LINGER {
+                std::thread::yield_now();
+                self.drain(&mut requests, &mut group, &mut queued);
             }
+            last_group = queued;
             self.commit(group);
+        }
+    }
+
+    fn drain(
+        &self,
+        requests: &mut mpsc::Receiver<AppendRequest>,
+        group: &mut Vec<AppendRequest>,
+        queued: &mut usize,
+    ) {
+        while *queued < self.max_group_events {
+            match requests.try_recv() {
+                Ok(request) => {
+                    *queued += request.events.len();
+                    group.push(request);
+                }
+                Err(_) => break,
+            }
         }
     }
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
         let started = std::time::Instant::now();
         let mut state = Overlay::default();
-        let mut outcomes = Vec::with_capacity(group.len());
+        let mut outcomes: Vec<Result<Vec<Receipt>, AppendError>> = Vec::with_capacity(group.len());
         for request in &group {
-            let mut stage = Overlay::default();
-            let outcome = self.stage_request(&state, &mut stage, &request.events);
-            if outcome.is_ok() {
-                state.merge(stage);
+            let outcome = self.stage_request(&mut state, &request.events);
+            if outcome.is_err() {
+                // Refusals are rare: undo the refused request by staging the accepted ones again
+                // (same store, same order, same result).
+                state = Overlay::default();
+                for (earlier, accepted) in group.iter().zip(outcomes.iter_mut()) {
+                    if accepted.is_ok() {
+                        *accepted = self.stage_request(&mut state, &earlier.events);
+                    }
+                }
             }
             outcomes.push(outcome);
         }
@@ -240,14 +254,13 @@ impl Committer {
 
     fn stage_request(
         &self,
-        group: &Overlay,
         stage: &mut Overlay,
         events: &[PreparedEvent],
     ) -> Result<Vec<Receipt>, AppendError> {
         let mut receipts = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let receipt = self
-                .stage_event(group, stage, event)?
+                .stage_event(stage, event)?
                 .map_err(|rejection| AppendError::Rejected { index, rejection })?;
             receipts.push(receipt);
         }
@@ -256,7 +269,6 @@ impl Committer {
 
     fn stage_event(
         &self,
-        group: &Overlay,
         stage: &mut Overlay,
         prepared: &PreparedEvent,
     ) -> Result<Result<Receipt, Rejection>, StoreError> {
@@ -264,7 +276,7 @@ impl Committer {
         if !event.event_type.is_stored() {
             return Ok(Err(Rejection::LiveOnly(event.event_type.as_str())));
         }
-        if let Some(rooms) = self.stored_placement(group, stage, &event.id)? {
+        if let Some(rooms) = self.stored_placement(stage, &event.id)? {
             return Ok(Ok(Receipt {
                 event_id: event.id.clone(),
                 rooms,
@@ -272,7 +284,7 @@ impl Committer {
             }));
         }
         let before = match &event.photo_id {
-            Some(photo) => self.staged_status(group, stage, photo)?,
+            Some(photo) => self.staged_status(stage, photo)?,
             None => None,
         };
         let owner = match resolve_owner(event, before.as_ref()) {
@@ -283,7 +295,7 @@ impl Committer {
         let mut placement = Vec::with_capacity(rooms.len());
         for room in rooms {
             let name = room.to_string();
-            let seq = self.staged_head(group, stage, &name)? + 1;
+            let seq = self.staged_head(stage, &name)? + 1;
             stage
                 .records
                 .push((keys::event(&name, seq), prepared.record.clone()));
@@ -315,11 +327,10 @@ impl Committer {
 
     fn stored_placement(
         &self,
-        group: &Overlay,
         stage: &Overlay,
         id: &EventId,
     ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        if let Some(rooms) = stage.ids.get(id).or_else(|| group.ids.get(id)) {
+        if let Some(rooms) = stage.ids.get(id) {
             return Ok(Some(rooms.clone()));
         }
         self.ids.lookup(&self.db, id)
@@ -327,15 +338,10 @@ impl Committer {
 
     fn staged_status(
         &self,
-        group: &Overlay,
         stage: &Overlay,
         photo: &PhotoId,
     ) -> Result<Option<PhotoStatus>, StoreError> {
-        if let Some(status) = stage
-            .statuses
-            .get(photo)
-            .or_else(|| group.statuses.get(photo))
-        {
+        if let Some(status) = stage.statuses.get(photo) {
             return Ok(Some(status.clone()));
         }
         if let Some(status) = self.pending.status(photo) {
@@ -344,13 +350,8 @@ impl Committer {
         read_status(&self.db, photo)
     }
 
-    fn staged_head(
-        &self,
-        group: &Overlay,
-        stage: &mut Overlay,
-        room: &str,
-    ) -> Result<u64, StoreError> {
-        if let Some(head) = stage.heads.get(room).or_else(|| group.heads.get(room)) {
+    fn staged_head(&self, stage: &mut Overlay, room: &str) -> Result<u64, StoreError> {
+        if let Some(head) = stage.heads.get(room) {
             return Ok(*head);
         }
         let head = match self.heads.get(room) {

@@ -15,21 +15,32 @@ struct Spec {
     kind: u8,
     photo: u8,
     shared_id: Option<u8>,
+    /// Claims the photo for another user: refused (and its batch with it) unless it comes first.
+    intruder: bool,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
-    (0u8..6, 0u8..5, prop::option::weighted(0.15, 0u8..4)).prop_map(|(kind, photo, shared_id)| {
-        Spec {
+    (
+        0u8..6,
+        0u8..5,
+        prop::option::weighted(0.15, 0u8..4),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(|(kind, photo, shared_id, intruder)| Spec {
             kind,
             photo,
-            shared_id,
-        }
-    })
+            shared_id: if intruder { None } else { shared_id },
+            intruder,
+        })
 }
 
 fn build(spec: &Spec, id: String) -> Event {
     let photo = format!("p{}", spec.photo);
-    let user = format!("u{}", spec.photo % 2);
+    let user = if spec.intruder {
+        "intruder".to_string()
+    } else {
+        format!("u{}", spec.photo % 2)
+    };
     let types = [
         EventType::PhotoUploaded,
         EventType::ProcessingStarted,
@@ -52,8 +63,8 @@ fn tasks() -> impl Strategy<Value = Tasks> {
     )
 }
 
-/// Appends every task's batches concurrently and returns all receipts.
-async fn run_tasks(log: &EventLog, tasks: &Tasks) -> Vec<Receipt> {
+/// Appends every task's batches concurrently; returns all receipts and the ids of refused batches.
+async fn run_tasks(log: &EventLog, tasks: &Tasks) -> (Vec<Receipt>, Vec<EventId>) {
     let mut handles = Vec::new();
     for (t, batches) in tasks.iter().enumerate() {
         let log = log.clone();
@@ -76,17 +87,29 @@ async fn run_tasks(log: &EventLog, tasks: &Tasks) -> Vec<Receipt> {
             .collect();
         handles.push(tokio::spawn(async move {
             let mut receipts = Vec::new();
+            let mut refused = Vec::new();
             for batch in batches {
-                receipts.extend(log.append(batch).await.expect("append"));
+                let ids: Vec<EventId> = batch.iter().map(|e| e.id.clone()).collect();
+                match log.append(batch).await {
+                    Ok(r) => receipts.extend(r),
+                    Err(AppendError::Rejected {
+                        rejection: Rejection::OwnerMismatch { .. },
+                        ..
+                    }) => refused.extend(ids),
+                    Err(e) => panic!("append failed: {e}"),
+                }
             }
-            receipts
+            (receipts, refused)
         }));
     }
     let mut all = Vec::new();
+    let mut refused = Vec::new();
     for handle in handles {
-        all.extend(handle.await.expect("task"));
+        let (receipts, ids) = handle.await.expect("task");
+        all.extend(receipts);
+        refused.extend(ids);
     }
-    all
+    (all, refused)
 }
 
 /// Checks that every room's seqs are exactly 1..n, that reads return the events the receipts
@@ -147,24 +170,29 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// Random batches from concurrent tasks into overlapping rooms give every room seqs 1..n,
-    /// reads return exactly what was appended, shared ids are stored once, and all of it is
-    /// still true after closing and reopening the store.
+    /// reads return exactly what was appended, shared ids are stored once, batches refused for an
+    /// owner mismatch (sharing group commits with accepted ones) leave nothing behind, and all of
+    /// it is still true after closing and reopening the store.
     #[test]
     fn concurrent_appends_are_gap_free_and_idempotent(tasks in tasks()) {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = runtime();
-        let receipts = rt.block_on(async {
+        let (receipts, refused) = rt.block_on(async {
             let log = EventLog::open(dir.path()).expect("open");
-            let receipts = run_tasks(&log, &tasks).await;
-            check_log(&log, &receipts);
+            let outcome = run_tasks(&log, &tasks).await;
+            check_log(&log, &outcome.0);
             log.close().expect("close");
-            receipts
+            outcome
         });
         let log = EventLog::open(dir.path()).expect("reopen");
         check_log(&log, &receipts);
         for receipt in &receipts {
             let placement = log.placement(&receipt.event_id).expect("lookup").expect("id indexed");
             prop_assert_eq!(&placement, &receipt.rooms);
+        }
+        // A shared id may be stored by another, accepted batch; the unique ones must not be.
+        for id in refused.iter().filter(|id| !id.as_str().starts_with("shared-")) {
+            prop_assert!(log.placement(id).expect("lookup").is_none(), "{} of a refused batch is not stored", id);
         }
     }
 
