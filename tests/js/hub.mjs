@@ -346,6 +346,13 @@ export class Hub {
     return receipt;
   }
 
+  /** Publishes a global marker and waits for `client` to receive it: everything before it has arrived. */
+  async drain(client) {
+    const id = uid('marker');
+    await this.publishOne(ev.maintenance({ marker: true }, { id }));
+    await client.waitFor('system.maintenance', (d) => d.eventId === id);
+  }
+
   /** A socket.io-client socket to this hub, not yet connected (call `open()`). */
   client(auth, options) {
     return new Client(this.url, auth, options);

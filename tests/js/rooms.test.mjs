@@ -14,13 +14,6 @@ after(async () => {
   await hub?.close();
 });
 
-/** Publishes a global marker and waits for `client` to receive it: everything before it has arrived. */
-async function drain(client) {
-  const id = uid('marker');
-  await hub.publishOne(ev.maintenance({ marker: true }, { id }));
-  await client.waitFor('system.maintenance', (d) => d.eventId === id);
-}
-
 // Shows that an uploaded photo of the socket's own user reaches it through user:<sub> with the exact payload shape.
 test('photo.uploaded of the own user arrives in user:<sub> as { ...data, eventId, room, seq, timestamp }', async () => {
   const user = uid('u');
@@ -81,7 +74,7 @@ test('a socket gets neither photo-room-only events nor other users\' events', as
   await client.waitFor('photo.uploaded', (d) => d.photoId === photo);
   await hub.publish([ev.started(photo), ev.progress(photo, 10)]);
   await hub.publishOne(ev.uploaded(uid('p'), other));
-  await drain(client);
+  await hub.drain(client);
   assert.equal(client.find('photo.processing.started'), undefined);
   assert.equal(client.find('photo.processing.progress'), undefined);
   assert.deepEqual(
@@ -154,7 +147,7 @@ test('an event in two rooms arrives once per room with that room\'s seq', async 
     () => client.received.filter((r) => r.event === 'photo.processing.completed').length >= 2,
     'completed in both rooms',
   );
-  await drain(client);
+  await hub.drain(client);
   const got = client.received
     .filter((r) => r.event === 'photo.processing.completed')
     .map((r) => r.data)

@@ -15,13 +15,6 @@ after(async () => {
   await hub?.close();
 });
 
-/** Publishes a global marker and waits for `client` to receive it: everything before it has arrived. */
-async function drain(client) {
-  const id = uid('marker');
-  await hub.publishOne(ev.maintenance({ marker: true }, { id }));
-  await client.waitFor('system.maintenance', (d) => d.eventId === id);
-}
-
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** A photo of `user` with `uploaded` and `progressCount` progress events stored; returns its id. */
@@ -53,7 +46,7 @@ test('subscribe:photo acks { ok, room, headSeq, epoch }, confirms, then delivers
   const r3 = await hub.publishOne(ev.completed(photo, { url: 'https://cdn.example/x.jpg' }));
   assert.deepEqual([r1, r2, r3].map((r) => r.rooms[room]), [4, 5, 6]);
   await client.waitForSeqs(room, 3);
-  await drain(client);
+  await hub.drain(client);
   const got = client.inRoom(room);
   assert.deepEqual(
     got.map((r) => [r.event, r.data.seq]),
@@ -101,7 +94,7 @@ test('subscribe with since: 0 replays everything, then live continues with no ga
   assert.ok(ack.headSeq >= stored + 5 && ack.headSeq <= stored + more, `headSeq ${ack.headSeq}`);
   await producer;
   await client.waitForSeqs(room, stored + more, 8000);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), range(1, stored + more));
   const first = client.inRoom(room)[0];
   assert.equal(first.event, 'photo.uploaded');
@@ -119,7 +112,7 @@ test('subscribe with since: k replays from k+1, and again on a second subscribe'
   const ack = await client.ack('subscribe:photo', { photoId: photo, since: 4 });
   assert.equal(ack.headSeq, 6);
   await client.waitForSeqs(room, 2);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), [5, 6]);
 
   const again = await client.ack('subscribe:photo', { photoId: photo, since: 2 });
@@ -127,7 +120,7 @@ test('subscribe with since: k replays from k+1, and again on a second subscribe'
   await client.waitForSeqs(room, 6);
   await hub.publishOne(ev.progress(photo, 99));
   await client.waitForSeqs(room, 7);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), [5, 6, 3, 4, 5, 6, 7]);
 
   // Subscribing again without `since` changes nothing: no replay, no duplicate live delivery.
@@ -136,7 +129,7 @@ test('subscribe with since: k replays from k+1, and again on a second subscribe'
   assert.equal(plain.headSeq, 7);
   await hub.publishOne(ev.completed(photo));
   await client.waitForSeqs(room, 8);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), [5, 6, 3, 4, 5, 6, 7, 8]);
   client.close();
 });
@@ -159,12 +152,12 @@ test('subscribe with since beyond the head: replay:truncated, then the events fr
   await client.waitForSeqs(room, 3);
   await hub.publishOne(ev.progress(photo, 90));
   await client.waitForSeqs(room, 4);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), [1, 2, 3, 4]);
   const at = client.received.findIndex((r) => r.event === 'replay:truncated');
   const first = client.received.indexOf(client.inRoom(room)[0]);
   assert.ok(at < first, 'replay:truncated comes before the replayed events');
-  await drain(upToDate);
+  await hub.drain(upToDate);
   assert.deepEqual(upToDate.seqs(room), [4]);
   assert.equal(upToDate.find('replay:truncated'), undefined);
   upToDate.close();
@@ -182,7 +175,7 @@ test('a replay of 700 stored events is complete and hands over to live', async (
   for (let i = 0; i < 10; i += 1) await hub.publishOne(ev.progress(photo, i));
   assert.equal((await subscribed).ok, true);
   await client.waitForSeqs(room, 710, 10000);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), range(1, 710));
   client.close();
 });
@@ -198,7 +191,7 @@ test('unsubscribe:photo stops delivery', async () => {
   await client.waitForSeqs(room, 1);
   assert.deepEqual(await client.ack('unsubscribe:photo', { photoId: photo }), { ok: true });
   await hub.publishOne(ev.progress(photo, 20));
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(room), [2]);
   client.close();
 });
@@ -217,7 +210,7 @@ test('subscribe:photo refuses another user\'s photo (forbidden) and an unknown p
     'a 128-character id is well-formed',
   );
   await hub.publishOne(ev.progress(photo, 50));
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.inRoom(`photo:${photo}`), []);
   assert.equal(client.find('subscription:confirmed'), undefined);
   assert.equal(client.connected, true);
