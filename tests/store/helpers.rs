@@ -45,3 +45,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("runtime")
 }
+
+/// Opens a store directory with bare sled, waiting for a just-closed `EventLog` to let go of the
+/// directory lock (sled releases it from a background thread a few milliseconds later).
+pub fn raw_open(dir: &std::path::Path) -> sled::Db {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::open(dir) {
+            Ok(db) => return db,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(5) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("raw open of {}: {e}", dir.display()),
+        }
+    }
+}

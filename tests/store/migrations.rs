@@ -6,7 +6,7 @@ use serde_json::json;
 use socket_bridge::domain::{EventType, PhotoId, Room};
 use socket_bridge::store::{EventLog, SCHEMA_VERSION, StoreError};
 
-use crate::helpers::{photo_event, runtime};
+use crate::helpers::{photo_event, raw_open, runtime};
 
 const FIXTURE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1");
 /// The epoch recorded in the v1 fixture when it was made.
@@ -33,7 +33,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn version_1_fixture_opens_through_the_migrations() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(Path::new(FIXTURE_V1), dir.path());
-    let raw = sled::open(dir.path()).expect("raw open");
+    let raw = raw_open(dir.path());
     assert_eq!(
         raw.get(b"mschema_version").expect("get").as_deref(),
         Some(&[1u8, 1][..]),
@@ -80,7 +80,7 @@ fn version_1_fixture_opens_through_the_migrations() {
     assert_eq!((status.last_seq, status.progress), (4, 80));
     log.close().expect("close");
     drop(log);
-    let raw = sled::open(dir.path()).expect("raw reopen");
+    let raw = raw_open(dir.path());
     let version = raw.get(b"mschema_version").expect("get").expect("version");
     assert_eq!(version.as_ref(), &[1u8, SCHEMA_VERSION as u8][..]);
     assert_eq!(
@@ -99,7 +99,7 @@ fn newer_schema_is_refused() {
         .close()
         .expect("close");
     {
-        let raw = sled::open(dir.path()).expect("raw open");
+        let raw = raw_open(dir.path());
         raw.insert(b"mschema_version", &[1u8, SCHEMA_VERSION as u8 + 1][..])
             .expect("insert");
         raw.flush().expect("flush");
@@ -123,7 +123,7 @@ fn corrupt_record_is_an_error_naming_the_key() {
         .close()
         .expect("close");
     {
-        let raw = sled::open(dir.path()).expect("raw open");
+        let raw = raw_open(dir.path());
         raw.insert(b"hphoto:p1", &[9u8, 9, 9][..]).expect("insert");
         raw.flush().expect("flush");
     }
@@ -170,7 +170,7 @@ fn write_v1_fixture() {
     std::fs::write(FIXTURE_V1_EPOCH_FILE, log.epoch()).expect("epoch file");
     log.close().expect("close");
     drop(log);
-    let raw = sled::open(target).expect("raw open");
+    let raw = raw_open(target);
     for key in raw.scan_prefix(b"i").keys() {
         raw.remove(key.expect("key")).expect("remove index record");
     }
