@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{SecretError, TokenAuthority};
+use crate::bus::nats::{ConsumerHandle, NatsBus, NatsError, NatsSettings};
 use crate::bus::{EventBus, InProcessBus, Publisher};
 use crate::config::ServeArgs;
 use crate::domain::Timestamp;
@@ -46,6 +47,23 @@ pub enum AppError {
     /// A setting is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// The NATS bus cannot be used (bad settings, or a conflicting stream or consumer).
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+}
+
+/// How long the hub waits for NATS at start before serving without it.
+const NATS_START_WAIT: Duration = Duration::from_secs(2);
+
+/// How long shutdown waits for the NATS consumer to store and ack its last batch.
+const NATS_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// The bus the hub was built with.
+enum Bus {
+    /// The default, single-process bus.
+    InProcess(InProcessBus),
+    /// NATS JetStream, with the settings its consumer starts with.
+    Nats(NatsBus, Box<NatsSettings>),
 }
 
 /// A built hub, bound to its port, not yet serving.
@@ -55,18 +73,13 @@ pub struct Application {
     io: SocketIo,
     log: EventLog,
     ingest: Ingest,
-    bus: InProcessBus,
+    bus: Bus,
     retention: RetentionScheduler,
 }
 
 impl Application {
     /// Opens the store, loads the token secret, binds the listener and wires everything.
     pub async fn build(args: &ServeArgs) -> Result<Self, AppError> {
-        if args.nats_url.is_some() {
-            return Err(AppError::Config(
-                "--nats-url: the NATS JetStream bus is not available in this build yet; leave it unset for the in-process bus".into(),
-            ));
-        }
         let store_options = StoreOptions {
             cache_capacity_bytes: args.store_cache_mb * 1024 * 1024,
             ..StoreOptions::default()
@@ -86,8 +99,18 @@ impl Application {
                 "--insecure-dev-auth: sockets may connect with a bare userId and no token; never use this in production"
             );
         }
-        let bus = InProcessBus::default();
-        let shared_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+        let (bus, shared_bus): (Bus, Arc<dyn EventBus>) = match &args.nats_url {
+            None => {
+                let bus = InProcessBus::default();
+                (Bus::InProcess(bus.clone()), Arc::new(bus))
+            }
+            Some(url) => {
+                let settings = nats_settings(args, url);
+                let bus = NatsBus::connect(&settings).await?;
+                bus.prepare(&settings, NATS_START_WAIT).await?;
+                (Bus::Nats(bus.clone(), Box::new(settings)), Arc::new(bus))
+            }
+        };
         let hub = Hub::new(
             log.clone(),
             HubOptions {
@@ -156,13 +179,17 @@ impl Application {
             })
     }
 
-    /// The in-process bus, to observe what the hub publishes.
-    pub fn bus(&self) -> InProcessBus {
-        self.bus.clone()
+    /// The in-process bus, to observe what the hub publishes (`None` when it uses NATS).
+    pub fn bus(&self) -> Option<InProcessBus> {
+        match &self.bus {
+            Bus::InProcess(bus) => Some(bus.clone()),
+            Bus::Nats(..) => None,
+        }
     }
 
-    /// Serves until `shutdown` resolves; then sends `system.shutdown` to every client, closes
-    /// the sockets, stops accepting, waits for in-flight requests and flushes the store.
+    /// Serves (and consumes NATS, when configured) until `shutdown` resolves; then stores and acks
+    /// the NATS batch in hand, sends `system.shutdown` to every client, closes the sockets, stops
+    /// accepting, waits for in-flight requests and flushes the store.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -170,9 +197,18 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(%addr, epoch = self.log.epoch(), "socket-bridge listening");
         let (io, ingest) = (self.io.clone(), self.ingest.clone());
+        let consumer: Option<ConsumerHandle> = match &self.bus {
+            Bus::Nats(bus, settings) => {
+                Some(bus.start_consumer(settings, self.log.clone(), self.ingest.clone()))
+            }
+            Bus::InProcess(_) => None,
+        };
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down");
+            if let Some(consumer) = consumer {
+                consumer.stop(NATS_DRAIN_LIMIT).await;
+            }
             ingest.close();
             let notice = json!({ "message": "Server is shutting down", "timestamp": Timestamp::now().to_rfc3339() });
             if let Err(e) = io.emit("system.shutdown", &notice).await {
@@ -192,6 +228,18 @@ impl Application {
         self.log.close()?;
         tracing::info!("stopped; the store is flushed");
         Ok(())
+    }
+}
+
+fn nats_settings(args: &ServeArgs, url: &str) -> NatsSettings {
+    NatsSettings {
+        url: url.to_owned(),
+        stream: args.nats.stream.clone(),
+        consumer: args.nats.consumer.clone(),
+        dead_letter_subject: args.nats.dead_letter_subject.clone(),
+        batch_size: args.nats.batch_size,
+        ack_wait: args.nats.ack_wait,
+        max_message_bytes: usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX),
     }
 }
 

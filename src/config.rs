@@ -82,6 +82,8 @@ pub struct ServeArgs {
     /// NATS server URL; unset means the in-process event bus.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// Comma-separated origins allowed by CORS (`*` for any).
     #[arg(
         long,
@@ -129,6 +131,43 @@ impl Default for ServeArgs {
             _ => unreachable!("`serve` parses into Command::Serve"),
         }
     }
+}
+
+/// How the hub consumes NATS JetStream (used only with `--nats-url`).
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// JetStream stream holding the producers' events (`photo.>` and `system.>`); created when
+    /// missing.
+    #[arg(
+        long = "nats-stream",
+        env = "NATS_STREAM",
+        default_value = "PHOTO_EVENTS"
+    )]
+    pub stream: String,
+    /// Durable pull consumer the hub reads the stream with; created when missing.
+    #[arg(
+        long = "nats-consumer",
+        env = "NATS_CONSUMER",
+        default_value = "socket-bridge"
+    )]
+    pub consumer: String,
+    /// Subject that refused messages are copied to, with the reason in headers.
+    #[arg(
+        long = "nats-dead-letter-subject",
+        env = "NATS_DEAD_LETTER_SUBJECT",
+        default_value = "socket-bridge.dead-letter"
+    )]
+    pub dead_letter_subject: String,
+    /// Most messages per pull request, and per group-committed append.
+    #[arg(
+        long = "nats-batch-size",
+        env = "NATS_BATCH_SIZE",
+        default_value_t = 256
+    )]
+    pub batch_size: usize,
+    /// How long JetStream waits for an ack before redelivering (the consumer's `ack_wait`).
+    #[arg(long = "nats-ack-wait", env = "NATS_ACK_WAIT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub ack_wait: Duration,
 }
 
 /// `socket-bridge token`.

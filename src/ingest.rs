@@ -88,7 +88,7 @@ impl Ingest {
                 other => other,
             })?;
         for (_, event) in &live {
-            self.broadcast_live(event);
+            self.deliver_live(event);
         }
         let mut out: Vec<Ingested> = events
             .iter()
@@ -105,7 +105,9 @@ impl Ingest {
         Ok(out)
     }
 
-    fn broadcast_live(&self, event: &Event) {
+    /// Broadcasts a live-only event (`system.health`) to `global`, without storing it. Does
+    /// nothing once the Socket.IO server is closing.
+    pub fn deliver_live(&self, event: &Event) {
         if self.closing.load(Ordering::SeqCst) {
             return;
         }

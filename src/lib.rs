@@ -8,7 +8,7 @@
 //! - [`auth`]: HS256 tokens, the generated secret, permissions.
 //! - [`access`]: who may read which photo and room.
 //! - [`realtime`]: Socket.IO handshake, handlers, and gap-free delivery (replay, resume, slow clients).
-//! - [`bus`]: the event bus seam and its in-process implementation.
+//! - [`bus`]: the event bus seam, the in-process bus, and the NATS JetStream consumer and publisher.
 //! - [`ingest`]: the one path by which events enter (validate, store, broadcast live-only ones).
 //! - [`retention`]: the scheduled prune job.
 //! - [`http`]: the API (health, metrics, ingest, history, status).

@@ -1,12 +1,16 @@
 //! The event bus seam: where the hub publishes its own `client.*` events, and which kind of bus
-//! feeds it. The in-process bus is the default; NATS JetStream drops in behind the same trait.
+//! feeds it. The in-process bus is the default; with `--nats-url` the hub consumes NATS JetStream
+//! ([`nats`]) and publishes there, behind the same trait.
 
+mod backoff;
 mod in_process;
+pub mod nats;
 mod publisher;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use backoff::Backoff;
 pub use in_process::{BusMessage, InProcessBus};
 pub use publisher::Publisher;
 

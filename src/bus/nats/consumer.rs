@@ -1,0 +1,400 @@
+//! The consumption loop: pull a batch, validate it, store every good event of it in one
+//! group-committed append, then ack. A message is acked only after its event is durable; refused
+//! messages are dead-lettered and terminated; transient failures are nak'ed with a capped
+//! exponential delay, and the loop sets the consumer up again after NATS comes back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::{self, AckKind, Message};
+use async_nats::{Client, client::PublishErrorKind};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::decode::{Incoming, Refusal, StreamIdentity, decode};
+use super::setup::{self, Ready, SetupError, Spec};
+use crate::bus::Backoff;
+use crate::domain::{Event, Timestamp};
+use crate::ingest::Ingest;
+use crate::store::{AppendError, EventLog};
+
+/// How long one pull request waits for messages on an idle stream. Bounds how long a graceful
+/// shutdown waits for the request in flight to finish.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// How often the loop looks whether the client has reconnected (the client retries by itself).
+const RECONNECT_POLL: Duration = Duration::from_millis(200);
+
+/// Longest text of a dead-letter header.
+const MAX_HEADER_TEXT: usize = 512;
+
+/// Everything the loop needs.
+pub(super) struct Consumer {
+    pub client: Client,
+    pub spec: Spec,
+    pub dead_letter_subject: String,
+    pub batch_size: usize,
+    pub max_message_bytes: usize,
+    pub log: EventLog,
+    pub ingest: Ingest,
+    pub consuming: Arc<AtomicBool>,
+    /// Changes whenever the client loses its connection.
+    pub disconnects: watch::Receiver<u64>,
+}
+
+/// How a run of [`Consumer::consume`] ended.
+enum Outcome {
+    /// Asked to stop; the last batch was stored and acked.
+    Stopped,
+    /// NATS failed (disconnected, consumer deleted, ...); set up again.
+    Failed(String),
+}
+
+/// Events of a batch that could not be stored for a reason that may pass (the store failed).
+struct Unstored {
+    messages: Vec<Message>,
+    error: String,
+}
+
+/// A message to store, with its stream sequence and decoded event.
+struct Pending {
+    message: Message,
+    sequence: u64,
+    event: Event,
+}
+
+impl Consumer {
+    /// Consumes until `stop` turns true: sets up the stream and consumer (again after every
+    /// failure, with capped exponential backoff), then reads batches. On stop, the batch in hand
+    /// is stored and acked and the acks are flushed.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            if stopping(&stop) {
+                break;
+            }
+            if self.client.connection_state() != State::Connected {
+                if sleep_or_stop(RECONNECT_POLL, &mut stop).await {
+                    break;
+                }
+                continue;
+            }
+            match setup::ensure(&self.client_js(), &self.spec).await {
+                Ok(ready) => {
+                    if !ready.redelivery_wait.is_zero() {
+                        tracing::info!(
+                            wait_ms = ready.redelivery_wait.as_millis() as u64,
+                            "messages delivered before and not acked are pending; waiting for their redelivery to keep order"
+                        );
+                        if sleep_or_stop(ready.redelivery_wait, &mut stop).await {
+                            break;
+                        }
+                    }
+                    self.set_consuming(true);
+                    tracing::info!(stream = %self.spec.stream, consumer = %self.spec.consumer, "consuming from NATS JetStream");
+                    let outcome = self.consume(&ready, &mut stop, &mut retry).await;
+                    self.set_consuming(false);
+                    match outcome {
+                        Outcome::Stopped => break,
+                        Outcome::Failed(error) => {
+                            metrics::counter!("nats_consumer_failures_total").increment(1);
+                            tracing::warn!(%error, "consuming from NATS failed; setting up again");
+                        }
+                    }
+                }
+                Err(SetupError::Conflict(error)) => {
+                    tracing::error!(%error, "cannot consume from NATS JetStream");
+                }
+                Err(error) => tracing::warn!(%error, "NATS JetStream is not ready"),
+            }
+            let delay = retry.next_delay();
+            if sleep_or_stop(delay, &mut stop).await {
+                break;
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await {
+            Ok(Ok(())) => tracing::debug!("acks flushed to NATS"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush acks to NATS"),
+            Err(_) => tracing::warn!(
+                "flushing acks to NATS timed out; unacked messages will be redelivered"
+            ),
+        }
+    }
+
+    fn client_js(&self) -> jetstream::Context {
+        jetstream::new(self.client.clone())
+    }
+
+    fn set_consuming(&self, on: bool) {
+        self.consuming.store(on, Ordering::SeqCst);
+        metrics::gauge!("nats_consuming").set(if on { 1.0 } else { 0.0 });
+    }
+
+    /// Reads pull requests one after the other until stopped or NATS fails. The messages of one
+    /// request are processed in chunks of whatever has arrived, so the server keeps sending while
+    /// the previous chunk is being stored.
+    async fn consume(
+        &self,
+        ready: &Ready,
+        stop: &mut watch::Receiver<bool>,
+        retry: &mut Backoff,
+    ) -> Outcome {
+        let mut transient = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut disconnects = self.disconnects.clone();
+        disconnects.mark_unchanged();
+        loop {
+            if stopping(stop) {
+                return Outcome::Stopped;
+            }
+            let batch = match ready
+                .consumer
+                .batch()
+                .max_messages(self.batch_size)
+                .expires(PULL_EXPIRES)
+                .messages()
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => return Outcome::Failed(e.to_string()),
+            };
+            let mut chunks = batch.ready_chunks(self.batch_size);
+            // After a transient failure, every later message of the request is nak'ed with the
+            // same delay, so that they all come back, in order, after the failed ones.
+            let mut holding: Option<Duration> = None;
+            let mut failure = None;
+            loop {
+                // A pull request does not survive a lost connection (the server may have
+                // restarted): give it up at once rather than waiting for it to time out.
+                let chunk = tokio::select! {
+                    chunk = chunks.next() => chunk,
+                    _ = disconnects.changed() => {
+                        failure = Some("the connection to NATS was lost".to_owned());
+                        break;
+                    }
+                };
+                let Some(chunk) = chunk else { break };
+                let mut messages = Vec::with_capacity(chunk.len());
+                for item in chunk {
+                    match item {
+                        Ok(message) => messages.push(message),
+                        Err(e) => failure = Some(e.to_string()),
+                    }
+                }
+                if let Some(delay) = holding {
+                    nak_all(&messages, delay).await;
+                    continue;
+                }
+                match self.process(&ready.identity, messages).await {
+                    Ok(()) => {
+                        transient.reset();
+                        retry.reset();
+                    }
+                    Err(unstored) => {
+                        let delay = transient.next_delay();
+                        tracing::warn!(
+                            error = %unstored.error,
+                            messages = unstored.messages.len(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "could not store a batch; nak'ing it for redelivery"
+                        );
+                        nak_all(&unstored.messages, delay).await;
+                        holding = Some(delay);
+                    }
+                }
+            }
+            if let Some(error) = failure {
+                return Outcome::Failed(error);
+            }
+            if let Some(delay) = holding
+                && sleep_or_stop(delay, stop).await
+            {
+                return Outcome::Stopped;
+            }
+        }
+    }
+
+    /// Validates `messages`, dead-letters the bad ones, delivers the live-only ones, stores the
+    /// rest in one append and acks them once it is durable.
+    async fn process(
+        &self,
+        identity: &StreamIdentity,
+        messages: Vec<Message>,
+    ) -> Result<(), Unstored> {
+        let now = Timestamp::now();
+        let mut pending = Vec::with_capacity(messages.len());
+        for message in messages {
+            let sequence = match message.info() {
+                Ok(info) => info.stream_sequence,
+                Err(e) => {
+                    self.dead_letter(identity, &message, 0, &Refusal::NoMetadata(e.to_string()))
+                        .await;
+                    continue;
+                }
+            };
+            let msg_id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(NATS_MESSAGE_ID))
+                .map(|v| v.as_str());
+            let incoming = Incoming {
+                subject: message.subject.as_str(),
+                payload: &message.payload,
+                msg_id,
+                stream_sequence: sequence,
+            };
+            match decode(&incoming, identity, now, self.max_message_bytes) {
+                Ok(event) if event.event_type.is_stored() => pending.push(Pending {
+                    message,
+                    sequence,
+                    event,
+                }),
+                Ok(event) => {
+                    self.ingest.deliver_live(&event);
+                    metrics::counter!("nats_messages_live_total").increment(1);
+                    ack(&message, AckKind::Ack).await;
+                }
+                Err(refusal) => {
+                    self.dead_letter(identity, &message, sequence, &refusal)
+                        .await;
+                }
+            }
+        }
+        // Each round either stores everything left or removes the one event the store refused,
+        // so it runs at most once per message of the batch.
+        while !pending.is_empty() {
+            let events = pending.iter().map(|p| p.event.clone()).collect();
+            match self.log.append(events).await {
+                Ok(receipts) => {
+                    let duplicates = receipts.iter().filter(|r| r.duplicate).count();
+                    metrics::counter!("nats_messages_stored_total")
+                        .increment((receipts.len() - duplicates) as u64);
+                    metrics::counter!("nats_messages_duplicate_total").increment(duplicates as u64);
+                    for p in &pending {
+                        ack(&p.message, AckKind::Ack).await;
+                    }
+                    return Ok(());
+                }
+                Err(AppendError::Rejected { index, rejection }) if index < pending.len() => {
+                    let refused = pending.remove(index);
+                    self.dead_letter(
+                        identity,
+                        &refused.message,
+                        refused.sequence,
+                        &Refusal::Rejected(rejection),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    return Err(Unstored {
+                        messages: pending.into_iter().map(|p| p.message).collect(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts and logs a refused message, copies it to the dead-letter subject with the reason in
+    /// headers, and terminates it. If the copy cannot be published, the message is nak'ed instead,
+    /// so that it is not lost.
+    async fn dead_letter(
+        &self,
+        identity: &StreamIdentity,
+        message: &Message,
+        sequence: u64,
+        refusal: &Refusal,
+    ) {
+        metrics::counter!("nats_messages_dead_lettered_total", "reason" => refusal.code())
+            .increment(1);
+        tracing::warn!(
+            stream_sequence = sequence,
+            subject = %message.subject,
+            reason = refusal.code(),
+            error = %refusal,
+            "refused a message: copying it to the dead-letter subject and terminating it"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("Socket-Bridge-Reason", refusal.code());
+        headers.insert("Socket-Bridge-Error", header_text(&refusal.to_string()));
+        headers.insert(
+            "Socket-Bridge-Subject",
+            header_text(message.subject.as_str()),
+        );
+        headers.insert("Socket-Bridge-Stream", header_text(identity.name()));
+        headers.insert("Socket-Bridge-Stream-Sequence", sequence.to_string());
+        let mut body = message.payload.clone();
+        if body.len() > self.max_message_bytes {
+            headers.insert("Socket-Bridge-Body-Omitted", body.len().to_string());
+            body = Bytes::new();
+        }
+        let subject = self.dead_letter_subject.clone();
+        let mut published = self
+            .client
+            .publish_with_headers(subject.clone(), headers.clone(), body)
+            .await;
+        if let Err(e) = &published
+            && e.kind() == PublishErrorKind::MaxPayloadExceeded
+        {
+            headers.insert(
+                "Socket-Bridge-Body-Omitted",
+                message.payload.len().to_string(),
+            );
+            published = self
+                .client
+                .publish_with_headers(subject, headers, Bytes::new())
+                .await;
+        }
+        match published {
+            Ok(()) => ack(message, AckKind::Term).await,
+            Err(e) => {
+                tracing::warn!(error = %e, stream_sequence = sequence, "could not copy a refused message to the dead-letter subject; it will be redelivered");
+                ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
+        }
+    }
+}
+
+/// Sends `kind` for `message`. A lost ack is not an error: the message is redelivered and then
+/// recognised by its event id.
+async fn ack(message: &Message, kind: AckKind) {
+    if let Err(e) = message.ack_with(kind).await {
+        metrics::counter!("nats_ack_failures_total").increment(1);
+        tracing::debug!(error = %e, "could not ack a message; it will be redelivered");
+    }
+}
+
+async fn nak_all(messages: &[Message], delay: Duration) {
+    metrics::counter!("nats_messages_nacked_total").increment(messages.len() as u64);
+    for message in messages {
+        ack(message, AckKind::Nak(Some(delay))).await;
+    }
+}
+
+/// Whether the loop was asked to stop (or its handle is gone).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Sleeps `delay`; returns true (early) when asked to stop.
+async fn sleep_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if stopping(stop) {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => stopping(stop),
+        changed = stop.changed() => changed.is_err() || *stop.borrow(),
+    }
+}
+
+/// `text` as a header value: no control characters, at most [`MAX_HEADER_TEXT`] characters.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .take(MAX_HEADER_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

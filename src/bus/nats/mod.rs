@@ -1,0 +1,325 @@
+//! The NATS bus (CONTRACT.md section 6): the hub is a durable consumer of the producers'
+//! JetStream stream, and publishes its own `client.*` events on core NATS.
+//!
+//! # Layout
+//! - `decode`: a message into a validated event, or the reason it is refused (pure).
+//! - `setup`: ensuring the stream and the durable pull consumer exist and fit.
+//! - `consumer`: the consumption loop (batch, group commit, ack; dead letters; backoff).
+//!
+//! The client reconnects by itself, forever, with a capped backoff; while NATS is away the hub
+//! keeps serving sockets and HTTP and reports the bus as down.
+
+mod consumer;
+mod decode;
+mod setup;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::{Client, ConnectOptions, Event};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use decode::{Refusal, StreamIdentity};
+pub use setup::{STREAM_SUBJECTS, SetupError};
+
+use super::{BusError, BusFuture, EventBus};
+use crate::ingest::Ingest;
+use crate::store::EventLog;
+
+/// How the hub uses NATS.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    /// The server URL(s), comma-separated.
+    pub url: String,
+    /// The JetStream stream of the producers' events.
+    pub stream: String,
+    /// The hub's durable pull consumer.
+    pub consumer: String,
+    /// Where refused messages are copied.
+    pub dead_letter_subject: String,
+    /// Most messages per pull request and per append.
+    pub batch_size: usize,
+    /// The consumer's ack wait.
+    pub ack_wait: Duration,
+    /// Largest message body accepted; larger ones are refused as `too_large`.
+    pub max_message_bytes: usize,
+}
+
+impl NatsSettings {
+    /// Refuses settings that cannot work: names JetStream rejects, a batch of zero, or a
+    /// dead-letter subject inside the stream (refused messages would be consumed again forever).
+    pub fn validate(&self) -> Result<(), NatsError> {
+        for (flag, name) in [
+            ("--nats-stream", &self.stream),
+            ("--nats-consumer", &self.consumer),
+        ] {
+            let bad = name.is_empty()
+                || name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c));
+            if bad {
+                return Err(NatsError::Config(format!(
+                    "{flag} `{name}`: a JetStream name must be non-empty, without spaces or any of . * > / \\"
+                )));
+            }
+        }
+        let subject = &self.dead_letter_subject;
+        let valid_subject = !subject.is_empty()
+            && !subject.chars().any(|c| c.is_whitespace() || c.is_control())
+            && subject
+                .split('.')
+                .all(|t| !t.is_empty() && t != "*" && t != ">");
+        if !valid_subject {
+            return Err(NatsError::Config(format!(
+                "--nats-dead-letter-subject `{subject}` is not a valid subject to publish on"
+            )));
+        }
+        if subject.starts_with("photo.") || subject.starts_with("system.") {
+            return Err(NatsError::Config(format!(
+                "--nats-dead-letter-subject `{subject}` is inside the stream's subjects {STREAM_SUBJECTS:?}: refused messages would be consumed again"
+            )));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return Err(NatsError::Config(format!(
+                "--nats-batch-size must be from 1 to {MAX_BATCH}"
+            )));
+        }
+        if self.ack_wait < Duration::from_secs(1) {
+            return Err(NatsError::Config(
+                "--nats-ack-wait must be at least 1s".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Largest accepted `--nats-batch-size`.
+const MAX_BATCH: usize = 10_000;
+
+/// Why the NATS bus could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// A setting is invalid.
+    #[error("NATS settings: {0}")]
+    Config(String),
+    /// The URL cannot be used.
+    #[error("NATS URL `{url}`: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The stream or consumer exists and does not fit.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+}
+
+/// The NATS bus: the client, whether the consumer is reading, and a count of lost connections.
+#[derive(Clone)]
+pub struct NatsBus {
+    client: Client,
+    consuming: Arc<AtomicBool>,
+    disconnects: watch::Receiver<u64>,
+}
+
+impl NatsBus {
+    /// Connects to `settings.url`. Returns at once even when NATS is down: the client keeps
+    /// trying in the background, and reconnects by itself whenever the connection drops.
+    pub async fn connect(settings: &NatsSettings) -> Result<Self, NatsError> {
+        settings.validate()?;
+        let (disconnected, disconnects) = watch::channel(0u64);
+        let client = ConnectOptions::new()
+            .name("socket-bridge")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                if matches!(event, Event::Disconnected) {
+                    disconnected.send_modify(|n| *n += 1);
+                }
+                std::future::ready(())
+            })
+            .connect(settings.url.as_str())
+            .await
+            .map_err(|e| NatsError::Connect {
+                url: settings.url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            consuming: Arc::new(AtomicBool::new(false)),
+            disconnects,
+        })
+    }
+
+    /// At start: waits up to `within` for the connection, then makes sure the stream and the
+    /// consumer exist. A conflicting stream or consumer is an error; NATS being unreachable is
+    /// not (the consumer sets up once NATS is there). Returns whether NATS was reachable.
+    pub async fn prepare(
+        &self,
+        settings: &NatsSettings,
+        within: Duration,
+    ) -> Result<bool, NatsError> {
+        let deadline = Instant::now() + within;
+        while self.client.connection_state() != State::Connected {
+            if Instant::now() >= deadline {
+                tracing::warn!(url = %settings.url, "NATS is not reachable; serving without it and retrying in the background");
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let js = async_nats::jetstream::new(self.client.clone());
+        match setup::ensure(&js, &spec(settings)).await {
+            Ok(_) => Ok(true),
+            Err(SetupError::Unavailable(error)) => {
+                tracing::warn!(%error, "NATS JetStream is not ready; retrying in the background");
+                Ok(false)
+            }
+            Err(conflict) => Err(conflict.into()),
+        }
+    }
+
+    /// Starts consuming the stream into `log` (live-only events go out through `ingest`).
+    pub fn start_consumer(
+        &self,
+        settings: &NatsSettings,
+        log: EventLog,
+        ingest: Ingest,
+    ) -> ConsumerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let consumer = consumer::Consumer {
+            client: self.client.clone(),
+            spec: spec(settings),
+            dead_letter_subject: settings.dead_letter_subject.clone(),
+            batch_size: settings.batch_size,
+            max_message_bytes: settings.max_message_bytes,
+            log,
+            ingest,
+            consuming: Arc::clone(&self.consuming),
+            disconnects: self.disconnects.clone(),
+        };
+        ConsumerHandle {
+            stop,
+            task: tokio::spawn(consumer.run(stopped)),
+        }
+    }
+}
+
+fn spec(settings: &NatsSettings) -> setup::Spec {
+    setup::Spec {
+        stream: settings.stream.clone(),
+        consumer: settings.consumer.clone(),
+        ack_wait: settings.ack_wait,
+        // Room for a few batches in flight, never less than JetStream's usual default.
+        max_ack_pending: i64::try_from(settings.batch_size.saturating_mul(4).max(1000))
+            .unwrap_or(i64::MAX),
+    }
+}
+
+impl EventBus for NatsBus {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn is_up(&self) -> bool {
+        self.client.connection_state() == State::Connected && self.consuming.load(Ordering::SeqCst)
+    }
+
+    fn publish(
+        &self,
+        subject: &str,
+        payload: serde_json::Value,
+    ) -> BusFuture<'_, Result<(), BusError>> {
+        let subject = subject.to_owned();
+        Box::pin(async move {
+            let body = serde_json::to_vec(&payload).map_err(|e| BusError(e.to_string()))?;
+            self.client
+                .publish(subject, body.into())
+                .await
+                .map_err(|e| BusError(e.to_string()))
+        })
+    }
+}
+
+/// The running consumer.
+pub struct ConsumerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ConsumerHandle {
+    /// Stops consuming: the batch in hand is stored and acked, and the acks flushed. Waits at
+    /// most `limit`; messages not acked by then are redelivered later (and recognised by id).
+    pub async fn stop(self, limit: Duration) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(Ok(())) => {
+                tracing::info!("NATS consumer stopped; its last batch is stored and acked")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "the NATS consumer task failed"),
+            Err(_) => tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "the NATS consumer did not stop in time; unacked messages will be redelivered"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> NatsSettings {
+        NatsSettings {
+            url: "nats://127.0.0.1:4222".into(),
+            stream: "PHOTO_EVENTS".into(),
+            consumer: "socket-bridge".into(),
+            dead_letter_subject: "socket-bridge.dead-letter".into(),
+            batch_size: 256,
+            ack_wait: Duration::from_secs(30),
+            max_message_bytes: 1 << 20,
+        }
+    }
+
+    /// The defaults are valid; unusable names, subjects and sizes are refused before connecting.
+    #[test]
+    fn settings_validation() {
+        assert!(settings().validate().is_ok());
+        let bad = [
+            NatsSettings {
+                stream: "A.B".into(),
+                ..settings()
+            },
+            NatsSettings {
+                consumer: "".into(),
+                ..settings()
+            },
+            NatsSettings {
+                dead_letter_subject: "photo.dead".into(),
+                ..settings()
+            },
+            NatsSettings {
+                dead_letter_subject: "dead.>".into(),
+                ..settings()
+            },
+            NatsSettings {
+                dead_letter_subject: "a..b".into(),
+                ..settings()
+            },
+            NatsSettings {
+                batch_size: 0,
+                ..settings()
+            },
+            NatsSettings {
+                ack_wait: Duration::from_millis(10),
+                ..settings()
+            },
+        ];
+        for s in bad {
+            assert!(matches!(s.validate(), Err(NatsError::Config(_))), "{s:?}");
+        }
+    }
+}

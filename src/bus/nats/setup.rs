@@ -1,0 +1,328 @@
+//! Making sure the JetStream stream and the hub's durable pull consumer exist: creating them when
+//! missing, adjusting the consumer's tunables, and refusing an existing stream or consumer that the
+//! hub cannot use (CONTRACT.md section 6).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::consumer::{self, AckPolicy, FromConsumer, PullConsumer, pull};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+use async_nats::jetstream::{self, stream};
+
+use super::decode::StreamIdentity;
+
+/// The subjects of the producers' stream: exactly these, so that the hub sees every event type of
+/// CONTRACT.md section 5 and nothing else.
+pub const STREAM_SUBJECTS: [&str; 2] = ["photo.>", "system.>"];
+
+/// Extra wait after the last delivery's ack deadline, so that the server has moved expired
+/// messages to its redelivery queue before the hub asks for more.
+const REDELIVERY_MARGIN: Duration = Duration::from_millis(250);
+
+/// Why the stream or consumer could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// An existing stream or consumer is configured in a way the hub cannot use. An operator has
+    /// to change it (or point the hub at another one); retrying does not help.
+    #[error("{0}")]
+    Conflict(String),
+    /// JetStream could not be asked (NATS down, timeout, no JetStream, permissions).
+    #[error("NATS JetStream unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What to make ready.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The stream's name.
+    pub stream: String,
+    /// The durable consumer's name.
+    pub consumer: String,
+    /// The consumer's ack wait.
+    pub ack_wait: Duration,
+    /// The consumer's limit of delivered, unacknowledged messages.
+    pub max_ack_pending: i64,
+}
+
+/// A stream and consumer ready to be read.
+pub struct Ready {
+    /// The durable pull consumer.
+    pub consumer: PullConsumer,
+    /// The stream's identity, for ids derived from stream sequences.
+    pub identity: StreamIdentity,
+    /// How long to wait before reading: messages an earlier run received but did not ack (it was
+    /// killed, or NATS restarted) are redelivered once their ack wait is over, and reading new
+    /// messages before them would store events out of order.
+    pub redelivery_wait: Duration,
+}
+
+/// Ensures the stream and the durable pull consumer of `spec` exist and fit.
+pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, SetupError> {
+    let mut stream = match js.get_stream(&spec.stream).await {
+        Ok(stream) => stream,
+        Err(e) if stream_missing(&e) => create_stream(js, spec).await?,
+        Err(e) => return Err(SetupError::Unavailable(e.to_string())),
+    };
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+    check_stream(&spec.stream, &info.config)?;
+    let identity = StreamIdentity::new(spec.stream.clone(), info.created.unix_timestamp_nanos());
+
+    let consumer: PullConsumer = match stream.consumer_info(&spec.consumer).await {
+        Ok(info) => {
+            check_consumer(&spec.stream, &spec.consumer, &info.config)?;
+            match tuned(spec, &info.config) {
+                Some(update) => {
+                    tracing::info!(
+                        consumer = %spec.consumer,
+                        "updating the consumer's ack wait, ack pending limit or delivery limit"
+                    );
+                    stream
+                        .create_consumer(update)
+                        .await
+                        .map_err(|e| SetupError::Unavailable(e.to_string()))?
+                }
+                None => stream
+                    .get_consumer(&spec.consumer)
+                    .await
+                    .map_err(|e| SetupError::Unavailable(e.to_string()))?,
+            }
+        }
+        Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
+            tracing::info!(stream = %spec.stream, consumer = %spec.consumer, "creating the durable pull consumer");
+            stream
+                .create_consumer(new_consumer(spec))
+                .await
+                .map_err(|e| SetupError::Unavailable(e.to_string()))?
+        }
+        Err(e) => return Err(SetupError::Unavailable(e.to_string())),
+    };
+    let info = consumer.cached_info();
+    let redelivery_wait = redelivery_wait(
+        info.num_ack_pending,
+        info.delivered.last_active.map(|t| t.unix_timestamp_nanos()),
+        info.config.ack_wait,
+        now_nanos(),
+    );
+    Ok(Ready {
+        consumer,
+        identity,
+        redelivery_wait,
+    })
+}
+
+fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(ref js) if js.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+async fn create_stream(
+    js: &jetstream::Context,
+    spec: &Spec,
+) -> Result<jetstream::stream::Stream, SetupError> {
+    tracing::info!(stream = %spec.stream, subjects = ?STREAM_SUBJECTS, "creating the JetStream stream");
+    js.create_stream(stream::Config {
+        name: spec.stream.clone(),
+        subjects: STREAM_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| SetupError::Unavailable(e.to_string()))
+}
+
+/// An existing stream must have exactly the subjects of [`STREAM_SUBJECTS`].
+fn check_stream(name: &str, config: &stream::Config) -> Result<(), SetupError> {
+    let have: BTreeSet<&str> = config.subjects.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = STREAM_SUBJECTS.into_iter().collect();
+    if have == want {
+        Ok(())
+    } else {
+        Err(SetupError::Conflict(format!(
+            "the JetStream stream `{name}` exists with subjects {:?}, but socket-bridge needs exactly {:?}: \
+             change the stream's subjects, or point --nats-stream at another stream",
+            config.subjects, STREAM_SUBJECTS
+        )))
+    }
+}
+
+/// An existing consumer must be a pull consumer with explicit acks over the whole stream.
+fn check_consumer(stream: &str, name: &str, config: &consumer::Config) -> Result<(), SetupError> {
+    let problem = if let Some(subject) = &config.deliver_subject {
+        Some(format!("is a push consumer (deliver subject `{subject}`)"))
+    } else if config.ack_policy != AckPolicy::Explicit {
+        Some(format!(
+            "has ack policy {:?}, not explicit",
+            config.ack_policy
+        ))
+    } else if !config.filter_subject.is_empty() || !config.filter_subjects.is_empty() {
+        Some("filters the stream's subjects".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(SetupError::Conflict(format!(
+            "the JetStream consumer `{name}` on stream `{stream}` {problem}, but socket-bridge needs a \
+             durable pull consumer with explicit acks over every subject: delete it, or point \
+             --nats-consumer at another name"
+        ))),
+    }
+}
+
+/// The consumer the hub creates when there is none.
+fn new_consumer(spec: &Spec) -> pull::Config {
+    pull::Config {
+        durable_name: Some(spec.consumer.clone()),
+        description: Some("socket-bridge: stores and delivers photo events".into()),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_ack_pending: spec.max_ack_pending,
+        // Never drop a message after some number of deliveries: that would lose an event.
+        max_deliver: -1,
+        ..Default::default()
+    }
+}
+
+/// The existing consumer with the hub's tunables, if any of them differs.
+fn tuned(spec: &Spec, existing: &consumer::Config) -> Option<pull::Config> {
+    let fits = existing.ack_wait == spec.ack_wait
+        && existing.max_ack_pending == spec.max_ack_pending
+        && existing.max_deliver <= 0;
+    if fits {
+        return None;
+    }
+    let mut config = pull::Config::try_from_consumer_config(existing.clone()).ok()?;
+    config.ack_wait = spec.ack_wait;
+    config.max_ack_pending = spec.max_ack_pending;
+    config.max_deliver = -1;
+    Some(config)
+}
+
+/// How long to wait before reading when `ack_pending` messages were delivered and not acked, the
+/// last delivery at `last_active` (Unix nanoseconds): until that delivery's ack wait is over.
+fn redelivery_wait(
+    ack_pending: usize,
+    last_active: Option<i128>,
+    ack_wait: Duration,
+    now: i128,
+) -> Duration {
+    if ack_pending == 0 {
+        return Duration::ZERO;
+    }
+    let remaining = match last_active {
+        Some(last) => {
+            let deadline =
+                last.saturating_add(i128::try_from(ack_wait.as_nanos()).unwrap_or(i128::MAX));
+            u64::try_from(deadline.saturating_sub(now).max(0))
+                .map(Duration::from_nanos)
+                .unwrap_or(ack_wait)
+                .min(ack_wait)
+        }
+        None => ack_wait,
+    };
+    remaining + REDELIVERY_MARGIN
+}
+
+fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            stream: "PHOTO_EVENTS".into(),
+            consumer: "socket-bridge".into(),
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 4096,
+        }
+    }
+
+    /// A stream is accepted with exactly the two subjects, in any order, and refused otherwise.
+    #[test]
+    fn stream_subjects_must_match() {
+        let with = |subjects: &[&str]| stream::Config {
+            name: "PHOTO_EVENTS".into(),
+            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        };
+        assert!(check_stream("S", &with(&["system.>", "photo.>"])).is_ok());
+        for bad in [&["photo.>"][..], &["photo.>", "system.>", "other.>"], &[]] {
+            let refused = check_stream("S", &with(bad));
+            assert!(matches!(refused, Err(SetupError::Conflict(_))), "{bad:?}");
+        }
+    }
+
+    /// Push consumers, other ack policies and filtered consumers are refused.
+    #[test]
+    fn consumer_must_be_explicit_pull_over_everything() {
+        let good = as_consumer(new_consumer(&spec()));
+        assert!(check_consumer("S", "c", &good).is_ok());
+        let push = consumer::Config {
+            deliver_subject: Some("deliver.here".into()),
+            ..good.clone()
+        };
+        let ack_all = consumer::Config {
+            ack_policy: AckPolicy::All,
+            ..good.clone()
+        };
+        let filtered = consumer::Config {
+            filter_subject: "photo.>".into(),
+            ..good.clone()
+        };
+        for bad in [push, ack_all, filtered] {
+            let refused = check_consumer("S", "c", &bad);
+            assert!(matches!(refused, Err(SetupError::Conflict(_))), "{bad:?}");
+        }
+    }
+
+    /// Only a consumer whose tunables differ is updated, and the update keeps its other settings.
+    #[test]
+    fn tunables_are_updated_only_when_they_differ() {
+        let existing = as_consumer(new_consumer(&spec()));
+        assert!(tuned(&spec(), &existing).is_none());
+        let slower = consumer::Config {
+            ack_wait: Duration::from_secs(5),
+            description: Some("kept".into()),
+            max_deliver: 3,
+            ..existing
+        };
+        let update = tuned(&spec(), &slower).expect("an update");
+        assert_eq!(update.ack_wait, Duration::from_secs(30));
+        assert_eq!(update.max_deliver, -1);
+        assert_eq!(update.description.as_deref(), Some("kept"));
+    }
+
+    /// Unacked deliveries of an earlier run are waited for until their ack wait is over.
+    #[test]
+    fn waits_for_earlier_deliveries() {
+        let wait = Duration::from_secs(10);
+        let s = 1_000_000_000i128;
+        assert_eq!(redelivery_wait(0, Some(0), wait, 100 * s), Duration::ZERO);
+        assert_eq!(
+            redelivery_wait(3, Some(100 * s), wait, 104 * s),
+            Duration::from_secs(6) + REDELIVERY_MARGIN
+        );
+        assert_eq!(
+            redelivery_wait(3, Some(100 * s), wait, 200 * s),
+            REDELIVERY_MARGIN
+        );
+        assert_eq!(redelivery_wait(3, None, wait, 0), wait + REDELIVERY_MARGIN);
+        assert_eq!(
+            redelivery_wait(3, Some(900 * s), wait, 0),
+            wait + REDELIVERY_MARGIN
+        );
+    }
+
+    fn as_consumer(config: pull::Config) -> consumer::Config {
+        consumer::IntoConsumerConfig::into_consumer_config(config)
+    }
+}
