@@ -49,7 +49,7 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     }
     let app = Application::build(&args).await.expect("app builds");
     let addr = app.local_addr().expect("addr");
-    let bus = app.bus();
+    let bus = app.bus().expect("the in-process bus");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
