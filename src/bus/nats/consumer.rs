@@ -1,7 +1,8 @@
-//! The consumption loop: pull a batch, validate it, store every good event of it in one
-//! group-committed append, then ack. A message is acked only after its event is durable; refused
-//! messages are dead-lettered and terminated; transient failures are nak'ed with a capped
-//! exponential delay, and the loop sets the consumer up again after NATS comes back.
+//! The consumption loop: take what the reader received, validate it, store every good event of it
+//! in one group-committed append, then ack. A message is acked only after its event is durable;
+//! refused messages are dead-lettered and terminated; after a store failure the messages are
+//! nak'ed with a capped exponential delay and reading pauses until they are due again; the loop
+//! sets the consumer up again after NATS comes back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,19 +13,22 @@ use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, AckKind, Message};
 use async_nats::{Client, client::PublishErrorKind};
 use bytes::Bytes;
-use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::decode::{Incoming, Refusal, StreamIdentity, decode};
-use super::setup::{self, Ready, SetupError, Spec};
+use super::reader::Reader;
+use super::setup::{self, REDELIVERY_MARGIN, Ready, SetupError, Spec};
 use crate::bus::Backoff;
 use crate::domain::{Event, Timestamp};
 use crate::ingest::Ingest;
 use crate::store::{AppendError, EventLog};
 
-/// How long one pull request waits for messages on an idle stream. Bounds how long a graceful
-/// shutdown waits for the request in flight to finish.
-const PULL_EXPIRES: Duration = Duration::from_secs(1);
+/// Chunks of messages the reader may queue ahead of the storer.
+const QUEUED_CHUNKS: usize = 8;
+
+/// Most pull batches one append takes (when the store is slower than NATS, queued chunks add
+/// up: fewer, larger group commits).
+const GROUP_BATCHES: usize = 4;
 
 /// How often the loop looks whether the client has reconnected (the client retries by itself).
 const RECONNECT_POLL: Duration = Duration::from_millis(200);
@@ -48,10 +52,12 @@ pub(super) struct Consumer {
 
 /// How a run of [`Consumer::consume`] ended.
 enum Outcome {
-    /// Asked to stop; the last batch was stored and acked.
+    /// Asked to stop; everything received was stored and acked.
     Stopped,
     /// NATS failed (disconnected, consumer deleted, ...); set up again.
     Failed(String),
+    /// The store failed: everything received was nak'ed with this delay; read again after it.
+    Paused(Duration),
 }
 
 /// Events of a batch that could not be stored for a reason that may pass (the store failed).
@@ -73,6 +79,7 @@ impl Consumer {
     /// is stored and acked and the acks are flushed.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut retry = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut transient = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         loop {
             if stopping(&stop) {
                 break;
@@ -96,13 +103,23 @@ impl Consumer {
                     }
                     self.set_consuming(true);
                     tracing::info!(stream = %self.spec.stream, consumer = %self.spec.consumer, "consuming from NATS JetStream");
-                    let outcome = self.consume(&ready, &mut stop, &mut retry).await;
+                    let outcome = self
+                        .consume(&ready, &stop, &mut retry, &mut transient)
+                        .await;
                     self.set_consuming(false);
                     match outcome {
                         Outcome::Stopped => break,
                         Outcome::Failed(error) => {
                             metrics::counter!("nats_consumer_failures_total").increment(1);
                             tracing::warn!(%error, "consuming from NATS failed; setting up again");
+                        }
+                        Outcome::Paused(delay) => {
+                            // The nak'ed messages are due again after `delay`; reading before
+                            // would take newer messages first.
+                            if sleep_or_stop(delay + REDELIVERY_MARGIN, &mut stop).await {
+                                break;
+                            }
+                            continue;
                         }
                     }
                 }
@@ -134,87 +151,94 @@ impl Consumer {
         metrics::gauge!("nats_consuming").set(if on { 1.0 } else { 0.0 });
     }
 
-    /// Reads pull requests one after the other until stopped or NATS fails. The messages of one
-    /// request are processed in chunks of whatever has arrived, so the server keeps sending while
-    /// the previous chunk is being stored.
+    /// Consumes until stopped, NATS fails or the store fails, with two halves running side by
+    /// side: the reader task keeps pull requests open and queues what arrives, and the storer
+    /// takes everything queued (up to [`GROUP_BATCHES`] batches) into one append while the reader
+    /// goes on receiving. One append is in flight at a time, so events are stored in stream order.
     async fn consume(
         &self,
         ready: &Ready,
-        stop: &mut watch::Receiver<bool>,
+        stop: &watch::Receiver<bool>,
         retry: &mut Backoff,
+        transient: &mut Backoff,
     ) -> Outcome {
-        let mut transient = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let mut disconnects = self.disconnects.clone();
-        disconnects.mark_unchanged();
-        loop {
-            if stopping(stop) {
-                return Outcome::Stopped;
+        let (queue, received) = mpsc::channel(QUEUED_CHUNKS);
+        let (halt, halted) = watch::channel(false);
+        let reader = tokio::spawn(
+            Reader {
+                client: self.client.clone(),
+                consumer: ready.consumer.clone(),
+                batch_size: self.batch_size,
+                stop: stop.clone(),
+                halt: halted,
+                disconnects: self.disconnects.clone(),
+                queue,
             }
-            let batch = match ready
-                .consumer
-                .batch()
-                .max_messages(self.batch_size)
-                .expires(PULL_EXPIRES)
-                .messages()
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => return Outcome::Failed(e.to_string()),
-            };
-            let mut chunks = batch.ready_chunks(self.batch_size);
-            // After a transient failure, every later message of the request is nak'ed with the
-            // same delay, so that they all come back, in order, after the failed ones.
-            let mut holding: Option<Duration> = None;
-            let mut failure = None;
-            loop {
-                // A pull request does not survive a lost connection (the server may have
-                // restarted): give it up at once rather than waiting for it to time out.
-                let chunk = tokio::select! {
-                    chunk = chunks.next() => chunk,
-                    _ = disconnects.changed() => {
-                        failure = Some("the connection to NATS was lost".to_owned());
-                        break;
-                    }
-                };
-                let Some(chunk) = chunk else { break };
-                let mut messages = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    match item {
-                        Ok(message) => messages.push(message),
-                        Err(e) => failure = Some(e.to_string()),
-                    }
-                }
-                if let Some(delay) = holding {
-                    nak_all(&messages, delay).await;
-                    continue;
-                }
-                match self.process(&ready.identity, messages).await {
-                    Ok(()) => {
-                        transient.reset();
-                        retry.reset();
-                    }
-                    Err(unstored) => {
-                        let delay = transient.next_delay();
-                        tracing::warn!(
-                            error = %unstored.error,
-                            messages = unstored.messages.len(),
-                            retry_in_ms = delay.as_millis() as u64,
-                            "could not store a batch; nak'ing it for redelivery"
-                        );
-                        nak_all(&unstored.messages, delay).await;
-                        holding = Some(delay);
-                    }
+            .run(),
+        );
+        let paused = self
+            .store(&ready.identity, received, &halt, retry, transient)
+            .await;
+        let read = match reader.await {
+            Ok(read) => read,
+            Err(e) => Err(format!("the reader task failed: {e}")),
+        };
+        match (paused, read) {
+            (Some(delay), Ok(())) => Outcome::Paused(delay),
+            (Some(delay), Err(error)) => {
+                tracing::warn!(%error, "reading from NATS failed while pausing after a store failure");
+                Outcome::Paused(delay)
+            }
+            (None, Ok(())) => Outcome::Stopped,
+            (None, Err(error)) => Outcome::Failed(error),
+        }
+    }
+
+    /// The storer: takes what the reader queued, stores it with one append and acks it, until the
+    /// reader is done. When the store fails it halts the reader, nak's the messages with the next
+    /// backoff delay, nak's everything received after them with the same delay (so that they all
+    /// come back in order), and returns that delay.
+    async fn store(
+        &self,
+        identity: &StreamIdentity,
+        mut received: mpsc::Receiver<Vec<Message>>,
+        halt: &watch::Sender<bool>,
+        retry: &mut Backoff,
+        transient: &mut Backoff,
+    ) -> Option<Duration> {
+        let max_group = self.batch_size.saturating_mul(GROUP_BATCHES);
+        let mut paused: Option<Duration> = None;
+        while let Some(mut messages) = received.recv().await {
+            while messages.len() < max_group {
+                match received.try_recv() {
+                    Ok(more) => messages.extend(more),
+                    Err(_) => break,
                 }
             }
-            if let Some(error) = failure {
-                return Outcome::Failed(error);
+            if let Some(delay) = paused {
+                nak_all(&messages, delay).await;
+                continue;
             }
-            if let Some(delay) = holding
-                && sleep_or_stop(delay, stop).await
-            {
-                return Outcome::Stopped;
+            match self.process(identity, messages).await {
+                Ok(()) => {
+                    transient.reset();
+                    retry.reset();
+                }
+                Err(unstored) => {
+                    let delay = transient.next_delay();
+                    tracing::warn!(
+                        error = %unstored.error,
+                        messages = unstored.messages.len(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        "could not store a batch; nak'ing it and pausing until it is due again"
+                    );
+                    let _ = halt.send(true);
+                    nak_all(&unstored.messages, delay).await;
+                    paused = Some(delay);
+                }
             }
         }
+        paused
     }
 
     /// Validates `messages`, dead-letters the bad ones, delivers the live-only ones, stores the
@@ -376,7 +400,7 @@ async fn nak_all(messages: &[Message], delay: Duration) {
 }
 
 /// Whether the loop was asked to stop (or its handle is gone).
-fn stopping(stop: &watch::Receiver<bool>) -> bool {
+pub(super) fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 

@@ -4,13 +4,15 @@
 //! # Layout
 //! - `decode`: a message into a validated event, or the reason it is refused (pure).
 //! - `setup`: ensuring the stream and the durable pull consumer exist and fit.
-//! - `consumer`: the consumption loop (batch, group commit, ack; dead letters; backoff).
+//! - `consumer`: the consumption loop (group commit, ack; dead letters; backoff, set up again).
+//! - `reader`: its reading half (pull requests kept open, messages queued as they arrive).
 //!
 //! The client reconnects by itself, forever, with a capped backoff; while NATS is away the hub
 //! keeps serving sockets and HTTP and reports the bus as down.
 
 mod consumer;
 mod decode;
+mod reader;
 mod setup;
 
 use std::sync::Arc;
@@ -213,8 +215,8 @@ fn spec(settings: &NatsSettings) -> setup::Spec {
         stream: settings.stream.clone(),
         consumer: settings.consumer.clone(),
         ack_wait: settings.ack_wait,
-        // Room for a few batches in flight, never less than JetStream's usual default.
-        max_ack_pending: i64::try_from(settings.batch_size.saturating_mul(4).max(1000))
+        // Room for the batches queued and in flight, never less than JetStream's usual default.
+        max_ack_pending: i64::try_from(settings.batch_size.saturating_mul(16).max(1000))
             .unwrap_or(i64::MAX),
     }
 }

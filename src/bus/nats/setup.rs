@@ -16,9 +16,9 @@ use super::decode::StreamIdentity;
 /// CONTRACT.md section 5 and nothing else.
 pub const STREAM_SUBJECTS: [&str; 2] = ["photo.>", "system.>"];
 
-/// Extra wait after the last delivery's ack deadline, so that the server has moved expired
-/// messages to its redelivery queue before the hub asks for more.
-const REDELIVERY_MARGIN: Duration = Duration::from_millis(250);
+/// Extra wait after the last delivery's ack deadline (or nak delay), so that the server has moved
+/// the messages to its redelivery queue before the hub asks for more.
+pub(super) const REDELIVERY_MARGIN: Duration = Duration::from_millis(250);
 
 /// Why the stream or consumer could not be made ready.
 #[derive(Debug, thiserror::Error)]
