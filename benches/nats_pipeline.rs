@@ -1,0 +1,338 @@
+//! Sustained JetStream -> sled -> Socket.IO throughput, next to a bare JetStream consumer that
+//! only acks, measured in the same run on the same stream (docs/benchmarks.md, "NATS pipeline").
+//!
+//! `cargo bench --bench nats_pipeline` (needs `nats-server` on the PATH). `NATS_BENCH_EVENTS`
+//! (default 100000) sets the backlog size, `NATS_BENCH_BATCH` (default 256) the hub's batch.
+//!
+//! 1. A backlog of `photo.processing.progress` events over 100 photos is published while no
+//!    consumer runs (the photos' `photo.uploaded` events were stored by an earlier hub run).
+//! 2. Baseline: a second durable pull consumer on the same stream reads the whole backlog with
+//!    `messages()` and acks each message; nothing else.
+//! 3. The hub starts on the same backlog while a Socket.IO client subscribed to every photo
+//!    (`since: 0`, so nothing can slip past it) counts what it receives. "Stored" is when JetStream
+//!    shows the hub's consumer with nothing pending or unacked; "delivered" is when the client has
+//!    received every event.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures::{FutureExt, StreamExt};
+use rust_socketio::Payload;
+use rust_socketio::asynchronous::ClientBuilder;
+use serde_json::json;
+use socket_bridge::app::Application;
+use socket_bridge::auth::TokenAuthority;
+use socket_bridge::config::{DataArgs, ServeArgs};
+use tokio::sync::{Notify, oneshot};
+
+const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+const PHOTOS: usize = 100;
+const LIMIT: Duration = Duration::from_secs(600);
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), Error> {
+    let events = env_usize("NATS_BENCH_EVENTS", 100_000);
+    let batch = env_usize("NATS_BENCH_BATCH", 256);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(events, batch))
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn run(events: usize, batch: usize) -> Result<(), Error> {
+    if std::env::var("BENCH_LOG").is_ok() {
+        socket_bridge::telemetry::init_logging();
+    }
+    let nats = NatsServer::start().await?;
+    let client = async_nats::connect(nats.url()).await?;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "PHOTO_EVENTS".into(),
+            subjects: vec!["photo.>".into(), "system.>".into()],
+            ..Default::default()
+        })
+        .await?;
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some("bare".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let data_dir = tempfile::tempdir()?;
+
+    // The photos exist (stored by a first hub run) before the backlog builds up.
+    for p in 0..PHOTOS {
+        let body = json!({ "data": { "photoId": format!("p{p}"), "userId": "u1" } });
+        js.publish("photo.uploaded", body.to_string().into())
+            .await?
+            .await?;
+    }
+    let hub = Hub::start(&settings(data_dir.path(), &nats.url(), batch)).await?;
+    wait_consumed(&js, "socket-bridge").await?;
+    hub.stop().await?;
+
+    let published = Instant::now();
+    publish_backlog(&js, events).await?;
+    let publish_secs = published.elapsed().as_secs_f64();
+
+    // Baseline: the whole stream (uploads and backlog), acked one by one.
+    let total = events + PHOTOS;
+    let bare: jetstream::consumer::PullConsumer = js
+        .get_stream("PHOTO_EVENTS")
+        .await?
+        .get_consumer("bare")
+        .await?;
+    let started = Instant::now();
+    let mut messages = bare.messages().await?;
+    let mut acked = 0;
+    while acked < total {
+        match tokio::time::timeout(LIMIT, messages.next())
+            .await?
+            .ok_or("bare consumer ended")?
+        {
+            Ok(message) => {
+                message.ack().await.map_err(|e| e.to_string())?;
+                acked += 1;
+            }
+            // A missed heartbeat under load is reported, not fatal: the stream goes on.
+            Err(e) => eprintln!("bare consumer: {e}"),
+        }
+    }
+    client.flush().await?;
+    let bare_secs = started.elapsed().as_secs_f64();
+    drop(messages);
+
+    // The hub on the same backlog, with a client receiving every event.
+    let received = Arc::new(AtomicUsize::new(0));
+    let all_received = Arc::new(Notify::new());
+    let established = Arc::new(Notify::new());
+    let args = settings(data_dir.path(), &nats.url(), batch);
+    let app = Application::build(&args).await?;
+    let base = format!("http://{}", app.local_addr()?);
+    let started = Instant::now();
+    let hub = Hub::run(app);
+    let socket = {
+        let (received, all_received) = (Arc::clone(&received), Arc::clone(&all_received));
+        let established = Arc::clone(&established);
+        let token = TokenAuthority::new(SECRET.as_bytes())?.mint(
+            "u1",
+            &["read:photos".to_owned()],
+            Duration::from_secs(3600),
+        )?;
+        ClientBuilder::new(base)
+            .namespace("/")
+            .auth(json!({ "token": token, "clientId": "bench" }))
+            .reconnect(false)
+            .on_any(move |event, payload, _| {
+                let (received, all_received) = (Arc::clone(&received), Arc::clone(&all_received));
+                let established = Arc::clone(&established);
+                async move {
+                    let name = String::from(event);
+                    if name == "connection:established" {
+                        established.notify_one();
+                    }
+                    let is_event = name == "photo.processing.progress"
+                        && matches!(&payload, Payload::Text(v) if v.first().is_some_and(|p| p.get("seq").is_some()));
+                    if is_event && received.fetch_add(1, Ordering::SeqCst) + 1 == events {
+                        all_received.notify_one();
+                    }
+                }
+                .boxed()
+            })
+            .connect()
+            .await?
+    };
+    // Packets sent before the server has accepted the connection are dropped.
+    tokio::time::timeout(LIMIT, established.notified()).await?;
+    for p in 0..PHOTOS {
+        socket
+            .emit(
+                "subscribe:photo",
+                json!({ "photoId": format!("p{p}"), "since": 1 }),
+            )
+            .await?;
+    }
+    wait_consumed(&js, "socket-bridge").await?;
+
+    let stored_secs = started.elapsed().as_secs_f64();
+    let delivered = tokio::time::timeout(LIMIT, all_received.notified()).await;
+    let delivered_secs = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::SeqCst);
+    let _ = socket.disconnect().await;
+    hub.stop().await?;
+    if delivered.is_err() {
+        return Err(format!("the client received {got} of {events} events").into());
+    }
+
+    let rate = |n: usize, secs: f64| n as f64 / secs;
+    let bare_rate = rate(total, bare_secs);
+    let stored_rate = rate(events, stored_secs);
+    let delivered_rate = rate(events, delivered_secs);
+    println!("nats_pipeline: {events} events over {PHOTOS} photos, hub batch {batch}");
+    println!(
+        "  published (JetStream, async acks) {:>9.0} events/s",
+        rate(events, publish_secs)
+    );
+    println!("  bare consumer, ack only            {bare_rate:>9.0} events/s");
+    println!(
+        "  hub: stored, acked                  {stored_rate:>9.0} events/s  ({:.0}% of bare)",
+        100.0 * stored_rate / bare_rate
+    );
+    println!(
+        "  hub: delivered to the client        {delivered_rate:>9.0} events/s  ({:.0}% of bare)",
+        100.0 * delivered_rate / bare_rate
+    );
+    Ok(())
+}
+
+fn settings(data_dir: &std::path::Path, url: &str, batch: usize) -> ServeArgs {
+    let mut args = ServeArgs {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        data: DataArgs {
+            data_dir: data_dir.to_path_buf(),
+            jwt_secret: Some(SECRET.into()),
+        },
+        nats_url: Some(url.to_owned()),
+        ..ServeArgs::default()
+    };
+    args.nats.batch_size = batch;
+    // The client catches up from the store when it falls behind; give it room to stay live.
+    args.socket_queue_packets = 8192;
+    args
+}
+
+/// Publishes `events` progress events over the photos, 1000 unacknowledged at a time.
+async fn publish_backlog(js: &jetstream::Context, events: usize) -> Result<(), Error> {
+    let mut acks = Vec::with_capacity(1000);
+    for n in 0..events {
+        let body = json!({
+            "id": format!("e{n}"),
+            "data": { "photoId": format!("p{}", n % PHOTOS), "progress": (n / PHOTOS) % 101, "stage": "resize" },
+        });
+        acks.push(
+            js.publish("photo.processing.progress", body.to_string().into())
+                .await?,
+        );
+        if acks.len() == 1000 {
+            for ack in acks.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    Ok(())
+}
+
+/// Waits until `consumer` has nothing pending or unacked.
+async fn wait_consumed(js: &jetstream::Context, consumer: &str) -> Result<(), Error> {
+    let stream = js.get_stream("PHOTO_EVENTS").await?;
+    let started = Instant::now();
+    loop {
+        let info = stream.consumer_info(consumer).await?;
+        if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence > 0
+        {
+            return Ok(());
+        }
+        if started.elapsed() > LIMIT {
+            return Err(format!("{consumer} did not consume the stream in time").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The hub, running in this process.
+struct Hub {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), socket_bridge::app::AppError>>,
+}
+
+impl Hub {
+    async fn start(args: &ServeArgs) -> Result<Self, Error> {
+        Ok(Self::run(Application::build(args).await?))
+    }
+
+    fn run(app: Application) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// A `nats-server -js` with its own port and store dir, killed when dropped.
+struct NatsServer {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    async fn start() -> Result<Self, Error> {
+        let dir = tempfile::tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
+            .arg("-sd")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start nats-server ({e}); install it: apt-get install -y nats-server"
+                )
+            })?;
+        let server = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(client) = async_nats::connect(server.url()).await
+                && client.request("$JS.API.INFO", "".into()).await.is_ok()
+            {
+                return Ok(server);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("nats-server did not come up".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
