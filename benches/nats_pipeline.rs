@@ -122,6 +122,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     let args = settings(data_dir.path(), &nats.url(), batch);
     let app = Application::build(&args).await?;
     let base = format!("http://{}", app.local_addr()?);
+    let appends_before = AppendFigures::now();
     let started = Instant::now();
     let hub = Hub::run(app);
     let socket = {
@@ -168,6 +169,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     wait_consumed(&js, "socket-bridge").await?;
 
     let stored_secs = started.elapsed().as_secs_f64();
+    let appends = AppendFigures::now().since(&appends_before);
     let delivered = tokio::time::timeout(LIMIT, all_received.notified()).await;
     let delivered_secs = started.elapsed().as_secs_f64();
     let got = received.load(Ordering::SeqCst);
@@ -195,6 +197,12 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
         "  hub: delivered to the client        {delivered_rate:>9.0} events/s  ({:.0}% of bare)",
         100.0 * delivered_rate / bare_rate
     );
+    println!(
+        "  hub: {} appends of {:.0} events on average; EventLog::append in progress {:.0}% of the time",
+        appends.count,
+        events as f64 / appends.count.max(1.0),
+        100.0 * appends.seconds / stored_secs
+    );
     Ok(())
 }
 
@@ -212,6 +220,34 @@ fn settings(data_dir: &std::path::Path, url: &str, batch: usize) -> ServeArgs {
     // The client catches up from the store when it falls behind; give it room to stay live.
     args.socket_queue_packets = 8192;
     args
+}
+
+/// The event log's own append metrics (count and total seconds of `EventLog::append` calls).
+struct AppendFigures {
+    count: f64,
+    seconds: f64,
+}
+
+impl AppendFigures {
+    fn now() -> Self {
+        let text = socket_bridge::telemetry::metrics_handle().render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Self {
+            count: value("event_log_append_seconds_count"),
+            seconds: value("event_log_append_seconds_sum"),
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            count: self.count - before.count,
+            seconds: self.seconds - before.seconds,
+        }
+    }
 }
 
 /// Publishes `events` progress events over the photos, 1000 unacknowledged at a time.
