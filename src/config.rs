@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a signed token for the configured secret.
     Token(TokenArgs),
     /// Run one retention pass on a stopped hub's data dir and print what it removed.
@@ -127,7 +127,7 @@ pub struct ServeArgs {
 impl Default for ServeArgs {
     fn default() -> Self {
         match Cli::parse_from(["socket-bridge", "serve"]).command {
-            Some(Command::Serve(args)) => args,
+            Some(Command::Serve(args)) => *args,
             _ => unreachable!("`serve` parses into Command::Serve"),
         }
     }
@@ -158,7 +158,8 @@ pub struct NatsArgs {
         default_value = "socket-bridge.dead-letter"
     )]
     pub dead_letter_subject: String,
-    /// Most messages per pull request, and per group-committed append.
+    /// Messages asked for per pull request; one group-committed append takes up to four such
+    /// batches when they have arrived while the previous append was being written.
     #[arg(
         long = "nats-batch-size",
         env = "NATS_BATCH_SIZE",

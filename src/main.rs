@@ -17,9 +17,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli
         .command
-        .unwrap_or_else(|| Command::Serve(ServeArgs::default()))
+        .unwrap_or_else(|| Command::Serve(Box::default()))
     {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Prune(args) => {
             telemetry::init_logging();
             let log = EventLog::open(args.data_dir.join("store"))
