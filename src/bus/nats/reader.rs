@@ -162,3 +162,69 @@ fn classify(message: async_nats::Message, batch_size: usize) -> Received {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_nats::HeaderMap;
+
+    use super::*;
+
+    fn status(
+        code: StatusCode,
+        description: &str,
+        headers: Option<HeaderMap>,
+    ) -> async_nats::Message {
+        async_nats::Message {
+            subject: "_INBOX.x".into(),
+            reply: None,
+            payload: Default::default(),
+            headers,
+            status: Some(code),
+            description: Some(description.to_owned()),
+            length: 0,
+        }
+    }
+
+    /// Messages, heartbeats, ended requests (with and without the pending count) and refusals are
+    /// told apart.
+    #[test]
+    fn inbox_messages_are_classified() {
+        let mut message = status(StatusCode::OK, "", None);
+        message.status = None;
+        assert!(matches!(classify(message, 256), Received::Message(_)));
+        assert!(matches!(
+            classify(
+                status(StatusCode::IDLE_HEARTBEAT, "Idle Heartbeat", None),
+                256
+            ),
+            Received::Heartbeat
+        ));
+        let mut pending = HeaderMap::new();
+        pending.insert("Nats-Pending-Messages", "17");
+        assert!(matches!(
+            classify(
+                status(StatusCode::TIMEOUT, "Request Timeout", Some(pending)),
+                256
+            ),
+            Received::Ended(17)
+        ));
+        assert!(matches!(
+            classify(status(StatusCode::TIMEOUT, "Request Timeout", None), 256),
+            Received::Ended(256)
+        ));
+        for fatal in [
+            "Consumer Deleted",
+            "Consumer is push based",
+            "Exceeded MaxRequestBatch of 10",
+        ] {
+            assert!(matches!(
+                classify(status(StatusCode::REQUEST_TERMINATED, fatal, None), 256),
+                Received::Fatal(_)
+            ));
+        }
+        assert!(matches!(
+            classify(status(StatusCode::NO_RESPONDERS, "", None), 256),
+            Received::Fatal(_)
+        ));
+    }
+}
