@@ -90,20 +90,23 @@ fn version_1_fixture_opens_through_the_migrations() {
     );
 }
 
-/// A store whose schema version is newer than this build's is refused with a clear error.
-#[test]
-fn newer_schema_is_refused() {
+/// A new store with one record then overwritten behind the store's back.
+fn store_with_raw_record(key: &[u8], value: &[u8]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     EventLog::open(dir.path())
         .expect("create")
         .close()
         .expect("close");
-    {
-        let raw = raw_open(dir.path());
-        raw.insert(b"mschema_version", &[1u8, SCHEMA_VERSION as u8 + 1][..])
-            .expect("insert");
-        raw.flush().expect("flush");
-    }
+    let raw = raw_open(dir.path());
+    raw.insert(key, value).expect("insert");
+    raw.flush().expect("flush");
+    dir
+}
+
+/// A store whose schema version is newer than this build's is refused with a clear error.
+#[test]
+fn newer_schema_is_refused() {
+    let dir = store_with_raw_record(b"mschema_version", &[1u8, SCHEMA_VERSION as u8 + 1]);
     let err = EventLog::open(dir.path()).err().expect("must refuse");
     assert!(
         matches!(err, StoreError::SchemaTooNew { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION)
@@ -117,16 +120,7 @@ fn newer_schema_is_refused() {
 /// A corrupt record is reported as an error naming its key, not a panic.
 #[test]
 fn corrupt_record_is_an_error_naming_the_key() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    EventLog::open(dir.path())
-        .expect("create")
-        .close()
-        .expect("close");
-    {
-        let raw = raw_open(dir.path());
-        raw.insert(b"hphoto:p1", &[9u8, 9, 9][..]).expect("insert");
-        raw.flush().expect("flush");
-    }
+    let dir = store_with_raw_record(b"hphoto:p1", &[9u8, 9, 9]);
     let log = EventLog::open(dir.path()).expect("open");
     let err = log
         .head(&"photo:p1".parse().expect("room"))
