@@ -31,11 +31,6 @@ impl Room {
     pub fn user(id: &UserId) -> Self {
         Room::User(id.clone())
     }
-
-    /// The room's wire name, e.g. `photo:p1`.
-    pub fn name(&self) -> String {
-        self.to_string()
-    }
 }
 
 impl fmt::Display for Room {

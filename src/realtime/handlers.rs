@@ -16,7 +16,7 @@ use super::Realtime;
 use super::handshake::{self, Handshake, HandshakeError};
 use super::hub::Replay;
 use crate::access::{AccessError, authorize_photo, authorize_room};
-use crate::domain::{PhotoId, Room, Timestamp};
+use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
 
 /// Registers the default namespace's handlers on `io`.
 pub fn register(io: &SocketIo) {
@@ -233,14 +233,27 @@ fn parse_photo_request(
     Ok((photo_id, request.since))
 }
 
-fn access_refusal(event: &'static str, photo_id: &PhotoId, e: AccessError) -> Refusal {
-    if let AccessError::Store(e) = &e {
-        tracing::error!(photo = %photo_id, error = %e, "store error during authorization");
-    }
-    Refusal {
-        event,
-        error: e.code(),
-        photo_id: Some(photo_id.to_string()),
+/// Parses a `{ photoId, since? }` request and checks that the socket's user may read the photo;
+/// returns the photo, `since` and its status.
+fn authorized_photo_request(
+    event: &'static str,
+    data: Result<Value, impl std::fmt::Debug>,
+    rt: &Realtime,
+    handshake: &Handshake,
+) -> Result<(PhotoId, Option<u64>, PhotoStatus), Refusal> {
+    let (photo_id, since) = parse_photo_request(event, data)?;
+    match authorize_photo(&handshake.identity.principal, &rt.log, &photo_id) {
+        Ok(status) => Ok((photo_id, since, status)),
+        Err(e) => {
+            if let AccessError::Store(e) = &e {
+                tracing::error!(photo = %photo_id, error = %e, "store error during authorization");
+            }
+            Err(Refusal {
+                event,
+                error: e.code(),
+                photo_id: Some(photo_id.to_string()),
+            })
+        }
     }
 }
 
@@ -253,24 +266,23 @@ async fn subscribe_photo(
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
     const EVENT: &str = "subscribe:photo";
-    let outcome = parse_photo_request(EVENT, data).and_then(|(photo_id, since)| {
-        authorize_photo(&handshake.identity.principal, &rt.log, &photo_id)
-            .map_err(|e| access_refusal(EVENT, &photo_id, e))?;
-        let room = Room::photo(&photo_id);
-        let replay = since.map(|after| Replay {
-            after,
-            same_epoch: true,
+    let outcome =
+        authorized_photo_request(EVENT, data, &rt, &handshake).and_then(|(photo_id, since, _)| {
+            let room = Room::photo(&photo_id);
+            let replay = since.map(|after| Replay {
+                after,
+                same_epoch: true,
+            });
+            let (head, _) = rt.hub.subscribe(&socket, &room, replay).map_err(|e| {
+                tracing::error!(room = %room, error = %e, "subscribe failed");
+                Refusal {
+                    event: EVENT,
+                    error: "internal",
+                    photo_id: Some(photo_id.to_string()),
+                }
+            })?;
+            Ok((photo_id, room, head))
         });
-        let (head, _) = rt.hub.subscribe(&socket, &room, replay).map_err(|e| {
-            tracing::error!(room = %room, error = %e, "subscribe failed");
-            Refusal {
-                event: EVENT,
-                error: "internal",
-                photo_id: Some(photo_id.to_string()),
-            }
-        })?;
-        Ok((photo_id, room, head))
-    });
     match outcome {
         Ok((photo_id, room, head)) => {
             let _ = socket.emit(
@@ -317,10 +329,8 @@ async fn status_request(
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
     const EVENT: &str = "photo:status:request";
-    let outcome = parse_photo_request(EVENT, data).and_then(|(photo_id, _)| {
-        authorize_photo(&handshake.identity.principal, &rt.log, &photo_id)
-            .map_err(|e| access_refusal(EVENT, &photo_id, e))
-    });
+    let outcome =
+        authorized_photo_request(EVENT, data, &rt, &handshake).map(|(_, _, status)| status);
     match outcome {
         Ok(status) if requested => {
             let _ = ack.send(&status);
