@@ -2,7 +2,7 @@
 //! a Socket.IO test client that records every event it receives.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use rust_socketio::Payload;
@@ -133,7 +133,9 @@ pub type Received = (String, Value);
 /// A `rust_socketio` client recording every event into a channel.
 pub struct TestClient {
     pub client: Client,
-    events: mpsc::UnboundedReceiver<Received>,
+    events: mpsc::UnboundedReceiver<(String, Value, Instant)>,
+    /// When the event last returned by `next` reached the client.
+    pub last_received_at: Instant,
 }
 
 impl TestClient {
@@ -151,22 +153,28 @@ impl TestClient {
                         Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
                         _ => Value::Null,
                     };
-                    let _ = tx.send((String::from(event), value));
+                    let _ = tx.send((String::from(event), value, Instant::now()));
                 }
                 .boxed()
             })
             .connect()
             .await
             .expect("socket.io connect");
-        Self { client, events }
+        Self {
+            client,
+            events,
+            last_received_at: Instant::now(),
+        }
     }
 
     /// The next event, whatever it is.
     pub async fn next(&mut self) -> Received {
-        tokio::time::timeout(WAIT, self.events.recv())
+        let (event, value, at) = tokio::time::timeout(WAIT, self.events.recv())
             .await
             .expect("an event in time")
-            .expect("client open")
+            .expect("client open");
+        self.last_received_at = at;
+        (event, value)
     }
 
     /// The next event named `name` (others are skipped).

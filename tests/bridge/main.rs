@@ -7,3 +7,4 @@ mod protocol;
 mod resume;
 mod retention;
 mod slow_client;
+mod storm;
