@@ -5,7 +5,7 @@
 use crate::store::StoreError;
 use crate::store::codec;
 use crate::store::keys;
-use crate::store::log::decode_event;
+use crate::store::tree::decode_event;
 
 pub(super) fn apply(db: &sled::Db) -> Result<(), StoreError> {
     for entry in db.scan_prefix([keys::EVENT]) {

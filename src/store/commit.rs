@@ -15,7 +15,7 @@
 //! derive again (see `derived`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,10 +23,16 @@ use super::codec;
 use super::derived::{Pending, StatusJob, WriterMessage};
 use super::ids::IdIndex;
 use super::keys;
-use super::log::{VisibleHeads, read_status, stored_head};
 use super::records::CommitRecord;
+use super::tree::{read_status, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
+use crate::telemetry::metric;
+
+/// Head seqs that are durable, for rooms written since open. Reads never go past them, so a
+/// reader never sees an event that a crash could still take back. Rooms not in the map have not
+/// been written since open: everything stored for them is durable.
+pub(super) type VisibleHeads = RwLock<HashMap<String, u64>>;
 
 /// How long a group smaller than the previous one waits for more appends before committing.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
@@ -201,9 +207,9 @@ impl Committer {
         for (request, outcome) in group.into_iter().zip(outcomes) {
             let _ = request.reply.send(outcome);
         }
-        metrics::histogram!("event_log_group_commit_seconds")
+        metrics::histogram!(metric::EVENT_LOG_GROUP_COMMIT_SECONDS)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("event_log_events_appended_total").increment(events as u64);
+        metrics::counter!(metric::EVENT_LOG_EVENTS_APPENDED_TOTAL).increment(events as u64);
         self.listener.publish(std::mem::take(&mut state.committed));
     }
 

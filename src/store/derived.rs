@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::StoreError;
 use super::codec;
 use super::keys;
-use super::log::{decode_event, read_status};
 use super::records::{CommitRecord, StatusRecord};
+use super::tree::{decode_event, read_status};
 use crate::domain::{Event, PhotoId, PhotoStatus, Room};
 
 /// How long the writer gathers flushed groups before writing their statuses.

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::StoreError;
 use super::keys;
-use super::log::decode_event;
+use super::tree::decode_event;
 use crate::domain::{EventId, Room};
 
 /// Fingerprint -> placements `(room, seq)` of the ids with that fingerprint.

@@ -1,22 +1,23 @@
 //! [`EventLog`]: opening a data dir, reads, and the append call that hands batches to the
 //! committer thread.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent};
+use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::derived::{self, Pending, WriterMessage};
 use super::ids::IdIndex;
 use super::keys;
 use super::migrate;
-use super::records::{EventRecord, StatusRecord, StoredEvent};
+use super::records::{EventRecord, StoredEvent};
+use super::tree::{decode_event, read_status, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
-use crate::domain::{Event, EventId, EventType, PhotoId, PhotoStatus, Room, Timestamp, UserId};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId};
+use crate::telemetry::metric;
 
 /// Tuning of an [`EventLog`].
 #[derive(Debug, Clone)]
@@ -38,11 +39,6 @@ impl Default for StoreOptions {
         }
     }
 }
-
-/// Head seqs that are durable, for rooms written since open. Reads never go past them, so a
-/// reader never sees an event that a crash could still take back. Rooms not in the map have not
-/// been written since open: everything stored for them is durable.
-pub(super) type VisibleHeads = RwLock<HashMap<String, u64>>;
 
 /// The durable per-room event log. Cheap to clone; all clones share one store.
 #[derive(Clone)]
@@ -175,7 +171,8 @@ impl EventLog {
             .await
             .map_err(|_| StoreError::Closed)?;
         let outcome = answer.await.map_err(|_| StoreError::Closed)?;
-        metrics::histogram!("event_log_append_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(metric::EVENT_LOG_APPEND_SECONDS)
+            .record(started.elapsed().as_secs_f64());
         outcome
     }
 
@@ -347,29 +344,6 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
     }
 }
 
-/// The head of `room` as stored: its last event's seq, or the head record retention leaves when
-/// it removes events (whichever is higher; 0 for a room that never had an event).
-pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
-    let key = keys::head(room);
-    let recorded: u64 = match db.get(&key)? {
-        Some(v) => codec::decode(&key, &v)?,
-        None => 0,
-    };
-    let last = match db.scan_prefix(keys::event_prefix(room)).keys().next_back() {
-        Some(key) => {
-            let key = key?;
-            keys::parse_event(&key)
-                .ok_or_else(|| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: "malformed event key".into(),
-                })?
-                .1
-        }
-        None => 0,
-    };
-    Ok(recorded.max(last))
-}
-
 /// Encodes an event's stored form on the caller's task, so the committer only assigns seqs.
 fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
     let data = serde_json::to_string(&event.data).map_err(|e| StoreError::Encode(e.to_string()))?;
@@ -383,42 +357,5 @@ fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
         event,
         data: Arc::from(data),
         record,
-    })
-}
-
-/// The stored status of a photo.
-pub(super) fn read_status(
-    db: &sled::Db,
-    photo_id: &PhotoId,
-) -> Result<Option<PhotoStatus>, StoreError> {
-    let key = keys::status(photo_id.as_str());
-    let Some(bytes) = db.get(&key)? else {
-        return Ok(None);
-    };
-    let record: StatusRecord = codec::decode(&key, &bytes)?;
-    record
-        .into_status()
-        .map(Some)
-        .map_err(|reason| StoreError::Corrupt {
-            key: keys::display(&key),
-            reason: reason.into(),
-        })
-}
-
-/// Decodes an event record read from `key`.
-pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        key: keys::display(key),
-        reason: reason.into(),
-    };
-    let (_, seq) = keys::parse_event(key).ok_or_else(|| corrupt("malformed event key"))?;
-    let record: EventRecord = codec::decode(key, value)?;
-    Ok(StoredEvent {
-        seq,
-        id: EventId::parse(&record.id).map_err(|_| corrupt("invalid event id"))?,
-        event_type: EventType::from_code(record.type_code)
-            .ok_or_else(|| corrupt("unknown event type"))?,
-        data: Arc::from(record.data),
-        timestamp: Timestamp::from_millis(record.timestamp_ms),
     })
 }

@@ -8,7 +8,9 @@
 //! - `keys`: every key of the tree, built in one place (fixed-width big-endian numbers).
 //! - `codec`: the record encoding (a version byte, then bincode); decoding never panics.
 //! - `records`: what is stored and what appends answer.
-//! - `log`: [`EventLog`], opening, reads, and the public append call.
+//! - `tree`: reading and decoding records (events, statuses, heads); the other modules read
+//!   through it.
+//! - `log`: [`EventLog`], the face: opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
 //! - `ids`: the event-id index, in memory, rebuilt from the events at open.
 //! - `derived`: photo statuses, written behind the committer and recovered at open.
@@ -25,6 +27,7 @@ mod log;
 mod migrate;
 mod prune;
 mod records;
+mod tree;
 
 pub use error::{AppendError, Rejection, StoreError};
 pub use log::{EventLog, StoreOptions};

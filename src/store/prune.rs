@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use super::codec;
 use super::ids::IdIndex;
 use super::keys;
-use super::log::decode_event;
 use super::records::StatusRecord;
+use super::tree::{decode_event, stored_head};
 use super::{EventLog, StoreError};
 use crate::domain::{ProcessingState, Room, Timestamp};
 
@@ -123,7 +123,7 @@ fn prune_room(
         key: keys::display(&keys::event_prefix(room)),
         reason: "invalid room name".into(),
     })?;
-    let head = super::log::stored_head(db, room)?;
+    let head = stored_head(db, room)?;
     let by_count = head.saturating_sub(max_events);
     let mut removed = 0;
     let mut batch = sled::Batch::default();
