@@ -26,7 +26,8 @@ use rust_socketio::asynchronous::ClientBuilder;
 use serde_json::json;
 use socket_bridge::app::Application;
 use socket_bridge::auth::TokenAuthority;
-use socket_bridge::config::{DataArgs, ServeArgs};
+use socket_bridge::bus::nats::NatsSettings;
+use socket_bridge::settings::Settings;
 use tokio::sync::{Notify, oneshot};
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -134,7 +135,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
         let established = Arc::clone(&established);
         let token = TokenAuthority::new(SECRET.as_bytes())?.mint(
             "u1",
-            &["read:photos".to_owned()],
+            &[socket_bridge::auth::Permission::ReadPhotos],
             Duration::from_secs(3600),
         )?;
         ClientBuilder::new(base)
@@ -210,20 +211,16 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn settings(data_dir: &std::path::Path, url: &str, batch: usize) -> ServeArgs {
-    let mut args = ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        data: DataArgs {
-            data_dir: data_dir.to_path_buf(),
-            jwt_secret: Some(SECRET.into()),
-        },
-        nats_url: Some(url.to_owned()),
-        ..ServeArgs::default()
-    };
-    args.nats.batch_size = batch;
+fn settings(data_dir: &std::path::Path, url: &str, batch: usize) -> Settings {
+    let mut settings = Settings::new(data_dir);
+    settings.listen = "127.0.0.1:0".parse().expect("address");
+    settings.jwt_secret = Some(SECRET.into());
+    let mut nats = NatsSettings::new(url, settings.socket.max_payload_bytes);
+    nats.batch_size = batch;
+    settings.nats = Some(nats);
     // The client catches up from the store when it falls behind; give it room to stay live.
-    args.socket_queue_packets = 8192;
-    args
+    settings.socket.queue_packets = 8192;
+    settings
 }
 
 /// The event log's own append metrics (count and total seconds of `EventLog::append` calls).
@@ -302,7 +299,7 @@ struct Hub {
 }
 
 impl Hub {
-    async fn start(args: &ServeArgs) -> Result<Self, Error> {
+    async fn start(args: &Settings) -> Result<Self, Error> {
         Ok(Self::run(Application::build(args).await?))
     }
 

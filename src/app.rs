@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use serde_json::json;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
@@ -15,13 +15,13 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::{SecretError, TokenAuthority};
 use crate::bus::nats::{ConsumerHandle, NatsBus, NatsError, NatsSettings};
 use crate::bus::{EventBus, InProcessBus, Publisher};
-use crate::config::ServeArgs;
 use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::realtime::{self, Hub, HubOptions, Realtime};
 use crate::retention::{RetentionError, RetentionScheduler};
-use crate::store::{EventLog, StoreError, StoreOptions};
+use crate::settings::{AllowedOrigins, CorsSettings, Settings};
+use crate::store::{EventLog, StoreError};
 use crate::telemetry;
 
 /// Why the hub could not start or stop cleanly.
@@ -44,9 +44,6 @@ pub enum AppError {
     /// The retention schedule is invalid or could not start.
     #[error(transparent)]
     Retention(#[from] RetentionError),
-    /// A setting is invalid.
-    #[error("configuration: {0}")]
-    Config(String),
     /// The NATS bus cannot be used (bad settings, or a conflicting stream or consumer).
     #[error(transparent)]
     Nats(#[from] NatsError),
@@ -78,43 +75,48 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the store, loads the token secret, binds the listener and wires everything.
-    pub async fn build(args: &ServeArgs) -> Result<Self, AppError> {
-        let store_options = StoreOptions {
-            cache_capacity_bytes: args.store_cache_mb * 1024 * 1024,
-            ..StoreOptions::default()
-        };
-        crate::retention::validate_schedule(&args.prune_schedule)?;
-        let log = EventLog::open_with(args.data.data_dir.join("store"), store_options)?;
+    /// Binds the listener first (so that a taken port is found before anything is written),
+    /// then opens the store, loads the token secret and wires everything.
+    pub async fn build(settings: &Settings) -> Result<Self, AppError> {
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| AppError::Listen {
+                    addr: settings.listen.to_string(),
+                    source,
+                })?;
+        let log = EventLog::open_with(settings.store_dir(), settings.store.clone())?;
         let (tokens, generated) =
-            TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)?;
+            TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;
         if generated {
             tracing::info!(
-                path = %args.data.data_dir.join("jwt-secret").display(),
+                path = %settings.data_dir.join("jwt-secret").display(),
                 "generated a token secret; mint a token with `socket-bridge token --user <id> --permission read:photos`"
             );
         }
-        if args.insecure_dev_auth {
+        if settings.insecure_dev_auth {
             tracing::warn!(
                 "--insecure-dev-auth: sockets may connect with a bare userId and no token; never use this in production"
             );
         }
-        let (bus, shared_bus): (Bus, Arc<dyn EventBus>) = match &args.nats_url {
+        let (bus, shared_bus): (Bus, Arc<dyn EventBus>) = match &settings.nats {
             None => {
                 let bus = InProcessBus::default();
                 (Bus::InProcess(bus.clone()), Arc::new(bus))
             }
-            Some(url) => {
-                let settings = nats_settings(args, url);
-                let bus = NatsBus::connect(&settings).await?;
-                bus.prepare(&settings, NATS_START_WAIT).await?;
-                (Bus::Nats(bus.clone(), Box::new(settings)), Arc::new(bus))
+            Some(nats) => {
+                let bus = NatsBus::connect(nats).await?;
+                bus.prepare(nats, NATS_START_WAIT).await?;
+                (
+                    Bus::Nats(bus.clone(), Box::new(nats.clone())),
+                    Arc::new(bus),
+                )
             }
         };
         let hub = Hub::new(
             log.clone(),
             HubOptions {
-                slow_client_timeout: args.slow_client_timeout,
+                slow_client_timeout: settings.socket.slow_client_timeout,
             },
         );
         let realtime = Realtime {
@@ -122,20 +124,22 @@ impl Application {
             hub: hub.clone(),
             tokens: tokens.clone(),
             bus: Publisher::spawn(Arc::clone(&shared_bus)),
-            insecure_dev_auth: args.insecure_dev_auth,
+            insecure_dev_auth: settings.insecure_dev_auth,
         };
+        let socket = &settings.socket;
         let (socket_layer, io) = SocketIo::builder()
-            .ping_interval(Duration::from_millis(args.ping_interval_ms))
-            .ping_timeout(Duration::from_millis(args.ping_timeout_ms))
-            .max_payload(args.max_buffer_size)
-            .ws_max_message_size(usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX))
-            .max_buffer_size(args.socket_queue_packets)
+            .ping_interval(socket.ping_interval)
+            .ping_timeout(socket.ping_timeout)
+            .max_payload(socket.max_payload_bytes as u64)
+            .ws_max_message_size(socket.max_payload_bytes)
+            .max_buffer_size(socket.queue_packets)
             .with_state(realtime)
             .build_layer();
         realtime::register(&io);
         hub.start();
 
-        let ingest = Ingest::new(log.clone(), io.clone());
+        let ingest = Ingest::new(log.clone());
+        realtime::live::spawn(io.clone(), ingest.live_events());
         let state = AppState {
             log: log.clone(),
             hub,
@@ -145,18 +149,12 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             started: Instant::now(),
         };
-        let max_body = usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX);
-        let router = http::router(state, max_body)
+        telemetry::register_metrics();
+        let router = http::router(state, socket.max_payload_bytes)
             .layer(socket_layer)
-            .layer(cors(args)?);
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .map_err(|source| AppError::Listen {
-                addr: args.listen.to_string(),
-                source,
-            })?;
+            .layer(cors(&settings.cors));
         let retention =
-            RetentionScheduler::start(log.clone(), args.retention.policy(), &args.prune_schedule)
+            RetentionScheduler::start(log.clone(), settings.retention, &settings.prune_schedule)
                 .await?;
         Ok(Self {
             listener,
@@ -198,9 +196,7 @@ impl Application {
         tracing::info!(%addr, epoch = self.log.epoch(), "socket-bridge listening");
         let (io, ingest) = (self.io.clone(), self.ingest.clone());
         let consumer: Option<ConsumerHandle> = match &self.bus {
-            Bus::Nats(bus, settings) => {
-                Some(bus.start_consumer(settings, self.log.clone(), self.ingest.clone()))
-            }
+            Bus::Nats(bus, settings) => Some(bus.start_consumer(settings, self.ingest.clone())),
             Bus::InProcess(_) => None,
         };
         let graceful = async move {
@@ -231,39 +227,17 @@ impl Application {
     }
 }
 
-fn nats_settings(args: &ServeArgs, url: &str) -> NatsSettings {
-    NatsSettings {
-        url: url.to_owned(),
-        stream: args.nats.stream.clone(),
-        consumer: args.nats.consumer.clone(),
-        dead_letter_subject: args.nats.dead_letter_subject.clone(),
-        batch_size: args.nats.batch_size,
-        ack_wait: args.nats.ack_wait,
-        max_message_bytes: usize::try_from(args.max_buffer_size).unwrap_or(usize::MAX),
-    }
-}
-
-fn cors(args: &ServeArgs) -> Result<CorsLayer, AppError> {
-    let any = args.allowed_origins.iter().any(|o| o.trim() == "*");
-    let origin = if any {
-        AllowOrigin::mirror_request()
-    } else {
-        let origins = args
-            .allowed_origins
-            .iter()
-            .map(|o| {
-                HeaderValue::from_str(o.trim())
-                    .map_err(|_| AppError::Config(format!("ALLOWED_ORIGINS: invalid origin `{o}`")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        AllowOrigin::list(origins)
+fn cors(settings: &CorsSettings) -> CorsLayer {
+    let origin = match &settings.origins {
+        AllowedOrigins::Any => AllowOrigin::mirror_request(),
+        AllowedOrigins::List(origins) => AllowOrigin::list(origins.iter().cloned()),
     };
-    Ok(CorsLayer::new()
+    CorsLayer::new()
         .allow_origin(origin)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,
         ])
-        .allow_credentials(args.cors_credentials))
+        .allow_credentials(settings.credentials)
 }

@@ -31,16 +31,50 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 5] = [
+        Permission::ReadPhotos,
+        Permission::WritePhotos,
+        Permission::EventsPublish,
+        Permission::SupportRead,
+        Permission::Admin,
+    ];
+
     /// Parses a permission name; unknown names are `None` (ignored in tokens).
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "read:photos" => Permission::ReadPhotos,
-            "write:photos" => Permission::WritePhotos,
-            "events:publish" => Permission::EventsPublish,
-            "support:read" => Permission::SupportRead,
-            "admin" => Permission::Admin,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The name tokens carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadPhotos => "read:photos",
+            Permission::WritePhotos => "write:photos",
+            Permission::EventsPublish => "events:publish",
+            Permission::SupportRead => "support:read",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A permission name that is not one of [`Permission::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown permission `{0}`; valid permissions: read:photos, write:photos, events:publish, support:read, admin"
+)]
+pub struct UnknownPermission(String);
+
+impl std::str::FromStr for Permission {
+    type Err = UnknownPermission;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| UnknownPermission(s.to_owned()))
     }
 }
 
@@ -204,7 +238,7 @@ impl TokenAuthority {
     pub fn mint(
         &self,
         user: &str,
-        permissions: &[String],
+        permissions: &[Permission],
         ttl: Duration,
     ) -> Result<String, AuthError> {
         let now = std::time::SystemTime::now()
@@ -213,7 +247,7 @@ impl TokenAuthority {
         let claims = Claims {
             sub: user.to_owned(),
             exp: (now + ttl).as_secs(),
-            permissions: permissions.to_vec(),
+            permissions: permissions.iter().map(|p| p.as_str().to_owned()).collect(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Invalid(e.to_string()))
@@ -244,16 +278,37 @@ mod tests {
     fn mint_then_verify() {
         let a = authority();
         let token = a
-            .mint(
-                "u1",
-                &["read:photos".into(), "bogus".into()],
-                Duration::from_secs(60),
-            )
+            .mint("u1", &[Permission::ReadPhotos], Duration::from_secs(60))
             .expect("mint");
         let p = a.verify(&token).expect("valid");
         assert_eq!(p.user.as_str(), "u1");
         assert!(p.has(Permission::ReadPhotos));
         assert!(!p.has(Permission::SupportRead));
+    }
+
+    /// A token naming an unknown permission verifies, without it.
+    #[test]
+    fn unknown_permissions_in_tokens_are_ignored() {
+        let a = authority();
+        let claims = Claims {
+            sub: "u1".into(),
+            exp: u64::MAX / 2,
+            permissions: vec!["bogus".into(), "support:read".into()],
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &a.encoding)
+            .expect("encode");
+        let p = a.verify(&token).expect("valid");
+        assert!(p.has(Permission::SupportRead));
+        assert!(!p.has(Permission::ReadPhotos));
+    }
+
+    /// Every permission's name parses back to it.
+    #[test]
+    fn permission_names_round_trip() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>().ok(), Some(p));
+        }
+        assert!("read:photo".parse::<Permission>().is_err());
     }
 
     /// Expired tokens, other secrets, `alg: none` and other algorithms are refused.

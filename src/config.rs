@@ -1,18 +1,45 @@
-//! Command line and environment: every setting of CONTRACT.md section 1, parsed once by clap.
+//! The command line and environment (docs/protocol.md, "Running it"): clap parses them once into
+//! [`Settings`] for `serve`, and into plain values for `token` and `prune`. Defaults come from
+//! [`crate::settings`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::Permission;
+use crate::bus::nats::{self, NatsError, NatsSettings};
+use crate::retention::{PruneSchedule, RetentionError};
+use crate::settings::{
+    self, AllowedOrigins, CorsSettings, Settings, SettingsError, SocketSettings,
+};
+use crate::store::{RetentionPolicy, StoreOptions};
+
 /// socket-bridge: a durable real-time event hub (Socket.IO delivery of gap-free, stored events).
+///
+/// Without a subcommand it serves, and takes the `serve` flags directly.
 #[derive(Debug, Parser)]
-#[command(name = "socket-bridge", version, about)]
+#[command(
+    name = "socket-bridge",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// The `serve` flags, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl Cli {
+    /// The command to run: the subcommand given, else `serve` with the top-level flags.
+    pub fn into_command(self) -> Command {
+        self.command
+            .unwrap_or_else(|| Command::Serve(Box::new(self.serve)))
+    }
 }
 
 /// The subcommands.
@@ -26,11 +53,33 @@ pub enum Command {
     Prune(PruneArgs),
 }
 
+/// Why the flags cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A general setting is invalid.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The prune schedule does not parse.
+    #[error(transparent)]
+    Schedule(#[from] RetentionError),
+    /// A NATS setting is invalid.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// A size does not fit this machine's address space.
+    #[error("{flag} {value} is larger than this machine can address")]
+    TooLarge {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: u64,
+    },
+}
+
 /// Where the data lives and which secret signs tokens (shared by `serve` and `token`).
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
     /// Data directory (the event log and the generated token secret live here).
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    #[arg(long, env = "DATA_DIR", default_value = settings::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// HS256 secret for tokens. Without it, a random secret is created once in the data dir.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -41,18 +90,18 @@ pub struct DataArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RetentionArgs {
     /// Events older than this are pruned (e.g. `7d`, `12h`).
-    #[arg(long, env = "RETENTION_MAX_AGE", value_parser = humantime::parse_duration, default_value = "7d")]
-    pub retention_max_age: Duration,
+    #[arg(long, env = "RETENTION_MAX_AGE", default_value_t = settings::DEFAULT_RETENTION_MAX_AGE.into())]
+    pub retention_max_age: humantime::Duration,
     /// At most this many events are kept per room.
-    #[arg(long, env = "RETENTION_MAX_EVENTS", default_value_t = 10_000)]
+    #[arg(long, env = "RETENTION_MAX_EVENTS", default_value_t = settings::DEFAULT_RETENTION_MAX_EVENTS)]
     pub retention_max_events: u64,
 }
 
 impl RetentionArgs {
     /// The store's retention policy.
-    pub fn policy(&self) -> crate::store::RetentionPolicy {
-        crate::store::RetentionPolicy {
-            max_age: self.retention_max_age,
+    pub fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            max_age: self.retention_max_age.into(),
             max_events_per_room: self.retention_max_events,
         }
     }
@@ -62,7 +111,7 @@ impl RetentionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PruneArgs {
     /// Data directory of a stopped hub.
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    #[arg(long, env = "DATA_DIR", default_value = settings::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub retention: RetentionArgs,
@@ -71,11 +120,11 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-/// Settings of the hub.
+/// The flags of `serve`, as given; [`ServeArgs::into_settings`] validates them.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "LISTEN_ADDR", default_value_t = settings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub data: DataArgs,
@@ -89,47 +138,85 @@ pub struct ServeArgs {
         long,
         env = "ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:3000,http://localhost:3001"
+        default_values = settings::DEFAULT_ORIGINS
     )]
     pub allowed_origins: Vec<String>,
     /// Whether CORS responses allow credentials.
     #[arg(long, env = "SOCKET_CORS_CREDENTIALS", default_value_t = false, action = clap::ArgAction::Set)]
     pub cors_credentials: bool,
     /// Socket.IO ping timeout, milliseconds.
-    #[arg(long, env = "SOCKET_PING_TIMEOUT", default_value_t = 30_000)]
+    #[arg(long, env = "SOCKET_PING_TIMEOUT", default_value_t = millis(settings::DEFAULT_PING_TIMEOUT))]
     pub ping_timeout_ms: u64,
     /// Socket.IO ping interval, milliseconds.
-    #[arg(long, env = "SOCKET_PING_INTERVAL", default_value_t = 25_000)]
+    #[arg(long, env = "SOCKET_PING_INTERVAL", default_value_t = millis(settings::DEFAULT_PING_INTERVAL))]
     pub ping_interval_ms: u64,
     /// Largest packet a client may send, bytes (also the HTTP ingest body limit).
-    #[arg(long, env = "SOCKET_MAX_BUFFER_SIZE", default_value_t = 1_048_576)]
+    #[arg(long, env = "SOCKET_MAX_BUFFER_SIZE", default_value_t = settings::DEFAULT_MAX_PAYLOAD_BYTES as u64)]
     pub max_buffer_size: u64,
     /// Packets queued per socket before the hub treats the client as slow and catches it up
     /// from the store instead.
-    #[arg(long, env = "SOCKET_QUEUE_PACKETS", default_value_t = 1024)]
+    #[arg(long, env = "SOCKET_QUEUE_PACKETS", default_value_t = settings::DEFAULT_QUEUE_PACKETS)]
     pub socket_queue_packets: usize,
     /// How long a slow client may make no progress before it is disconnected (it will resume).
-    #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
-    pub slow_client_timeout: Duration,
+    #[arg(long, env = "SLOW_CLIENT_TIMEOUT", default_value_t = settings::DEFAULT_SLOW_CLIENT_TIMEOUT.into())]
+    pub slow_client_timeout: humantime::Duration,
     #[command(flatten)]
     pub retention: RetentionArgs,
     /// When retention runs: cron with a seconds field (`sec min hour day-of-month month day-of-week`).
-    #[arg(long, env = "PRUNE_SCHEDULE", default_value = "0 */10 * * * *")]
+    #[arg(long, env = "PRUNE_SCHEDULE", default_value = crate::retention::DEFAULT_PRUNE_SCHEDULE)]
     pub prune_schedule: String,
     /// sled page cache size, MiB.
-    #[arg(long, env = "STORE_CACHE_MB", default_value_t = 256)]
+    #[arg(long, env = "STORE_CACHE_MB", default_value_t = StoreOptions::default().cache_capacity_bytes >> 20)]
     pub store_cache_mb: u64,
     /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
     pub insecure_dev_auth: bool,
 }
 
-impl Default for ServeArgs {
-    fn default() -> Self {
-        match Cli::parse_from(["socket-bridge", "serve"]).command {
-            Some(Command::Serve(args)) => *args,
-            _ => unreachable!("`serve` parses into Command::Serve"),
-        }
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl ServeArgs {
+    /// Validates the flags into the hub's settings.
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let max_payload_bytes =
+            usize::try_from(self.max_buffer_size).map_err(|_| ConfigError::TooLarge {
+                flag: "--max-buffer-size",
+                value: self.max_buffer_size,
+            })?;
+        let nats = match self.nats_url {
+            None => None,
+            Some(url) => {
+                let nats = self.nats.into_settings(url, max_payload_bytes);
+                nats.validate()?;
+                Some(nats)
+            }
+        };
+        Ok(Settings {
+            listen: self.listen,
+            data_dir: self.data.data_dir,
+            jwt_secret: self.data.jwt_secret,
+            nats,
+            cors: CorsSettings {
+                origins: AllowedOrigins::parse(&self.allowed_origins)?,
+                credentials: self.cors_credentials,
+            },
+            socket: SocketSettings {
+                ping_interval: std::time::Duration::from_millis(self.ping_interval_ms),
+                ping_timeout: std::time::Duration::from_millis(self.ping_timeout_ms),
+                max_payload_bytes,
+                queue_packets: self.socket_queue_packets,
+                slow_client_timeout: self.slow_client_timeout.into(),
+            },
+            retention: self.retention.policy(),
+            prune_schedule: PruneSchedule::parse(&self.prune_schedule)?,
+            store: StoreOptions {
+                cache_capacity_bytes: self.store_cache_mb.saturating_mul(1024 * 1024),
+                ..StoreOptions::default()
+            },
+            insecure_dev_auth: self.insecure_dev_auth,
+        })
     }
 }
 
@@ -138,37 +225,39 @@ impl Default for ServeArgs {
 pub struct NatsArgs {
     /// JetStream stream holding the producers' events (`photo.>` and `system.>`); created when
     /// missing.
-    #[arg(
-        long = "nats-stream",
-        env = "NATS_STREAM",
-        default_value = "PHOTO_EVENTS"
-    )]
+    #[arg(long = "nats-stream", env = "NATS_STREAM", default_value = nats::DEFAULT_STREAM)]
     pub stream: String,
     /// Durable pull consumer the hub reads the stream with; created when missing.
-    #[arg(
-        long = "nats-consumer",
-        env = "NATS_CONSUMER",
-        default_value = "socket-bridge"
-    )]
+    #[arg(long = "nats-consumer", env = "NATS_CONSUMER", default_value = nats::DEFAULT_CONSUMER)]
     pub consumer: String,
     /// Subject that refused messages are copied to, with the reason in headers.
     #[arg(
         long = "nats-dead-letter-subject",
         env = "NATS_DEAD_LETTER_SUBJECT",
-        default_value = "socket-bridge.dead-letter"
+        default_value = nats::DEFAULT_DEAD_LETTER_SUBJECT
     )]
     pub dead_letter_subject: String,
     /// Messages asked for per pull request; one group-committed append takes up to four such
     /// batches when they have arrived while the previous append was being written.
-    #[arg(
-        long = "nats-batch-size",
-        env = "NATS_BATCH_SIZE",
-        default_value_t = 256
-    )]
+    #[arg(long = "nats-batch-size", env = "NATS_BATCH_SIZE", default_value_t = nats::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering (the consumer's `ack_wait`).
-    #[arg(long = "nats-ack-wait", env = "NATS_ACK_WAIT", value_parser = humantime::parse_duration, default_value = "30s")]
-    pub ack_wait: Duration,
+    #[arg(long = "nats-ack-wait", env = "NATS_ACK_WAIT", default_value_t = nats::DEFAULT_ACK_WAIT.into())]
+    pub ack_wait: humantime::Duration,
+}
+
+impl NatsArgs {
+    fn into_settings(self, url: String, max_message_bytes: usize) -> NatsSettings {
+        NatsSettings {
+            url,
+            stream: self.stream,
+            consumer: self.consumer,
+            dead_letter_subject: self.dead_letter_subject,
+            batch_size: self.batch_size,
+            ack_wait: self.ack_wait.into(),
+            max_message_bytes,
+        }
+    }
 }
 
 /// `socket-bridge token`.
@@ -179,10 +268,67 @@ pub struct TokenArgs {
     /// The user id (`sub`).
     #[arg(long)]
     pub user: String,
-    /// A permission to grant (repeatable): read:photos, write:photos, events:publish, support:read, admin.
+    /// A permission to grant (repeatable): read:photos, write:photos, events:publish,
+    /// support:read, admin.
     #[arg(long = "permission")]
-    pub permissions: Vec<String>,
-    /// How long the token is valid, e.g. `1h`, `30m`, `7d`.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
-    pub ttl: Duration,
+    pub permissions: Vec<Permission>,
+    /// How long the token is valid, e.g. `30s`, `15m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h")]
+    pub ttl: humantime::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("socket-bridge").chain(args.iter().copied()))
+            .map(Cli::into_command)
+    }
+
+    /// The serve flags work with and without `serve`.
+    #[test]
+    fn serve_flags_at_the_top_level() {
+        for args in [
+            &["--listen", "127.0.0.1:9999"][..],
+            &["serve", "--listen", "127.0.0.1:9999"][..],
+        ] {
+            let Ok(Command::Serve(serve)) = parse(args) else {
+                panic!("{args:?} should parse as serve");
+            };
+            assert_eq!(serve.listen.port(), 9999);
+        }
+    }
+
+    /// The clap defaults and [`Settings::new`] agree.
+    #[test]
+    fn defaults_match_settings_new() {
+        let Ok(Command::Serve(serve)) = parse(&["serve", "--data-dir", "d"]) else {
+            panic!("serve parses");
+        };
+        let parsed = serve.into_settings().expect("defaults are valid");
+        let built = Settings::new("d");
+        assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
+    }
+
+    /// An unknown permission is refused, naming the valid ones.
+    #[test]
+    fn unknown_permission_refused() {
+        let err = parse(&["token", "--user", "u1", "--permission", "read:photo"])
+            .expect_err("typo refused");
+        let text = err.to_string();
+        assert!(text.contains("read:photos"), "{text}");
+    }
+
+    /// A bad schedule is refused when the settings are built.
+    #[test]
+    fn bad_schedule_refused() {
+        let Ok(Command::Serve(serve)) = parse(&["--prune-schedule", "often"]) else {
+            panic!("serve parses");
+        };
+        assert!(matches!(
+            serve.into_settings(),
+            Err(ConfigError::Schedule(_))
+        ));
+    }
 }

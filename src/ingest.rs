@@ -1,14 +1,18 @@
-//! Ingest: validating producers' events, storing them durably, and delivering live-only ones.
-//! The one path by which events enter the hub, whichever bus or endpoint they came from.
+//! Ingest: the one path by which producers' events enter the hub, whether they came over HTTP
+//! (`POST /api/events`) or NATS. It validates a batch (all or nothing), stores the stored kinds in
+//! one durable append, and hands the live-only kinds (`system.health`) to whoever listens with
+//! [`Ingest::live_events`] (the realtime side), in order, without storing them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use socketioxide::SocketIo;
+use tokio::sync::broadcast;
 
-use crate::domain::{DomainError, Event, EventInput, Room, Timestamp};
-use crate::realtime::event_payload;
+use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp};
 use crate::store::{AppendError, EventLog};
+
+/// Live-only events that may wait for the realtime side before the oldest are dropped.
+const LIVE_QUEUE: usize = 1024;
 
 /// Why a batch was refused; nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +23,7 @@ pub enum IngestError {
         /// Position in the batch.
         index: usize,
         /// What is wrong.
+        #[source]
         source: DomainError,
     },
     /// The store refused or failed.
@@ -30,36 +35,45 @@ pub enum IngestError {
 #[derive(Debug, Clone)]
 pub struct Ingested {
     /// Its id.
-    pub event_id: String,
+    pub event_id: EventId,
     /// Rooms and seqs (empty for a live-only event).
     pub rooms: Vec<(Room, u64)>,
+    /// True when the id was already stored: nothing was written and `rooms` repeats the stored
+    /// rooms and seqs.
+    pub duplicate: bool,
 }
 
-/// Validates, stores and (for live-only events) broadcasts.
+/// Validates, stores, and passes live-only events on. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
     log: EventLog,
-    io: SocketIo,
+    live: broadcast::Sender<Arc<Event>>,
     closing: Arc<AtomicBool>,
 }
 
 impl Ingest {
-    /// An ingest path storing into `log` and broadcasting live-only events on `io`.
-    pub fn new(log: EventLog, io: SocketIo) -> Self {
+    /// An ingest path storing into `log`.
+    pub fn new(log: EventLog) -> Self {
         Self {
             log,
-            io,
+            live: broadcast::channel(LIVE_QUEUE).0,
             closing: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// Stops live broadcasts (the Socket.IO server is closing).
+    /// Every live-only event accepted from now on, in order. A receiver that falls more than
+    /// [`LIVE_QUEUE`] events behind loses the oldest (live-only events are not kept anyway).
+    pub fn live_events(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
+    /// Stops passing live-only events on (the hub is shutting down).
     pub fn close(&self) {
         self.closing.store(true, Ordering::SeqCst);
     }
 
-    /// Validates every input first (all or nothing), then appends the stored ones in one
-    /// durable append and broadcasts the live-only ones.
+    /// Validates every input first (all or nothing, timestamps defaulting to now), then
+    /// [`accept`](Self::accept)s them.
     pub async fn ingest(&self, inputs: Vec<EventInput>) -> Result<Vec<Ingested>, IngestError> {
         let now = Timestamp::now();
         let events = inputs
@@ -70,55 +84,51 @@ impl Ingest {
                     .map_err(|source| IngestError::Invalid { index, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (stored, live): (Vec<_>, Vec<_>) = events
-            .iter()
-            .cloned()
-            .enumerate()
-            .partition(|(_, e)| e.event_type.is_stored());
-        let stored_positions: Vec<usize> = stored.iter().map(|(i, _)| *i).collect();
-        let receipts = self
-            .log
-            .append(stored.into_iter().map(|(_, e)| e).collect())
-            .await
-            .map_err(|e| match e {
-                AppendError::Rejected { index, rejection } => AppendError::Rejected {
-                    index: stored_positions.get(index).copied().unwrap_or(index),
-                    rejection,
-                },
-                other => other,
-            })?;
-        for (_, event) in &live {
-            self.deliver_live(event);
-        }
+        Ok(self.accept(events).await?)
+    }
+
+    /// Stores the stored kinds of `events` in one durable append, then passes the live-only
+    /// ones on. If the store refuses one event (its index is that of `events`), nothing is
+    /// stored or passed on. Answers one [`Ingested`] per event, in order.
+    pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Ingested>, AppendError> {
         let mut out: Vec<Ingested> = events
             .iter()
             .map(|e| Ingested {
-                event_id: e.id.to_string(),
+                event_id: e.id.clone(),
                 rooms: Vec::new(),
+                duplicate: false,
             })
             .collect();
+        let mut stored_positions = Vec::with_capacity(events.len());
+        let mut stored = Vec::with_capacity(events.len());
+        let mut live = Vec::new();
+        for (position, event) in events.into_iter().enumerate() {
+            if event.event_type.is_stored() {
+                stored_positions.push(position);
+                stored.push(event);
+            } else {
+                live.push(event);
+            }
+        }
+        let receipts = self.log.append(stored).await.map_err(|e| match e {
+            AppendError::Rejected { index, rejection } => AppendError::Rejected {
+                index: stored_positions.get(index).copied().unwrap_or(index),
+                rejection,
+            },
+            other => other,
+        })?;
         for (position, receipt) in stored_positions.into_iter().zip(receipts) {
             if let Some(slot) = out.get_mut(position) {
                 slot.rooms = receipt.rooms;
+                slot.duplicate = receipt.duplicate;
+            }
+        }
+        if !self.closing.load(Ordering::SeqCst) {
+            for event in live {
+                // No receiver (no realtime side yet) is not an error: live-only events are not kept.
+                let _ = self.live.send(Arc::new(event));
             }
         }
         Ok(out)
-    }
-
-    /// Broadcasts a live-only event (`system.health`) to `global`, without storing it. Does
-    /// nothing once the Socket.IO server is closing.
-    pub fn deliver_live(&self, event: &Event) {
-        if self.closing.load(Ordering::SeqCst) {
-            return;
-        }
-        let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into());
-        let payload = event_payload(&data, &event.id, "global", None, event.timestamp);
-        let io = self.io.clone();
-        let name = event.event_type.as_str();
-        tokio::spawn(async move {
-            if let Err(e) = io.emit(name, &*payload).await {
-                tracing::debug!(error = %e, "live broadcast reached not every socket");
-            }
-        });
     }
 }

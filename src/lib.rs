@@ -12,7 +12,9 @@
 //! - [`ingest`]: the one path by which events enter (validate, store, broadcast live-only ones).
 //! - [`retention`]: the scheduled prune job.
 //! - [`http`]: the API (health, metrics, ingest, history, status).
-//! - [`config`]: flags and environment; [`telemetry`]: logs and metrics; [`app`]: wiring and shutdown.
+//! - [`settings`]: the validated settings the hub is built from; [`config`]: flags and
+//!   environment, parsed once into them.
+//! - [`telemetry`]: logs and metric names; [`app`]: wiring and shutdown.
 
 pub mod access;
 pub mod app;
@@ -24,5 +26,6 @@ pub mod http;
 pub mod ingest;
 pub mod realtime;
 pub mod retention;
+pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -1,4 +1,4 @@
-//! The `socket-bridge` binary: `serve` (default) and `token`.
+//! The `socket-bridge` binary: `serve` (the default), `token` and `prune`.
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,11 +14,7 @@ const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli
-        .command
-        .unwrap_or_else(|| Command::Serve(Box::default()))
-    {
+    match Cli::parse().into_command() {
         Command::Serve(args) => serve(*args).await,
         Command::Prune(args) => {
             telemetry::init_logging();
@@ -48,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
                 TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)
                     .context("loading the token secret")?;
             let token = tokens
-                .mint(&args.user, &args.permissions, args.ttl)
+                .mint(&args.user, &args.permissions, args.ttl.into())
                 .context("signing the token")?;
             println!("{token}");
             Ok(())
@@ -58,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init_logging();
-    let app = Application::build(&args)
+    let settings = args.into_settings().context("invalid settings")?;
+    let app = Application::build(&settings)
         .await
         .context("starting socket-bridge")?;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();

@@ -11,6 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::domain::Timestamp;
 use crate::store::{EventLog, PruneReport, RetentionPolicy, StoreError};
+use crate::telemetry::metric;
 
 /// Why retention could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -39,14 +40,43 @@ pub struct RetentionScheduler {
     log: Arc<std::sync::Mutex<Option<EventLog>>>,
 }
 
-/// Checks a cron expression without scheduling anything.
-pub fn validate_schedule(schedule: &str) -> Result<(), RetentionError> {
-    Job::new_async(schedule, |_, _| Box::pin(async {}))
-        .map(drop)
-        .map_err(|e| RetentionError::Schedule {
-            schedule: schedule.to_owned(),
-            reason: e.to_string(),
-        })
+/// The default schedule: every ten minutes.
+pub const DEFAULT_PRUNE_SCHEDULE: &str = "0 */10 * * * *";
+
+/// A cron expression with a seconds field (`sec min hour day-of-month month day-of-week`) that
+/// the scheduler accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneSchedule(String);
+
+impl PruneSchedule {
+    /// Checks `schedule` without scheduling anything.
+    pub fn parse(schedule: &str) -> Result<Self, RetentionError> {
+        Job::new_async(schedule, |_, _| Box::pin(async {}))
+            .map(|_| Self(schedule.to_owned()))
+            .map_err(|e| RetentionError::Schedule {
+                schedule: schedule.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// The expression.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PruneSchedule {
+    fn default() -> Self {
+        Self(DEFAULT_PRUNE_SCHEDULE.to_owned())
+    }
+}
+
+impl std::str::FromStr for PruneSchedule {
+    type Err = RetentionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
 }
 
 /// Runs one pass now, on a blocking thread, recording metrics and logging the outcome.
@@ -59,11 +89,11 @@ pub async fn run_once(log: EventLog, policy: RetentionPolicy) -> Result<PruneRep
     .map_err(|e| StoreError::CommitFailed(format!("prune task: {e}")))?;
     let (report, size) = report;
     let report = report?;
-    metrics::counter!("prune_runs_total").increment(1);
-    metrics::counter!("prune_events_removed_total").increment(report.events_removed);
-    metrics::histogram!("prune_duration_seconds").record(report.duration_ms as f64 / 1000.0);
+    metrics::counter!(metric::PRUNE_RUNS_TOTAL).increment(1);
+    metrics::counter!(metric::PRUNE_EVENTS_REMOVED_TOTAL).increment(report.events_removed);
+    metrics::histogram!(metric::PRUNE_DURATION_SECONDS).record(report.duration_ms as f64 / 1000.0);
     if let Ok(size) = size {
-        metrics::gauge!("store_size_on_disk_bytes").set(size as f64);
+        metrics::gauge!(metric::STORE_SIZE_ON_DISK_BYTES).set(size as f64);
     }
     tracing::info!(
         rooms = report.rooms,
@@ -81,9 +111,8 @@ impl RetentionScheduler {
     pub async fn start(
         log: EventLog,
         policy: RetentionPolicy,
-        schedule: &str,
+        schedule: &PruneSchedule,
     ) -> Result<Self, RetentionError> {
-        validate_schedule(schedule)?;
         let scheduler = JobScheduler::new()
             .await
             .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
@@ -92,7 +121,7 @@ impl RetentionScheduler {
         let log = Arc::new(std::sync::Mutex::new(Some(log)));
         let job = {
             let (running, slot) = (Arc::clone(&running), Arc::clone(&log));
-            Job::new_async(schedule, move |_, _| {
+            Job::new_async(schedule.as_str(), move |_, _| {
                 let log = slot.lock().ok().and_then(|l| l.clone());
                 let (running, busy) = (Arc::clone(&running), Arc::clone(&busy));
                 Box::pin(async move {
@@ -101,12 +130,12 @@ impl RetentionScheduler {
                     };
                     if busy.swap(true, Ordering::SeqCst) {
                         tracing::warn!("a prune pass is still running; skipping this one");
-                        metrics::counter!("prune_runs_skipped_total").increment(1);
+                        metrics::counter!(metric::PRUNE_RUNS_SKIPPED_TOTAL).increment(1);
                         return;
                     }
                     let task = tokio::spawn(async move {
                         if let Err(e) = run_once(log, policy).await {
-                            metrics::counter!("prune_failures_total").increment(1);
+                            metrics::counter!(metric::PRUNE_FAILURES_TOTAL).increment(1);
                             tracing::error!(error = %e, "prune pass failed");
                         }
                         busy.store(false, Ordering::SeqCst);
@@ -115,7 +144,7 @@ impl RetentionScheduler {
                 })
             })
             .map_err(|e| RetentionError::Schedule {
-                schedule: schedule.to_owned(),
+                schedule: schedule.as_str().to_owned(),
                 reason: e.to_string(),
             })?
         };

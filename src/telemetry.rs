@@ -1,5 +1,5 @@
 //! Logging (tracing, structured; `RUST_LOG` filters, `LOG_FORMAT=json` for JSON lines) and the
-//! process-wide Prometheus recorder.
+//! process-wide Prometheus recorder, with every metric's name in [`metric`].
 
 use std::sync::OnceLock;
 
@@ -45,4 +45,123 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Every metric the hub records, by name. Recording sites use these constants; the README's list
+/// is checked against them by a test.
+pub mod metric {
+    /// Hub events (`client.*`) dropped because the bus queue was full.
+    pub const BUS_PUBLISH_DROPPED_TOTAL: &str = "bus_publish_dropped_total";
+    /// Hub events the bus refused.
+    pub const BUS_PUBLISH_FAILURES_TOTAL: &str = "bus_publish_failures_total";
+    /// Events written to the event log (duplicates not counted).
+    pub const EVENT_LOG_EVENTS_APPENDED_TOTAL: &str = "event_log_events_appended_total";
+    /// Stored events handed to sockets live by the dispatcher.
+    pub const EVENTS_DELIVERED_TOTAL: &str = "events_delivered_total";
+    /// Socket.IO connections refused at the handshake, by reason.
+    pub const HANDSHAKES_REFUSED_TOTAL: &str = "handshakes_refused_total";
+    /// Live subscriptions moved to catching up (gap or full socket queue).
+    pub const HUB_SLOW_SUBSCRIPTIONS_TOTAL: &str = "hub_slow_subscriptions_total";
+    /// Live-only events dropped because they arrived faster than they could be broadcast.
+    pub const LIVE_EVENTS_DROPPED_TOTAL: &str = "live_events_dropped_total";
+    /// NATS acks that could not be sent.
+    pub const NATS_ACK_FAILURES_TOTAL: &str = "nats_ack_failures_total";
+    /// Times the NATS consumer had to be set up again.
+    pub const NATS_CONSUMER_FAILURES_TOTAL: &str = "nats_consumer_failures_total";
+    /// NATS messages refused and copied to the dead-letter subject, by reason.
+    pub const NATS_MESSAGES_DEAD_LETTERED_TOTAL: &str = "nats_messages_dead_lettered_total";
+    /// NATS messages whose event id was already stored.
+    pub const NATS_MESSAGES_DUPLICATE_TOTAL: &str = "nats_messages_duplicate_total";
+    /// Live-only NATS messages passed on unstored.
+    pub const NATS_MESSAGES_LIVE_TOTAL: &str = "nats_messages_live_total";
+    /// NATS messages nak'ed after a store failure.
+    pub const NATS_MESSAGES_NACKED_TOTAL: &str = "nats_messages_nacked_total";
+    /// NATS messages stored.
+    pub const NATS_MESSAGES_STORED_TOTAL: &str = "nats_messages_stored_total";
+    /// Events removed by retention.
+    pub const PRUNE_EVENTS_REMOVED_TOTAL: &str = "prune_events_removed_total";
+    /// Retention passes that failed.
+    pub const PRUNE_FAILURES_TOTAL: &str = "prune_failures_total";
+    /// Scheduled retention passes skipped because one was still running.
+    pub const PRUNE_RUNS_SKIPPED_TOTAL: &str = "prune_runs_skipped_total";
+    /// Retention passes run.
+    pub const PRUNE_RUNS_TOTAL: &str = "prune_runs_total";
+    /// Catch-ups started (replay, resume or slow client).
+    pub const REPLAYS_STARTED_TOTAL: &str = "replays_started_total";
+    /// `replay:truncated` notices sent.
+    pub const REPLAYS_TRUNCATED_TOTAL: &str = "replays_truncated_total";
+    /// Socket requests refused, by code.
+    pub const REQUESTS_REFUSED_TOTAL: &str = "requests_refused_total";
+    /// `resume` handshakes served.
+    pub const RESUMES_TOTAL: &str = "resumes_total";
+    /// Rooms with at least one subscriber.
+    pub const HUB_ACTIVE_ROOMS: &str = "hub_active_rooms";
+    /// Connected sockets.
+    pub const HUB_CONNECTED_SOCKETS: &str = "hub_connected_sockets";
+    /// 1 while the NATS consumer is reading, else 0.
+    pub const NATS_CONSUMING: &str = "nats_consuming";
+    /// Bytes the event log takes on disk.
+    pub const STORE_SIZE_ON_DISK_BYTES: &str = "store_size_on_disk_bytes";
+    /// Time from an append call to its durable answer.
+    pub const EVENT_LOG_APPEND_SECONDS: &str = "event_log_append_seconds";
+    /// Time to write and flush one group commit.
+    pub const EVENT_LOG_GROUP_COMMIT_SECONDS: &str = "event_log_group_commit_seconds";
+    /// Duration of retention passes.
+    pub const PRUNE_DURATION_SECONDS: &str = "prune_duration_seconds";
+    /// Events replayed per catch-up before going live.
+    pub const REPLAY_EVENTS: &str = "replay_events";
+
+    /// Every counter.
+    pub const COUNTERS: &[&str] = &[
+        BUS_PUBLISH_DROPPED_TOTAL,
+        BUS_PUBLISH_FAILURES_TOTAL,
+        EVENT_LOG_EVENTS_APPENDED_TOTAL,
+        EVENTS_DELIVERED_TOTAL,
+        HANDSHAKES_REFUSED_TOTAL,
+        HUB_SLOW_SUBSCRIPTIONS_TOTAL,
+        LIVE_EVENTS_DROPPED_TOTAL,
+        NATS_ACK_FAILURES_TOTAL,
+        NATS_CONSUMER_FAILURES_TOTAL,
+        NATS_MESSAGES_DEAD_LETTERED_TOTAL,
+        NATS_MESSAGES_DUPLICATE_TOTAL,
+        NATS_MESSAGES_LIVE_TOTAL,
+        NATS_MESSAGES_NACKED_TOTAL,
+        NATS_MESSAGES_STORED_TOTAL,
+        PRUNE_EVENTS_REMOVED_TOTAL,
+        PRUNE_FAILURES_TOTAL,
+        PRUNE_RUNS_SKIPPED_TOTAL,
+        PRUNE_RUNS_TOTAL,
+        REPLAYS_STARTED_TOTAL,
+        REPLAYS_TRUNCATED_TOTAL,
+        REQUESTS_REFUSED_TOTAL,
+        RESUMES_TOTAL,
+    ];
+    /// Every gauge.
+    pub const GAUGES: &[&str] = &[
+        HUB_ACTIVE_ROOMS,
+        HUB_CONNECTED_SOCKETS,
+        NATS_CONSUMING,
+        STORE_SIZE_ON_DISK_BYTES,
+    ];
+    /// Every histogram.
+    pub const HISTOGRAMS: &[&str] = &[
+        EVENT_LOG_APPEND_SECONDS,
+        EVENT_LOG_GROUP_COMMIT_SECONDS,
+        PRUNE_DURATION_SECONDS,
+        REPLAY_EVENTS,
+    ];
+}
+
+/// Registers every metric of [`metric`] at zero, so that `/metrics` lists all of them from the
+/// start.
+pub fn register_metrics() {
+    for name in metric::COUNTERS {
+        metrics::counter!(*name).absolute(0);
+    }
+    for name in metric::GAUGES {
+        metrics::gauge!(*name).set(0.0);
+    }
+    for name in metric::HISTOGRAMS {
+        drop(metrics::histogram!(*name));
+    }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::EventBus;
+use crate::telemetry::metric;
 
 /// Messages that may wait for the bus before new ones are dropped (and counted).
 const QUEUE: usize = 10_000;
@@ -23,7 +24,7 @@ impl Publisher {
         tokio::spawn(async move {
             while let Some((subject, payload)) = messages.recv().await {
                 if let Err(e) = bus.publish(subject, payload).await {
-                    metrics::counter!("bus_publish_failures_total").increment(1);
+                    metrics::counter!(metric::BUS_PUBLISH_FAILURES_TOTAL).increment(1);
                     tracing::warn!(subject, error = %e, "could not publish a hub event");
                 }
             }
@@ -34,7 +35,7 @@ impl Publisher {
     /// Queues `payload` for `subject`; drops it (counted) when the queue is full.
     pub fn publish(&self, subject: &'static str, payload: serde_json::Value) {
         if self.queue.try_send((subject, payload)).is_err() {
-            metrics::counter!("bus_publish_dropped_total").increment(1);
+            metrics::counter!(metric::BUS_PUBLISH_DROPPED_TOTAL).increment(1);
         }
     }
 }

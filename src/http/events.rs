@@ -63,7 +63,7 @@ pub async fn ingest(
                 .into_iter()
                 .map(|(room, seq)| (room.to_string(), json!(seq)))
                 .collect();
-            json!({ "eventId": e.event_id, "rooms": rooms })
+            json!({ "eventId": e.event_id.as_str(), "rooms": rooms })
         })
         .collect();
     Ok(Json(json!({ "events": events })))

@@ -17,6 +17,7 @@ use super::handshake::{self, Handshake, HandshakeError};
 use super::hub::Replay;
 use crate::access::{AccessError, authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
+use crate::telemetry::metric;
 
 /// Registers the default namespace's handlers on `io`.
 pub fn register(io: &SocketIo) {
@@ -36,7 +37,8 @@ async fn authenticate(
             Ok(())
         }
         Err(e) => {
-            metrics::counter!("handshakes_refused_total", "reason" => e.to_string()).increment(1);
+            metrics::counter!(metric::HANDSHAKES_REFUSED_TOTAL, "reason" => e.to_string())
+                .increment(1);
             Err(e)
         }
     }
@@ -50,7 +52,6 @@ async fn on_connect(
     let identity = &handshake.identity;
     let user = identity.principal.user.clone();
     tracing::debug!(socket = %socket.id, user = %user, client = %identity.client_id, "connected");
-    metrics::gauge!("sockets_connected").increment(1.0);
     let mut defaults = vec![
         Room::User(user.clone()),
         Room::Client(identity.client_id.clone()),
@@ -145,7 +146,7 @@ async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
             }
         }
     }
-    metrics::counter!("resumes_total").increment(1);
+    metrics::counter!(metric::RESUMES_TOTAL).increment(1);
     for (room, live_at) in pending {
         match live_at.await {
             Ok(head) => {
@@ -195,7 +196,7 @@ struct Refusal {
 
 impl Refusal {
     fn send(self, socket: &SocketRef, ack: AckSender, requested: bool) {
-        metrics::counter!("requests_refused_total", "error" => self.error).increment(1);
+        metrics::counter!(metric::REQUESTS_REFUSED_TOTAL, "error" => self.error).increment(1);
         if requested {
             let _ = ack.send(&json!({ "ok": false, "error": self.error }));
         } else {
@@ -355,7 +356,6 @@ async fn on_disconnect(
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
     rt.hub.remove_socket(socket.id);
-    metrics::gauge!("sockets_connected").decrement(1.0);
     tracing::debug!(socket = %socket.id, %reason, "disconnected");
     publish(
         &rt,

@@ -22,6 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::frame::event_payload;
 use crate::domain::Room;
 use crate::store::{CommittedEvent, EventLog, StoreError};
+use crate::telemetry::metric;
 
 /// Events read from the store per catch-up page.
 const PAGE: usize = 256;
@@ -242,7 +243,8 @@ impl Hub {
                     }
                 }
             }
-            metrics::counter!("hub_slow_subscriptions_total").increment(catch_ups.len() as u64);
+            metrics::counter!(metric::HUB_SLOW_SUBSCRIPTIONS_TOTAL)
+                .increment(catch_ups.len() as u64);
             for job in catch_ups {
                 let hub = self.clone();
                 tokio::spawn(async move { hub.catch_up(job).await });
@@ -254,11 +256,11 @@ impl Hub {
         let Ok(_slot) = self.inner.catch_up_slots.acquire().await else {
             return;
         };
-        metrics::counter!("replays_started_total").increment(1);
+        metrics::counter!(metric::REPLAYS_STARTED_TOTAL).increment(1);
         let started_at = job.cursor;
         match self.run_catch_up(&mut job).await {
             Ok(Some(live_at)) => {
-                metrics::histogram!("replay_events")
+                metrics::histogram!(metric::REPLAY_EVENTS)
                     .record(live_at.saturating_sub(started_at) as f64);
                 if let Some(done) = job.done.take() {
                     let _ = done.send(live_at);
@@ -340,7 +342,7 @@ impl Hub {
             "oldestSeq": oldest,
             "status": status,
         });
-        metrics::counter!("replays_truncated_total").increment(1);
+        metrics::counter!(metric::REPLAYS_TRUNCATED_TOTAL).increment(1);
         job.socket
             .emit("replay:truncated", &payload)
             .map_err(CatchUpError::Send)?;
@@ -485,7 +487,7 @@ fn deliver(
             done: None,
         });
     }
-    metrics::counter!("events_delivered_total").increment(delivered);
+    metrics::counter!(metric::EVENTS_DELIVERED_TOTAL).increment(delivered);
 }
 
 /// Adds a live subscription at what the room's dispatcher has seen (an existing subscription

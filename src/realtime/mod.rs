@@ -4,11 +4,13 @@
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
 //! - `hub`: subscriptions, the dispatcher and catch-up (replay, resume, slow clients).
 //! - `frame`: the payload of a delivered event.
+//! - [`live`]: broadcasting the live-only events ingest passes on.
 
 mod frame;
 mod handlers;
 mod handshake;
 mod hub;
+pub mod live;
 
 pub use frame::event_payload;
 pub use handlers::register;

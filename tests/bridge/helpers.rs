@@ -9,8 +9,9 @@ use rust_socketio::Payload;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use serde_json::{Value, json};
 use socket_bridge::app::Application;
+use socket_bridge::auth::Permission;
 use socket_bridge::auth::TokenAuthority;
-use socket_bridge::config::{DataArgs, ServeArgs};
+use socket_bridge::settings::Settings;
 use tokio::sync::{mpsc, oneshot};
 
 /// The token secret every test app uses.
@@ -31,19 +32,15 @@ pub struct TestApp {
 }
 
 /// Settings for a test app on port 0 in `data_dir`.
-pub fn settings(data_dir: &Path) -> ServeArgs {
-    ServeArgs {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data: DataArgs {
-            data_dir: data_dir.to_path_buf(),
-            jwt_secret: Some(SECRET.into()),
-        },
-        ..ServeArgs::default()
-    }
+pub fn settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings::new(data_dir);
+    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.jwt_secret = Some(SECRET.into());
+    settings
 }
 
 /// Starts the app with `args`.
-pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
+pub async fn spawn_app_with(args: Settings) -> TestApp {
     if std::env::var("TEST_LOG").is_ok() {
         socket_bridge::telemetry::init_logging();
     }
@@ -71,7 +68,10 @@ pub async fn spawn_app(data_dir: &Path) -> TestApp {
 /// A token for `user` with `permissions`, valid for an hour.
 pub fn token(user: &str, permissions: &[&str]) -> String {
     let authority = TokenAuthority::new(SECRET.as_bytes()).expect("secret");
-    let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+    let permissions: Vec<Permission> = permissions
+        .iter()
+        .map(|p| p.parse().expect("a known permission"))
+        .collect();
     authority
         .mint(user, &permissions, Duration::from_secs(3600))
         .expect("mint")

@@ -15,8 +15,8 @@ use crate::helpers::{progress_batch, settings, spawn_app_with, token, uploaded};
 async fn scheduled_prune_then_truncated_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = settings(dir.path());
-    args.prune_schedule = "* * * * * *".into();
-    args.retention.retention_max_events = 5;
+    args.prune_schedule = "* * * * * *".parse().expect("schedule");
+    args.retention.max_events_per_room = 5;
     let app = spawn_app_with(args).await;
     app.publish_ok(&uploaded("p1", "u1")).await;
     app.publish_ok(&progress_batch("p1", 19)).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::bridge::WAIT;
 use crate::helpers::{
-    HubProcess, NatsServer, assert_workload_stored, consumer_backlog, hub_settings,
+    HubProcess, NatsServer, assert_workload_stored, consumer_backlog, hub_settings, nats_of,
     publish_workload, spawn_hub,
 };
 
@@ -89,8 +89,8 @@ async fn graceful_stop_stores_and_acks_the_batch_in_hand() {
     let js = nats.jetstream().await;
     let mut args = hub_settings(dir.path(), &nats.url());
     // A long ack wait: a message left unacked would hold the restarted hub up for all of it.
-    args.nats.ack_wait = Duration::from_secs(60);
-    args.nats.batch_size = 50;
+    nats_of(&mut args).ack_wait = Duration::from_secs(60);
+    nats_of(&mut args).batch_size = 50;
     let hub = spawn_hub(args.clone()).await;
     hub.wait_for_bus("up").await;
     let (count, photos) = (2000, 10);

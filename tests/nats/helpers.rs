@@ -11,7 +11,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use serde_json::{Value, json};
 use socket_bridge::app::Application;
-use socket_bridge::config::ServeArgs;
+use socket_bridge::bus::nats::NatsSettings;
+use socket_bridge::settings::Settings;
 use tokio::sync::oneshot;
 
 use crate::bridge::{self, SECRET, TestClient, WAIT, token};
@@ -374,11 +375,17 @@ impl Api {
 }
 
 /// Settings for an in-process hub on port 0 in `data_dir`, consuming the NATS at `url`.
-pub fn hub_settings(data_dir: &Path, url: &str) -> ServeArgs {
-    let mut args = bridge::settings(data_dir);
-    args.nats_url = Some(url.to_owned());
-    args.nats.ack_wait = ACK_WAIT;
-    args
+pub fn hub_settings(data_dir: &Path, url: &str) -> Settings {
+    let mut settings = bridge::settings(data_dir);
+    let mut nats = NatsSettings::new(url, settings.socket.max_payload_bytes);
+    nats.ack_wait = ACK_WAIT;
+    settings.nats = Some(nats);
+    settings
+}
+
+/// The NATS settings of hub settings made by [`hub_settings`].
+pub fn nats_of(settings: &mut Settings) -> &mut NatsSettings {
+    settings.nats.as_mut().expect("hub_settings sets NATS")
 }
 
 /// The hub running in this process.
@@ -397,7 +404,7 @@ impl std::ops::Deref for Hub {
 }
 
 /// Builds and runs the hub with `args`.
-pub async fn spawn_hub(args: ServeArgs) -> Hub {
+pub async fn spawn_hub(args: Settings) -> Hub {
     if std::env::var("TEST_LOG").is_ok() {
         socket_bridge::telemetry::init_logging();
     }

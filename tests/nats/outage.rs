@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::bridge::WAIT;
 use crate::helpers::{
-    IdSource, NatsServer, assert_workload_stored, consumer_backlog, hub_settings, publish,
+    IdSource, NatsServer, assert_workload_stored, consumer_backlog, hub_settings, nats_of, publish,
     publish_workload, spawn_hub, workload_event,
 };
 
@@ -18,7 +18,7 @@ async fn nats_restart_while_the_hub_runs_loses_nothing() {
     let mut nats = NatsServer::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = hub_settings(dir.path(), &nats.url());
-    args.nats.batch_size = 20;
+    nats_of(&mut args).batch_size = 20;
     let hub = spawn_hub(args).await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;

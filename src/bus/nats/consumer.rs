@@ -21,7 +21,8 @@ use super::setup::{self, REDELIVERY_MARGIN, Ready, SetupError, Spec};
 use crate::bus::Backoff;
 use crate::domain::{Event, Timestamp};
 use crate::ingest::Ingest;
-use crate::store::{AppendError, EventLog};
+use crate::store::AppendError;
+use crate::telemetry::metric;
 
 /// Chunks of messages the reader may queue ahead of the storer.
 const QUEUED_CHUNKS: usize = 8;
@@ -43,7 +44,6 @@ pub(super) struct Consumer {
     pub dead_letter_subject: String,
     pub batch_size: usize,
     pub max_message_bytes: usize,
-    pub log: EventLog,
     pub ingest: Ingest,
     pub consuming: Arc<AtomicBool>,
     /// Changes whenever the client loses its connection.
@@ -110,7 +110,7 @@ impl Consumer {
                     match outcome {
                         Outcome::Stopped => break,
                         Outcome::Failed(error) => {
-                            metrics::counter!("nats_consumer_failures_total").increment(1);
+                            metrics::counter!(metric::NATS_CONSUMER_FAILURES_TOTAL).increment(1);
                             tracing::warn!(%error, "consuming from NATS failed; setting up again");
                         }
                         Outcome::Paused(delay) => {
@@ -148,7 +148,7 @@ impl Consumer {
 
     fn set_consuming(&self, on: bool) {
         self.consuming.store(on, Ordering::SeqCst);
-        metrics::gauge!("nats_consuming").set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(metric::NATS_CONSUMING).set(if on { 1.0 } else { 0.0 });
     }
 
     /// Consumes until stopped, NATS fails or the store fails, with two halves running side by
@@ -241,8 +241,8 @@ impl Consumer {
         paused
     }
 
-    /// Validates `messages`, dead-letters the bad ones, delivers the live-only ones, stores the
-    /// rest in one append and acks them once it is durable.
+    /// Validates `messages`, dead-letters the bad ones, hands the rest to ingest in one call
+    /// (one durable append) and acks them once they are durable.
     async fn process(
         &self,
         identity: &StreamIdentity,
@@ -271,32 +271,36 @@ impl Consumer {
                 stream_sequence: sequence,
             };
             match decode(&incoming, identity, now, self.max_message_bytes) {
-                Ok(event) if event.event_type.is_stored() => pending.push(Pending {
+                Ok(event) => pending.push(Pending {
                     message,
                     sequence,
                     event,
                 }),
-                Ok(event) => {
-                    self.ingest.deliver_live(&event);
-                    metrics::counter!("nats_messages_live_total").increment(1);
-                    ack(&message, AckKind::Ack).await;
-                }
                 Err(refusal) => {
                     self.dead_letter(identity, &message, sequence, &refusal)
                         .await;
                 }
             }
         }
-        // Each round either stores everything left or removes the one event the store refused,
+        // Each round either ingests everything left or removes the one event the store refused,
         // so it runs at most once per message of the batch.
         while !pending.is_empty() {
             let events = pending.iter().map(|p| p.event.clone()).collect();
-            match self.log.append(events).await {
-                Ok(receipts) => {
-                    let duplicates = receipts.iter().filter(|r| r.duplicate).count();
-                    metrics::counter!("nats_messages_stored_total")
-                        .increment((receipts.len() - duplicates) as u64);
-                    metrics::counter!("nats_messages_duplicate_total").increment(duplicates as u64);
+            match self.ingest.accept(events).await {
+                Ok(ingested) => {
+                    let (mut stored, mut duplicates, mut live) = (0, 0, 0);
+                    for (p, outcome) in pending.iter().zip(&ingested) {
+                        if !p.event.event_type.is_stored() {
+                            live += 1;
+                        } else if outcome.duplicate {
+                            duplicates += 1;
+                        } else {
+                            stored += 1;
+                        }
+                    }
+                    metrics::counter!(metric::NATS_MESSAGES_STORED_TOTAL).increment(stored);
+                    metrics::counter!(metric::NATS_MESSAGES_DUPLICATE_TOTAL).increment(duplicates);
+                    metrics::counter!(metric::NATS_MESSAGES_LIVE_TOTAL).increment(live);
                     for p in &pending {
                         ack(&p.message, AckKind::Ack).await;
                     }
@@ -333,7 +337,7 @@ impl Consumer {
         sequence: u64,
         refusal: &Refusal,
     ) {
-        metrics::counter!("nats_messages_dead_lettered_total", "reason" => refusal.code())
+        metrics::counter!(metric::NATS_MESSAGES_DEAD_LETTERED_TOTAL, "reason" => refusal.code())
             .increment(1);
         tracing::warn!(
             stream_sequence = sequence,
@@ -387,13 +391,13 @@ impl Consumer {
 /// recognised by its event id.
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
-        metrics::counter!("nats_ack_failures_total").increment(1);
+        metrics::counter!(metric::NATS_ACK_FAILURES_TOTAL).increment(1);
         tracing::debug!(error = %e, "could not ack a message; it will be redelivered");
     }
 }
 
 async fn nak_all(messages: &[Message], delay: Duration) {
-    metrics::counter!("nats_messages_nacked_total").increment(messages.len() as u64);
+    metrics::counter!(metric::NATS_MESSAGES_NACKED_TOTAL).increment(messages.len() as u64);
     for message in messages {
         ack(message, AckKind::Nak(Some(delay))).await;
     }

@@ -29,7 +29,6 @@ pub use setup::{STREAM_SUBJECTS, SetupError};
 
 use super::{BusError, BusFuture, EventBus};
 use crate::ingest::Ingest;
-use crate::store::EventLog;
 
 /// How the hub uses NATS.
 #[derive(Debug, Clone)]
@@ -50,7 +49,31 @@ pub struct NatsSettings {
     pub max_message_bytes: usize,
 }
 
+/// Default JetStream stream of the producers' events.
+pub const DEFAULT_STREAM: &str = "PHOTO_EVENTS";
+/// Default durable pull consumer of the hub.
+pub const DEFAULT_CONSUMER: &str = "socket-bridge";
+/// Default subject refused messages are copied to.
+pub const DEFAULT_DEAD_LETTER_SUBJECT: &str = "socket-bridge.dead-letter";
+/// Default messages per pull request.
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+/// Default consumer ack wait.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
 impl NatsSettings {
+    /// The defaults for the server(s) at `url`; messages up to `max_message_bytes` are accepted.
+    pub fn new(url: impl Into<String>, max_message_bytes: usize) -> Self {
+        Self {
+            url: url.into(),
+            stream: DEFAULT_STREAM.to_owned(),
+            consumer: DEFAULT_CONSUMER.to_owned(),
+            dead_letter_subject: DEFAULT_DEAD_LETTER_SUBJECT.to_owned(),
+            batch_size: DEFAULT_BATCH_SIZE,
+            ack_wait: DEFAULT_ACK_WAIT,
+            max_message_bytes,
+        }
+    }
+
     /// Refuses settings that cannot work: names JetStream rejects, a batch of zero, or a
     /// dead-letter subject inside the stream (refused messages would be consumed again forever).
     pub fn validate(&self) -> Result<(), NatsError> {
@@ -184,13 +207,8 @@ impl NatsBus {
         }
     }
 
-    /// Starts consuming the stream into `log` (live-only events go out through `ingest`).
-    pub fn start_consumer(
-        &self,
-        settings: &NatsSettings,
-        log: EventLog,
-        ingest: Ingest,
-    ) -> ConsumerHandle {
+    /// Starts consuming the stream: every decoded message goes through `ingest`.
+    pub fn start_consumer(&self, settings: &NatsSettings, ingest: Ingest) -> ConsumerHandle {
         let (stop, stopped) = watch::channel(false);
         let consumer = consumer::Consumer {
             client: self.client.clone(),
@@ -198,7 +216,6 @@ impl NatsBus {
             dead_letter_subject: settings.dead_letter_subject.clone(),
             batch_size: settings.batch_size,
             max_message_bytes: settings.max_message_bytes,
-            log,
             ingest,
             consuming: Arc::clone(&self.consuming),
             disconnects: self.disconnects.clone(),

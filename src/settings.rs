@@ -1,0 +1,171 @@
+//! The hub's validated settings, what [`crate::app::Application`] is built from. The command line
+//! ([`crate::config`]) is parsed into them once; tests build them with [`Settings::new`] and never
+//! read the environment. Every default lives here.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+
+use crate::bus::nats::NatsSettings;
+use crate::retention::PruneSchedule;
+use crate::store::{RetentionPolicy, StoreOptions};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
+/// Default port.
+pub const DEFAULT_PORT: u16 = 8080;
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "data";
+/// Default CORS origins: the development servers of the web clients.
+pub const DEFAULT_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://localhost:3001"];
+/// Default Socket.IO ping interval.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Default Socket.IO ping timeout.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default largest packet a client may send, and largest HTTP ingest body, bytes.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
+/// Default packets queued per socket before the hub catches the client up from the store.
+pub const DEFAULT_QUEUE_PACKETS: usize = 1024;
+/// Default time a slow client may make no progress before it is disconnected.
+pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default age after which events are pruned.
+pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default number of events kept per room.
+pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 10_000;
+
+/// Everything the hub is built from, valid by construction.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (port 0 picks a free one; see `Application::local_addr`).
+    pub listen: SocketAddr,
+    /// Data directory: the event log (`store/`) and the generated token secret.
+    pub data_dir: PathBuf,
+    /// HS256 secret; `None` uses (or creates) the one kept in the data dir.
+    pub jwt_secret: Option<String>,
+    /// NATS JetStream bus; `None` means the in-process bus.
+    pub nats: Option<NatsSettings>,
+    /// Cross-origin rules of the HTTP API and the Socket.IO polling transport.
+    pub cors: CorsSettings,
+    /// Socket.IO transport settings.
+    pub socket: SocketSettings,
+    /// What retention keeps.
+    pub retention: RetentionPolicy,
+    /// When retention runs.
+    pub prune_schedule: PruneSchedule,
+    /// Event log tuning.
+    pub store: StoreOptions,
+    /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
+    pub insecure_dev_auth: bool,
+}
+
+/// Which origins CORS allows.
+#[derive(Debug, Clone)]
+pub enum AllowedOrigins {
+    /// Any origin (`*`): the request's origin is mirrored.
+    Any,
+    /// Exactly these origins.
+    List(Vec<HeaderValue>),
+}
+
+impl AllowedOrigins {
+    /// Parses origins as given on the command line; `*` anywhere means any origin.
+    pub fn parse<S: AsRef<str>>(origins: &[S]) -> Result<Self, SettingsError> {
+        if origins.iter().any(|o| o.as_ref().trim() == "*") {
+            return Ok(Self::Any);
+        }
+        origins
+            .iter()
+            .map(|o| {
+                let o = o.as_ref().trim();
+                HeaderValue::from_str(o).map_err(|_| SettingsError::Origin(o.to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::List)
+    }
+}
+
+/// Cross-origin settings.
+#[derive(Debug, Clone)]
+pub struct CorsSettings {
+    /// Allowed origins.
+    pub origins: AllowedOrigins,
+    /// Whether responses allow credentials.
+    pub credentials: bool,
+}
+
+/// Socket.IO transport settings.
+#[derive(Debug, Clone)]
+pub struct SocketSettings {
+    /// Engine.IO ping interval.
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout.
+    pub ping_timeout: Duration,
+    /// Largest packet a client may send, and largest HTTP ingest body, bytes.
+    pub max_payload_bytes: usize,
+    /// Packets queued per socket before the hub treats the client as slow and catches it up
+    /// from the store instead.
+    pub queue_packets: usize,
+    /// How long a slow client may make no progress before it is disconnected (it will resume).
+    pub slow_client_timeout: Duration,
+}
+
+impl Default for SocketSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            queue_packets: DEFAULT_QUEUE_PACKETS,
+            slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
+        }
+    }
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            max_age: DEFAULT_RETENTION_MAX_AGE,
+            max_events_per_room: DEFAULT_RETENTION_MAX_EVENTS,
+        }
+    }
+}
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A CORS origin is not a valid header value.
+    #[error("ALLOWED_ORIGINS: `{0}` is not a valid origin")]
+    Origin(String),
+}
+
+impl Settings {
+    /// The defaults, with the data in `data_dir`, the in-process bus and the default listen
+    /// address.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            data_dir: data_dir.into(),
+            jwt_secret: None,
+            nats: None,
+            cors: CorsSettings {
+                origins: AllowedOrigins::List(
+                    DEFAULT_ORIGINS.map(HeaderValue::from_static).to_vec(),
+                ),
+                credentials: false,
+            },
+            socket: SocketSettings::default(),
+            retention: RetentionPolicy::default(),
+            prune_schedule: PruneSchedule::default(),
+            store: StoreOptions::default(),
+            insecure_dev_auth: false,
+        }
+    }
+
+    /// Where the event log lives inside the data dir.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}
