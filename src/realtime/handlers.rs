@@ -1,20 +1,18 @@
 //! Socket.IO handlers: connect (default rooms, resume), `subscribe:photo`, `unsubscribe:photo`,
 //! `photo:status:request`, `ping`, and disconnect.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
-use socketioxide::handler::{ConnectHandler, FromMessageParts};
-use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
 
 use super::Realtime;
 use super::handshake::{self, Handshake, HandshakeError};
 use super::hub::Replay;
+use super::request::{Reply, RequestError, parse_photo_request};
 use crate::access::{AccessError, authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
 use crate::telemetry::metric;
@@ -162,98 +160,21 @@ async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
     );
 }
 
-/// Whether the client asked for an ack (socketioxide's `AckSender` silently ignores a send when
-/// it did not; the contract wants an event then).
-struct AckRequested(bool);
-
-impl<A: Adapter> FromMessageParts<A> for AckRequested {
-    type Error = Infallible;
-
-    fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        _: &mut socketioxide::handler::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        Ok(AckRequested(ack_id.is_some()))
-    }
-}
-
-/// `{ photoId, since? }`
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PhotoRequest {
-    photo_id: String,
-    #[serde(default)]
-    since: Option<u64>,
-}
-
-/// A refused request: answered to the ack, or as `request:error` without one.
-struct Refusal {
-    event: &'static str,
-    error: &'static str,
-    photo_id: Option<String>,
-}
-
-impl Refusal {
-    fn send(self, socket: &SocketRef, ack: AckSender, requested: bool) {
-        metrics::counter!(metric::REQUESTS_REFUSED_TOTAL, "error" => self.error).increment(1);
-        if requested {
-            let _ = ack.send(&json!({ "ok": false, "error": self.error }));
-        } else {
-            let mut payload = json!({ "event": self.event, "error": self.error });
-            if let Some(photo_id) = self.photo_id {
-                payload["photoId"] = json!(photo_id);
-            }
-            let _ = socket.emit("request:error", &payload);
-        }
-    }
-}
-
-fn parse_photo_request(
-    event: &'static str,
-    data: Result<Value, impl std::fmt::Debug>,
-) -> Result<(PhotoId, Option<u64>), Refusal> {
-    let invalid = |photo_id: Option<String>| Refusal {
-        event,
-        error: "invalid_payload",
-        photo_id,
-    };
-    let value = data.map_err(|_| invalid(None))?;
-    if !value.is_object() {
-        return Err(invalid(None));
-    }
-    let request: PhotoRequest = serde_json::from_value(value.clone()).map_err(|_| {
-        invalid(
-            value
-                .get("photoId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        )
-    })?;
-    let photo_id = PhotoId::parse(&request.photo_id).map_err(|_| invalid(None))?;
-    Ok((photo_id, request.since))
-}
-
 /// Parses a `{ photoId, since? }` request and checks that the socket's user may read the photo;
 /// returns the photo, `since` and its status.
 fn authorized_photo_request(
-    event: &'static str,
     data: Result<Value, impl std::fmt::Debug>,
     rt: &Realtime,
     handshake: &Handshake,
-) -> Result<(PhotoId, Option<u64>, PhotoStatus), Refusal> {
-    let (photo_id, since) = parse_photo_request(event, data)?;
+) -> Result<(PhotoId, Option<u64>, PhotoStatus), RequestError> {
+    let (photo_id, since) = parse_photo_request(data)?;
     match authorize_photo(&handshake.identity.principal, &rt.log, &photo_id) {
         Ok(status) => Ok((photo_id, since, status)),
-        Err(e) => {
-            if let AccessError::Store(e) = &e {
+        Err(source) => {
+            if let AccessError::Store(e) = &source {
                 tracing::error!(photo = %photo_id, error = %e, "store error during authorization");
             }
-            Err(Refusal {
-                event,
-                error: e.code(),
-                photo_id: Some(photo_id.to_string()),
-            })
+            Err(RequestError::Access { photo_id, source })
         }
     }
 }
@@ -261,28 +182,24 @@ fn authorized_photo_request(
 async fn subscribe_photo(
     socket: SocketRef,
     TryData(data): TryData<Value>,
-    ack: AckSender,
-    AckRequested(requested): AckRequested,
+    reply: Reply,
     State(rt): State<Realtime>,
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
-    const EVENT: &str = "subscribe:photo";
     let outcome =
-        authorized_photo_request(EVENT, data, &rt, &handshake).and_then(|(photo_id, since, _)| {
+        authorized_photo_request(data, &rt, &handshake).and_then(|(photo_id, since, _)| {
             let room = Room::photo(&photo_id);
             let replay = since.map(|after| Replay {
                 after,
                 same_epoch: true,
             });
-            let (head, _) = rt.hub.subscribe(&socket, &room, replay).map_err(|e| {
-                tracing::error!(room = %room, error = %e, "subscribe failed");
-                Refusal {
-                    event: EVENT,
-                    error: "internal",
-                    photo_id: Some(photo_id.to_string()),
+            match rt.hub.subscribe(&socket, &room, replay) {
+                Ok((head, _)) => Ok((photo_id, room, head)),
+                Err(source) => {
+                    tracing::error!(room = %room, error = %source, "subscribe failed");
+                    Err(RequestError::Internal { photo_id, source })
                 }
-            })?;
-            Ok((photo_id, room, head))
+            }
         });
     match outcome {
         Ok((photo_id, room, head)) => {
@@ -290,7 +207,7 @@ async fn subscribe_photo(
                 "subscription:confirmed",
                 &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
             );
-            let _ = ack.send(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() }));
+            reply.ack(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() }));
             publish(
                 &rt,
                 "client.subscribed",
@@ -301,45 +218,38 @@ async fn subscribe_photo(
                 }),
             );
         }
-        Err(refusal) => refusal.send(&socket, ack, requested),
+        Err(error) => reply.refuse("subscribe:photo", &error),
     }
 }
 
 async fn unsubscribe_photo(
     socket: SocketRef,
     TryData(data): TryData<Value>,
-    ack: AckSender,
-    AckRequested(requested): AckRequested,
+    reply: Reply,
     State(rt): State<Realtime>,
 ) {
-    match parse_photo_request("unsubscribe:photo", data) {
+    match parse_photo_request(data) {
         Ok((photo_id, _)) => {
             rt.hub.unsubscribe(socket.id, &Room::photo(&photo_id));
-            let _ = ack.send(&json!({ "ok": true }));
+            reply.ack(&json!({ "ok": true }));
         }
-        Err(refusal) => refusal.send(&socket, ack, requested),
+        Err(error) => reply.refuse("unsubscribe:photo", &error),
     }
 }
 
 async fn status_request(
     socket: SocketRef,
     TryData(data): TryData<Value>,
-    ack: AckSender,
-    AckRequested(requested): AckRequested,
+    reply: Reply,
     State(rt): State<Realtime>,
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
-    const EVENT: &str = "photo:status:request";
-    let outcome =
-        authorized_photo_request(EVENT, data, &rt, &handshake).map(|(_, _, status)| status);
-    match outcome {
-        Ok(status) if requested => {
-            let _ = ack.send(&status);
-        }
-        Ok(status) => {
+    match authorized_photo_request(data, &rt, &handshake) {
+        Ok((_, _, status)) if reply.wants_ack() => reply.ack(&status),
+        Ok((_, _, status)) => {
             let _ = socket.emit("photo:status", &status);
         }
-        Err(refusal) => refusal.send(&socket, ack, requested),
+        Err(error) => reply.refuse("photo:status:request", &error),
     }
 }
 

@@ -2,20 +2,27 @@
 //!
 //! - `handshake`: parsing and authenticating the `auth` payload.
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
-//! - `hub`: subscriptions, the dispatcher and catch-up (replay, resume, slow clients).
+//! - `request`: photo request payloads, their refusals ([`RequestError`]) and answers.
+//! - `hub`: the subscription handle and the dispatcher of live events.
+//! - `subscriptions`: the pure subscription state and its delivery rules.
+//! - `catch_up`: replaying a room from the store to one socket (replay, resume, slow clients).
 //! - `frame`: the payload of a delivered event.
 //! - [`live`]: broadcasting the live-only events ingest passes on.
 
+mod catch_up;
 mod frame;
 mod handlers;
 mod handshake;
 mod hub;
 pub mod live;
+mod request;
+mod subscriptions;
 
 pub use frame::event_payload;
 pub use handlers::register;
 pub use handshake::{Handshake, HandshakeError};
 pub use hub::{Hub, HubOptions, Replay};
+pub use request::RequestError;
 
 use crate::auth::TokenAuthority;
 use crate::bus::Publisher;
