@@ -1,5 +1,5 @@
 //! Version 1: the initial layout. A new store gets its epoch (its random identity, see
-//! CONTRACT.md section 3). Events (`e`), heads (`h`) and photo statuses (`s`) need no setup.
+//! docs/protocol.md, "Resume at connect"). Events (`e`), heads (`h`) and photo statuses (`s`) need no setup.
 
 use crate::store::StoreError;
 use crate::store::codec;

@@ -1,4 +1,4 @@
-//! Who may read what: one place for the photo and room rules of CONTRACT.md sections 3 and 7.
+//! Who may read what: one place for the photo and room rules of docs/protocol.md ("Connecting", "HTTP read API").
 
 use crate::auth::Principal;
 use crate::domain::{ClientId, PhotoId, PhotoStatus, Room, SessionId};

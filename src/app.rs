@@ -22,7 +22,7 @@ use crate::realtime::{self, Hub, HubOptions, Realtime};
 use crate::retention::{RetentionError, RetentionScheduler};
 use crate::settings::{AllowedOrigins, CorsSettings, Settings};
 use crate::store::{EventLog, StoreError};
-use crate::telemetry;
+use crate::telemetry::{self, ErrorChain};
 
 /// Why the hub could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +208,7 @@ impl Application {
             ingest.close();
             let notice = json!({ "message": "Server is shutting down", "timestamp": Timestamp::now().to_rfc3339() });
             if let Err(e) = io.emit("system.shutdown", &notice).await {
-                tracing::debug!(error = %e, "system.shutdown did not reach every socket");
+                tracing::debug!(error = %ErrorChain(&e), "system.shutdown did not reach every socket");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             io.close().await;

@@ -1,4 +1,4 @@
-//! Authentication: HS256 JWTs (CONTRACT.md section 2), the token secret, and who may read what.
+//! Authentication: HS256 JWTs (docs/protocol.md, "Tokens and permissions"), the token secret, and who may read what.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -84,9 +84,48 @@ pub enum AuthError {
     /// No token was given.
     #[error("missing token")]
     Missing,
-    /// The token is malformed, badly signed, of another algorithm, expired, or has a bad `sub`.
-    #[error("invalid token: {0}")]
-    Invalid(String),
+    /// The token's `exp` (plus the leeway) has passed.
+    #[error("token expired")]
+    Expired,
+    /// The token is not signed with this hub's secret and HS256.
+    #[error("bad signature")]
+    BadSignature,
+    /// The token is not a JWT, or lacks `exp` or `sub`.
+    #[error("malformed token")]
+    Malformed(#[source] jsonwebtoken::errors::Error),
+    /// The token's `sub` is not a valid user id.
+    #[error("token subject is not a valid user id")]
+    BadSubject(#[source] crate::domain::DomainError),
+    /// A token could not be signed.
+    #[error("could not sign the token")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+    /// The clock is before 1970.
+    #[error("the system clock is before 1970")]
+    Clock(#[source] std::time::SystemTimeError),
+}
+
+impl AuthError {
+    /// One word for clients: `missing`, `expired`, `bad_signature`, `malformed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Expired => "expired",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::Malformed(_) | AuthError::BadSubject(_) => "malformed",
+            AuthError::Sign(_) | AuthError::Clock(_) => "internal",
+        }
+    }
+}
+
+impl From<jsonwebtoken::errors::Error> for AuthError {
+    fn from(e: jsonwebtoken::errors::Error) -> Self {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => AuthError::BadSignature,
+            _ => AuthError::Malformed(e),
+        }
+    }
 }
 
 /// Why the secret could not be loaded or created.
@@ -222,10 +261,8 @@ impl TokenAuthority {
 
     /// Verifies a token: HS256 only, `exp` required (60 s leeway), `sub` a valid user id.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        let user =
-            UserId::parse(&data.claims.sub).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
+        let user = UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)?;
         let permissions = data
             .claims
             .permissions
@@ -243,14 +280,14 @@ impl TokenAuthority {
     ) -> Result<String, AuthError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+            .map_err(AuthError::Clock)?;
         let claims = Claims {
             sub: user.to_owned(),
             exp: (now + ttl).as_secs(),
             permissions: permissions.iter().map(|p| p.as_str().to_owned()).collect(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(AuthError::Sign)
     }
 }
 
@@ -325,7 +362,7 @@ mod tests {
         let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &a.encoding)
             .expect("encode");
         assert!(a.verify(&expired).is_ok(), "within leeway");
-        assert!(a.verify(&old).is_err(), "expired");
+        assert!(matches!(a.verify(&old), Err(AuthError::Expired)), "expired");
         let other = TokenAuthority::new(b"another-secret-of-32-bytes-long!").expect("secret");
         assert!(
             a.verify(
@@ -345,10 +382,16 @@ mod tests {
             &a.encoding,
         )
         .expect("encode");
-        assert!(a.verify(&hs384).is_err(), "other algorithm");
+        assert!(
+            matches!(a.verify(&hs384), Err(AuthError::BadSignature)),
+            "other algorithm"
+        );
         // {"alg":"none","typ":"JWT"} . {"sub":"u1","exp":9999999999} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OX0.";
         assert!(a.verify(none).is_err(), "alg none");
-        assert!(a.verify("not a token").is_err());
+        assert_eq!(
+            a.verify("not a token").map_err(|e| e.reason()).err(),
+            Some("malformed")
+        );
     }
 }

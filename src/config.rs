@@ -168,7 +168,7 @@ pub struct ServeArgs {
     /// sled page cache size, MiB.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = StoreOptions::default().cache_capacity_bytes >> 20)]
     pub store_cache_mb: u64,
-    /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
+    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development only.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
     pub insecure_dev_auth: bool,
 }

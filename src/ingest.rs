@@ -18,7 +18,7 @@ const LIVE_QUEUE: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The event at `index` is malformed.
-    #[error("event {index}: {source}")]
+    #[error("event {index}")]
     Invalid {
         /// Position in the batch.
         index: usize,

@@ -7,7 +7,7 @@ use socket_bridge::auth::TokenAuthority;
 use socket_bridge::config::{Cli, Command, ServeArgs};
 use socket_bridge::domain::Timestamp;
 use socket_bridge::store::EventLog;
-use socket_bridge::telemetry;
+use socket_bridge::telemetry::{self, ErrorChain};
 
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -84,7 +84,7 @@ async fn shutdown_signal() {
         ) {
             Ok(term) => term,
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the hub");
+                tracing::error!(error = %ErrorChain(&e), "cannot listen for SIGTERM; only SIGINT stops the hub");
                 let _ = interrupt.await;
                 return;
             }

@@ -11,7 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::domain::Timestamp;
 use crate::store::{EventLog, PruneReport, RetentionPolicy, StoreError};
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Why retention could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +27,14 @@ pub enum RetentionError {
         reason: String,
     },
     /// The scheduler failed.
-    #[error("prune scheduler: {0}")]
-    Scheduler(String),
+    #[error("prune scheduler")]
+    Scheduler(#[source] tokio_cron_scheduler::JobSchedulerError),
+    /// A prune pass failed in the store.
+    #[error("prune pass")]
+    Store(#[from] StoreError),
+    /// A prune pass's task panicked or was cancelled.
+    #[error("prune task")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// The running schedule.
@@ -80,13 +86,16 @@ impl std::str::FromStr for PruneSchedule {
 }
 
 /// Runs one pass now, on a blocking thread, recording metrics and logging the outcome.
-pub async fn run_once(log: EventLog, policy: RetentionPolicy) -> Result<PruneReport, StoreError> {
+pub async fn run_once(
+    log: EventLog,
+    policy: RetentionPolicy,
+) -> Result<PruneReport, RetentionError> {
     let report = tokio::task::spawn_blocking(move || {
         let report = log.prune(&policy, Timestamp::now(), false);
         (report, log.size_on_disk())
     })
     .await
-    .map_err(|e| StoreError::CommitFailed(format!("prune task: {e}")))?;
+    .map_err(RetentionError::Task)?;
     let (report, size) = report;
     let report = report?;
     metrics::counter!(metric::PRUNE_RUNS_TOTAL).increment(1);
@@ -115,7 +124,7 @@ impl RetentionScheduler {
     ) -> Result<Self, RetentionError> {
         let scheduler = JobScheduler::new()
             .await
-            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
+            .map_err(RetentionError::Scheduler)?;
         let running: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
         let busy = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Some(log)));
@@ -136,7 +145,7 @@ impl RetentionScheduler {
                     let task = tokio::spawn(async move {
                         if let Err(e) = run_once(log, policy).await {
                             metrics::counter!(metric::PRUNE_FAILURES_TOTAL).increment(1);
-                            tracing::error!(error = %e, "prune pass failed");
+                            tracing::error!(error = %ErrorChain(&e), "prune pass failed");
                         }
                         busy.store(false, Ordering::SeqCst);
                     });
@@ -151,11 +160,8 @@ impl RetentionScheduler {
         scheduler
             .add(job)
             .await
-            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
-        scheduler
-            .start()
-            .await
-            .map_err(|e| RetentionError::Scheduler(e.to_string()))?;
+            .map_err(RetentionError::Scheduler)?;
+        scheduler.start().await.map_err(RetentionError::Scheduler)?;
         Ok(Self {
             scheduler,
             running,
@@ -169,7 +175,7 @@ impl RetentionScheduler {
             log.take();
         }
         if let Err(e) = self.scheduler.shutdown().await {
-            tracing::warn!(error = %e, "prune scheduler did not shut down cleanly");
+            tracing::warn!(error = %ErrorChain(&e), "prune scheduler did not shut down cleanly");
         }
         if let Some(task) = self.running.lock().await.take()
             && tokio::time::timeout(limit, task).await.is_err()

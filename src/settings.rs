@@ -57,7 +57,7 @@ pub struct Settings {
     pub prune_schedule: PruneSchedule,
     /// Event log tuning.
     pub store: StoreOptions,
-    /// Accept the seed's unauthenticated handshake (`userId`/`clientId`). Development only.
+    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development only.
     pub insecure_dev_auth: bool,
 }
 

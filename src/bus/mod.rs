@@ -16,8 +16,14 @@ pub use publisher::Publisher;
 
 /// A publish failed.
 #[derive(Debug, thiserror::Error)]
-#[error("bus publish failed: {0}")]
-pub struct BusError(pub String);
+pub enum BusError {
+    /// The payload could not be written as JSON.
+    #[error("could not encode the message")]
+    Encode(#[source] serde_json::Error),
+    /// NATS refused or could not take the message.
+    #[error("NATS publish failed")]
+    Nats(#[source] async_nats::PublishError),
+}
 
 /// A boxed future, so that the trait stays object-safe.
 pub type BusFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

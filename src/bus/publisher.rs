@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::EventBus;
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Messages that may wait for the bus before new ones are dropped (and counted).
 const QUEUE: usize = 10_000;
@@ -25,7 +25,7 @@ impl Publisher {
             while let Some((subject, payload)) = messages.recv().await {
                 if let Err(e) = bus.publish(subject, payload).await {
                     metrics::counter!(metric::BUS_PUBLISH_FAILURES_TOTAL).increment(1);
-                    tracing::warn!(subject, error = %e, "could not publish a hub event");
+                    tracing::warn!(subject, error = %ErrorChain(&e), "could not publish a hub event");
                 }
             }
         });

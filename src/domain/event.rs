@@ -1,4 +1,4 @@
-//! Event types and validated events (CONTRACT.md section 5).
+//! Event types and validated events (docs/protocol.md, "Stored events").
 
 use std::fmt;
 use std::str::FromStr;
@@ -172,7 +172,7 @@ impl Event {
         Self::new(id, event_type, data, timestamp)
     }
 
-    /// Validates the parts of an event (CONTRACT.md section 5).
+    /// Validates the parts of an event (docs/protocol.md, "Stored events").
     pub fn new(
         id: EventId,
         event_type: EventType,
@@ -265,7 +265,7 @@ mod tests {
         Event::from_input(input, Timestamp::from_millis(0))
     }
 
-    /// Each rule of CONTRACT.md section 5 about required data refuses what it should.
+    /// Each rule of docs/protocol.md ("Stored events") about required data refuses what it should.
     #[test]
     fn validation_rules() {
         let ok = parse(json!({"type": "photo.uploaded", "data": {"photoId": "p", "userId": "u"}}));

@@ -135,7 +135,7 @@ impl fmt::Display for EventId {
 mod tests {
     use super::*;
 
-    /// The photo id alphabet and length limit of CONTRACT.md section 3.
+    /// The photo id alphabet and length limit of docs/protocol.md ("Words").
     #[test]
     fn photo_id_validation() {
         assert!(PhotoId::parse("p1.a_b:c-D9").is_ok());

@@ -2,7 +2,7 @@
 //!
 //! Everything that enters the hub (an HTTP body, a NATS message, a Socket.IO payload, a token's
 //! claims) is turned into these types before any other module sees it. Past this point a
-//! [`PhotoId`] is always well-formed and an [`Event`] always follows CONTRACT.md section 5.
+//! [`PhotoId`] is always well-formed and an [`Event`] always follows docs/protocol.md ("Stored events").
 
 mod error;
 mod event;

@@ -1,4 +1,4 @@
-//! Routing: which rooms an event is stored in and delivered to (CONTRACT.md section 5).
+//! Routing: which rooms an event is stored in and delivered to (docs/protocol.md, "Stored events").
 
 use super::{EventType, PhotoId, Room, UserId};
 
@@ -28,7 +28,7 @@ pub fn rooms_for(
 mod tests {
     use super::*;
 
-    /// The routing table of CONTRACT.md section 5, row by row.
+    /// The routing table of docs/protocol.md ("Stored events"), row by row.
     #[test]
     fn routing_table() {
         let p = PhotoId::parse("p1").expect("id");

@@ -1,4 +1,4 @@
-//! A photo's processing status, derived from its events (CONTRACT.md section 5).
+//! A photo's processing status, derived from its events (docs/protocol.md, "Photo status").
 
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +36,8 @@ pub struct PhotoStatus {
     pub last_event_type: EventType,
     /// Head seq of the room `photo:<photoId>`.
     pub last_seq: u64,
-    /// Timestamp of the last event that changed the status.
+    /// Timestamp of the last event applied to the status (events a `completed` or `deleted`
+    /// photo ignores, and `system.*` events, leave it as it is).
     pub updated_at: Timestamp,
     /// The error of the last `photo.processing.failed`, while the status is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]

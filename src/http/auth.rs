@@ -25,6 +25,6 @@ impl FromRequestParts<AppState> for Caller {
             .tokens
             .verify(token.trim())
             .map(Caller)
-            .map_err(|e| ApiError::unauthorized(e.to_string()))
+            .map_err(|e| ApiError::unauthorized(e.to_string()).with_reason(e.reason()))
     }
 }

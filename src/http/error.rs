@@ -1,4 +1,5 @@
-//! API errors: JSON `{ error, detail }` with the right status.
+//! API errors: JSON `{ error, detail, reason? }` with the right status. Server errors are logged
+//! with their cause and answered without library internals.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -8,6 +9,7 @@ use serde_json::json;
 use crate::access::AccessError;
 use crate::ingest::IngestError;
 use crate::store::{AppendError, StoreError};
+use crate::telemetry::ErrorChain;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -15,6 +17,7 @@ pub struct ApiError {
     status: StatusCode,
     error: &'static str,
     detail: String,
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -24,7 +27,14 @@ impl ApiError {
             status,
             error,
             detail: detail.into(),
+            reason: None,
         }
+    }
+
+    /// Adds a one-word `reason` (e.g. why a token was refused: `expired`, `bad_signature`).
+    pub fn with_reason(mut self, reason: &'static str) -> Self {
+        self.reason = Some(reason);
+        self
     }
 
     /// 400 `invalid_payload`.
@@ -45,20 +55,22 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(error = self.error, detail = %self.detail, "request failed");
+        let mut body = json!({ "error": self.error, "detail": self.detail });
+        if let Some(reason) = self.reason {
+            body["reason"] = json!(reason);
         }
-        (
-            self.status,
-            Json(json!({ "error": self.error, "detail": self.detail })),
-        )
-            .into_response()
+        (self.status, Json(body)).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        tracing::error!(error = %ErrorChain(&e), "request failed in the store");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the event log failed; the hub's log says why",
+        )
     }
 }
 
@@ -75,7 +87,7 @@ impl From<AccessError> for ApiError {
 impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
-            IngestError::Invalid { .. } => Self::bad_request(e.to_string()),
+            IngestError::Invalid { .. } => Self::bad_request(ErrorChain(&e).to_string()),
             IngestError::Append(AppendError::Rejected { ref rejection, .. }) => {
                 Self::new(StatusCode::BAD_REQUEST, rejection.code(), e.to_string())
             }

@@ -1,4 +1,4 @@
-//! `POST /api/events`: producers' HTTP ingest (CONTRACT.md section 6).
+//! `POST /api/events`: producers' HTTP ingest (docs/protocol.md, "Producers: `POST /api/events`").
 
 use axum::Json;
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! `GET /health` and `GET /health/detailed` (the seed's shape plus store and bus details).
+//! `GET /health` and `GET /health/detailed` (the original hub's shape plus store and bus details).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! History and status for clients and support staff (CONTRACT.md section 7).
+//! History and status for clients and support staff (docs/protocol.md, "HTTP read API").
 
 use axum::Json;
 use axum::extract::{Path, Query, State};

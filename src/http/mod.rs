@@ -1,4 +1,4 @@
-//! The HTTP API (CONTRACT.md sections 6 and 7): health, metrics, ingest, history, status.
+//! The HTTP API (docs/protocol.md, "Producers" and "HTTP read API"): health, metrics, ingest, history, status.
 
 mod auth;
 mod error;

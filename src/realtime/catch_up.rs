@@ -15,7 +15,7 @@ use super::hub::Hub;
 use super::subscriptions::GoLive;
 use crate::domain::Room;
 use crate::store::StoreError;
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Events read from the store per catch-up page.
 const PAGE: usize = 256;
@@ -70,7 +70,7 @@ pub(super) async fn run(hub: Hub, mut job: CatchUp) {
         }
         Ok(None) => {}
         Err(e) => {
-            tracing::warn!(room = %job.room, socket = %job.socket.id, error = %e, "catch-up stopped; disconnecting the socket (it will resume)");
+            tracing::warn!(room = %job.room, socket = %job.socket.id, error = %ErrorChain(&e), "catch-up stopped; disconnecting the socket (it will resume)");
             hub.remove_socket(job.socket.id);
             tokio::spawn(disconnect_when_possible(job.socket.clone()));
         }

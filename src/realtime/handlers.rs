@@ -15,7 +15,7 @@ use super::hub::Replay;
 use super::request::{Reply, RequestError, parse_photo_request};
 use crate::access::{AccessError, authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Registers the default namespace's handlers on `io`.
 pub fn register(io: &SocketIo) {
@@ -76,7 +76,7 @@ async fn on_connect(
         );
     });
     if let Err(e) = joined {
-        tracing::error!(socket = %socket.id, error = %e, "could not join the default rooms");
+        tracing::error!(socket = %socket.id, error = %ErrorChain(&e), "could not join the default rooms");
         let _ = socket.clone().disconnect();
         return;
     }
@@ -139,7 +139,7 @@ async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
                 rooms.insert(room.to_string(), json!(head));
             }
             Err(e) => {
-                tracing::error!(room = %room, error = %e, "resume failed");
+                tracing::error!(room = %room, error = %ErrorChain(&e), "resume failed");
                 refused.insert(room.to_string(), json!("internal"));
             }
         }
@@ -172,7 +172,7 @@ fn authorized_photo_request(
         Ok(status) => Ok((photo_id, since, status)),
         Err(source) => {
             if let AccessError::Store(e) = &source {
-                tracing::error!(photo = %photo_id, error = %e, "store error during authorization");
+                tracing::error!(photo = %photo_id, error = %ErrorChain(&e), "store error during authorization");
             }
             Err(RequestError::Access { photo_id, source })
         }
@@ -196,7 +196,7 @@ async fn subscribe_photo(
             match rt.hub.subscribe(&socket, &room, replay) {
                 Ok((head, _)) => Ok((photo_id, room, head)),
                 Err(source) => {
-                    tracing::error!(room = %room, error = %source, "subscribe failed");
+                    tracing::error!(room = %room, error = %ErrorChain(&source), "subscribe failed");
                     Err(RequestError::Internal { photo_id, source })
                 }
             }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::auth::{Permission, Principal, SocketIdentity, TokenAuthority};
 use crate::domain::{ClientId, Room, SessionId, UserId};
 
-/// Permissions of a socket admitted by `--insecure-dev-auth` (the seed's defaults).
+/// Permissions of a socket admitted by `--insecure-dev-auth` (those of the original, unauthenticated design).
 const DEV_PERMISSIONS: [Permission; 2] = [Permission::ReadPhotos, Permission::WritePhotos];
 
 /// A refused handshake; its text is what the client sees as `connect_error`'s `err.message`.

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::frame::event_payload;
 use crate::domain::Event;
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Starts broadcasting `events` on `io` until the sender side is gone.
 pub fn spawn(io: SocketIo, mut events: broadcast::Receiver<Arc<Event>>) -> JoinHandle<()> {
@@ -20,7 +20,7 @@ pub fn spawn(io: SocketIo, mut events: broadcast::Receiver<Arc<Event>>) -> JoinH
                     let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into());
                     let payload = event_payload(&data, &event.id, "global", None, event.timestamp);
                     if let Err(e) = io.emit(event.event_type.as_str(), &*payload).await {
-                        tracing::debug!(error = %e, "a live event reached not every socket");
+                        tracing::debug!(error = %ErrorChain(&e), "a live event reached not every socket");
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {

@@ -1,4 +1,4 @@
-//! Socket.IO: the handshake, the client events of CONTRACT.md section 3, and gap-free delivery.
+//! Socket.IO: the handshake, the client events of docs/protocol.md, and gap-free delivery.
 //!
 //! - `handshake`: parsing and authenticating the `auth` payload.
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
@@ -39,6 +39,6 @@ pub struct Realtime {
     pub tokens: TokenAuthority,
     /// Where `client.*` events are published.
     pub bus: Publisher,
-    /// Whether the seed's unauthenticated handshake is accepted.
+    /// Whether the original design's unauthenticated handshake is accepted.
     pub insecure_dev_auth: bool,
 }

@@ -19,8 +19,7 @@ fn config() -> bincode::config::Configuration {
 /// Encodes a record.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_V1];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(StoreError::Encode)?;
     Ok(out)
 }
 

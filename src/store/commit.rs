@@ -27,7 +27,7 @@ use super::records::CommitRecord;
 use super::tree::{read_status, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Head seqs that are durable, for rooms written since open. Reads never go past them, so a
 /// reader never sees an event that a crash could still take back. Rooms not in the map have not
@@ -193,12 +193,12 @@ impl Committer {
         if !state.heads.is_empty()
             && let Err(e) = self.write(&mut state)
         {
-            tracing::error!(error = %e, "group commit failed");
-            let reason = e.to_string();
+            tracing::error!(error = %ErrorChain(&e), "group commit failed");
+            let failure = Arc::new(e);
             for request in group {
                 let _ = request
                     .reply
-                    .send(Err(StoreError::CommitFailed(reason.clone()).into()));
+                    .send(Err(StoreError::CommitFailed(Arc::clone(&failure)).into()));
             }
             return;
         }

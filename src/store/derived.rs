@@ -21,6 +21,7 @@ use super::keys;
 use super::records::{CommitRecord, StatusRecord};
 use super::tree::{decode_event, read_status};
 use crate::domain::{Event, PhotoId, PhotoStatus, Room};
+use crate::telemetry::ErrorChain;
 
 /// How long the writer gathers flushed groups before writing their statuses.
 const GATHER: Duration = Duration::from_millis(20);
@@ -112,7 +113,7 @@ pub(super) fn run_writer(
         match write(&db, &jobs, &latest) {
             Ok(()) => pending.settle(&latest),
             Err(e) => {
-                tracing::error!(error = %e, "could not write photo statuses; they will be derived again at next open")
+                tracing::error!(error = %ErrorChain(&e), "could not write photo statuses; they will be derived again at next open")
             }
         }
         for done in syncs {

@@ -1,5 +1,8 @@
 //! Errors of the event log.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::domain::{PhotoId, UserId};
 
 /// A failure of the store itself (I/O, corruption, schema).
@@ -17,8 +20,11 @@ pub enum StoreError {
         reason: String,
     },
     /// A record could not be encoded.
-    #[error("could not encode a record: {0}")]
-    Encode(String),
+    #[error("could not encode a record")]
+    Encode(#[source] bincode::error::EncodeError),
+    /// An event's `data` could not be written as JSON text.
+    #[error("could not encode an event's data")]
+    EventData(#[source] serde_json::Error),
     /// The data dir was written by a newer version of socket-bridge.
     #[error(
         "the store has schema version {found}, newer than this build supports ({supported}); \
@@ -40,12 +46,36 @@ pub enum StoreError {
         /// Why it failed.
         reason: String,
     },
-    /// A group commit could not be written; none of its appends is acknowledged.
-    #[error("group commit failed: {0}")]
-    CommitFailed(String),
-    /// Another process holds the data dir.
-    #[error("the data dir is in use by another process (is a hub running?): {0}")]
-    Locked(String),
+    /// A group commit could not be written; none of its appends is acknowledged. Every append
+    /// of the group gets the same failure.
+    #[error("group commit failed")]
+    CommitFailed(#[source] Arc<StoreError>),
+    /// Another process holds the store directory.
+    #[error("{} is in use by another socket-bridge{}: stop it, or use another data dir", path.display(), holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+        /// The process holding it, when it could be read.
+        holder: Option<u32>,
+    },
+    /// A file of the store directory could not be created or opened.
+    #[error("{}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of the event log could not be started.
+    #[error("could not start the {name} thread")]
+    Thread {
+        /// The thread's name.
+        name: &'static str,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store was closed.
     #[error("the event log is closed")]
     Closed,
@@ -67,7 +97,7 @@ pub enum AppendError {
     Store(#[from] StoreError),
 }
 
-/// A rule of CONTRACT.md section 5 that depends on stored state.
+/// A rule of docs/protocol.md ("Stored events") that depends on stored state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// The event's `userId` is not the photo's owner.

@@ -12,6 +12,7 @@ use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, Vis
 use super::derived::{self, Pending, WriterMessage};
 use super::ids::IdIndex;
 use super::keys;
+use super::lock::{DirLock, LOCK_WAIT};
 use super::migrate;
 use super::records::{EventRecord, StoredEvent};
 use super::tree::{decode_event, read_status, stored_head};
@@ -56,6 +57,8 @@ struct Shared {
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<std::sync::mpsc::Sender<WriterMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Dropped last, after the tree.
+    _lock: DirLock,
 }
 
 impl Drop for Shared {
@@ -74,10 +77,11 @@ impl EventLog {
     /// a newer schema), derives again the statuses a crash left unwritten, builds the in-memory
     /// id index, and starts the committer.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let lock = DirLock::acquire(dir.as_ref())?;
         let config = sled::Config::new()
             .path(dir.as_ref())
             .cache_capacity(options.cache_capacity_bytes);
-        let db = open_waiting_for_lock(&config)?;
+        let db = open_tree(&config)?;
         migrate::run(&db)?;
         let recovered = derived::recover(&db)?;
         if recovered > 0 {
@@ -109,7 +113,10 @@ impl EventLog {
             std::thread::Builder::new()
                 .name("event-log-status-writer".into())
                 .spawn(move || derived::run_writer(db, pending, writer_rx))
-                .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?
+                .map_err(|source| StoreError::Thread {
+                    name: "status writer",
+                    source,
+                })?
         };
         let committer = Committer::new(
             db.clone(),
@@ -123,7 +130,10 @@ impl EventLog {
         let committer = std::thread::Builder::new()
             .name("event-log-committer".into())
             .spawn(move || committer.run(request_rx))
-            .map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+            .map_err(|source| StoreError::Thread {
+                name: "committer",
+                source,
+            })?;
 
         Ok(Self {
             shared: Arc::new(Shared {
@@ -136,6 +146,7 @@ impl EventLog {
                 requests: Mutex::new(Some(request_tx)),
                 writer: Mutex::new(Some(writer_tx)),
                 threads: Mutex::new(vec![committer, writer]),
+                _lock: lock,
             }),
         })
     }
@@ -321,23 +332,17 @@ fn close_shared(shared: &Shared) {
     shared.listener.close();
 }
 
-/// How long `open` waits for another handle on the same directory to let go of its lock. sled
-/// releases the lock from a background thread a few milliseconds after the last handle is dropped,
-/// so an immediate reopen (a restart in the same process, a test) would otherwise fail.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+/// Opens the tree. The directory is already locked by this process, so a sled lock that is still
+/// held can only be a handle of this process being closed (sled lets go from a background thread
+/// a few milliseconds after the last handle is dropped): wait for it.
+fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
         match config.open() {
             Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
+                if e.kind() == std::io::ErrorKind::Other && started.elapsed() < LOCK_WAIT =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                return Err(StoreError::Locked(e.to_string()));
             }
             other => return Ok(other?),
         }
@@ -346,7 +351,7 @@ fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> 
 
 /// Encodes an event's stored form on the caller's task, so the committer only assigns seqs.
 fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
-    let data = serde_json::to_string(&event.data).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let data = serde_json::to_string(&event.data).map_err(StoreError::EventData)?;
     let record = codec::encode(&EventRecord {
         id: event.id.as_str().to_owned(),
         type_code: event.event_type.code(),

@@ -15,6 +15,7 @@
 //! - `ids`: the event-id index, in memory, rebuilt from the events at open.
 //! - `derived`: photo statuses, written behind the committer and recovered at open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
+//! - `lock`: the store directory's lock file (one process at a time).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
 mod codec;
@@ -23,6 +24,7 @@ mod derived;
 mod error;
 mod ids;
 mod keys;
+mod lock;
 mod log;
 mod migrate;
 mod prune;

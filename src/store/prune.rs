@@ -1,6 +1,6 @@
 //! Retention: removing old events in small batches while appends and replays go on.
 //!
-//! A pass visits every room (its head record) and removes a prefix of its events: those older
+//! A pass walks the event records room by room and removes a prefix of each room: those older
 //! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
 //! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the room's first event key). Removed events

@@ -22,7 +22,7 @@ use crate::bus::Backoff;
 use crate::domain::{Event, Timestamp};
 use crate::ingest::Ingest;
 use crate::store::AppendError;
-use crate::telemetry::metric;
+use crate::telemetry::{ErrorChain, metric};
 
 /// Chunks of messages the reader may queue ahead of the storer.
 const QUEUED_CHUNKS: usize = 8;
@@ -126,7 +126,9 @@ impl Consumer {
                 Err(SetupError::Conflict(error)) => {
                     tracing::error!(%error, "cannot consume from NATS JetStream");
                 }
-                Err(error) => tracing::warn!(%error, "NATS JetStream is not ready"),
+                Err(error) => {
+                    tracing::warn!(error = %ErrorChain(&error), "NATS JetStream is not ready")
+                }
             }
             let delay = retry.next_delay();
             if sleep_or_stop(delay, &mut stop).await {
@@ -135,7 +137,7 @@ impl Consumer {
         }
         match tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await {
             Ok(Ok(())) => tracing::debug!("acks flushed to NATS"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush acks to NATS"),
+            Ok(Err(e)) => tracing::warn!(error = %ErrorChain(&e), "could not flush acks to NATS"),
             Err(_) => tracing::warn!(
                 "flushing acks to NATS timed out; unacked messages will be redelivered"
             ),
@@ -380,7 +382,7 @@ impl Consumer {
         match published {
             Ok(()) => ack(message, AckKind::Term).await,
             Err(e) => {
-                tracing::warn!(error = %e, stream_sequence = sequence, "could not copy a refused message to the dead-letter subject; it will be redelivered");
+                tracing::warn!(error = %ErrorChain(&e), stream_sequence = sequence, "could not copy a refused message to the dead-letter subject; it will be redelivered");
                 ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }
@@ -392,7 +394,7 @@ impl Consumer {
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(e) = message.ack_with(kind).await {
         metrics::counter!(metric::NATS_ACK_FAILURES_TOTAL).increment(1);
-        tracing::debug!(error = %e, "could not ack a message; it will be redelivered");
+        tracing::debug!(error = %ErrorChain(&*e), "could not ack a message; it will be redelivered");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Turning a JetStream message into a validated [`Event`] (CONTRACT.md sections 5 and 6), or into
+//! Turning a JetStream message into a validated [`Event`] (docs/protocol.md, "Stored events" and "Producers: NATS JetStream"), or into
 //! the [`Refusal`] it is dead-lettered with. Pure: no I/O, so every rule is unit-tested here.
 
 use crate::domain::{DomainError, Event, EventInput, Timestamp};
@@ -27,7 +27,7 @@ pub enum Refusal {
         /// The body's `type`.
         given: String,
     },
-    /// The event breaks a rule of CONTRACT.md section 5 (unknown type, missing `photoId`, ...).
+    /// The event breaks a rule of docs/protocol.md, "Stored events" (unknown type, missing `photoId`, ...).
     #[error(transparent)]
     Invalid(#[from] DomainError),
     /// The event breaks a rule that needs the stored state (the photo's owner).

@@ -1,4 +1,4 @@
-//! The NATS bus (CONTRACT.md section 6): the hub is a durable consumer of the producers'
+//! The NATS bus (docs/protocol.md, "Producers: NATS JetStream"): the hub is a durable consumer of the producers'
 //! JetStream stream, and publishes its own `client.*` events on core NATS.
 //!
 //! # Layout
@@ -29,6 +29,7 @@ pub use setup::{STREAM_SUBJECTS, SetupError};
 
 use super::{BusError, BusFuture, EventBus};
 use crate::ingest::Ingest;
+use crate::telemetry::ErrorChain;
 
 /// How the hub uses NATS.
 #[derive(Debug, Clone)]
@@ -199,8 +200,8 @@ impl NatsBus {
         let js = async_nats::jetstream::new(self.client.clone());
         match setup::ensure(&js, &spec(settings)).await {
             Ok(_) => Ok(true),
-            Err(SetupError::Unavailable(error)) => {
-                tracing::warn!(%error, "NATS JetStream is not ready; retrying in the background");
+            Err(error @ SetupError::Unavailable { .. }) => {
+                tracing::warn!(error = %ErrorChain(&error), "NATS JetStream is not ready; retrying in the background");
                 Ok(false)
             }
             Err(conflict) => Err(conflict.into()),
@@ -254,11 +255,11 @@ impl EventBus for NatsBus {
     ) -> BusFuture<'_, Result<(), BusError>> {
         let subject = subject.to_owned();
         Box::pin(async move {
-            let body = serde_json::to_vec(&payload).map_err(|e| BusError(e.to_string()))?;
+            let body = serde_json::to_vec(&payload).map_err(BusError::Encode)?;
             self.client
                 .publish(subject, body.into())
                 .await
-                .map_err(|e| BusError(e.to_string()))
+                .map_err(BusError::Nats)
         })
     }
 }
@@ -278,7 +279,7 @@ impl ConsumerHandle {
             Ok(Ok(())) => {
                 tracing::info!("NATS consumer stopped; its last batch is stored and acked")
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "the NATS consumer task failed"),
+            Ok(Err(e)) => tracing::error!(error = %ErrorChain(&e), "the NATS consumer task failed"),
             Err(_) => tracing::warn!(
                 limit_ms = limit.as_millis() as u64,
                 "the NATS consumer did not stop in time; unacked messages will be redelivered"

@@ -1,6 +1,6 @@
 //! Making sure the JetStream stream and the hub's durable pull consumer exist: creating them when
 //! missing, adjusting the consumer's tunables, and refusing an existing stream or consumer that the
-//! hub cannot use (CONTRACT.md section 6).
+//! hub cannot use (docs/protocol.md, "Producers: NATS JetStream").
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,7 @@ use async_nats::jetstream::{self, stream};
 use super::decode::StreamIdentity;
 
 /// The subjects of the producers' stream: exactly these, so that the hub sees every event type of
-/// CONTRACT.md section 5 and nothing else.
+/// docs/protocol.md, "Stored events", and nothing else.
 pub const STREAM_SUBJECTS: [&str; 2] = ["photo.>", "system.>"];
 
 /// Extra wait after the last delivery's ack deadline (or nak delay), so that the server has moved
@@ -28,8 +28,24 @@ pub enum SetupError {
     #[error("{0}")]
     Conflict(String),
     /// JetStream could not be asked (NATS down, timeout, no JetStream, permissions).
-    #[error("NATS JetStream unavailable: {0}")]
-    Unavailable(String),
+    #[error("NATS JetStream unavailable while {action}")]
+    Unavailable {
+        /// What the hub was doing.
+        action: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Maps a JetStream error met while doing `action` to [`SetupError::Unavailable`].
+fn unavailable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    action: &'static str,
+) -> impl FnOnce(E) -> SetupError {
+    move |e| SetupError::Unavailable {
+        action,
+        source: e.into(),
+    }
 }
 
 /// What to make ready.
@@ -62,12 +78,12 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
     let mut stream = match js.get_stream(&spec.stream).await {
         Ok(stream) => stream,
         Err(e) if stream_missing(&e) => create_stream(js, spec).await?,
-        Err(e) => return Err(SetupError::Unavailable(e.to_string())),
+        Err(e) => return Err(unavailable("reading the stream")(e)),
     };
     let info = stream
         .info()
         .await
-        .map_err(|e| SetupError::Unavailable(e.to_string()))?;
+        .map_err(unavailable("reading the stream's info"))?;
     check_stream(&spec.stream, &info.config)?;
     let identity = StreamIdentity::new(spec.stream.clone(), info.created.unix_timestamp_nanos());
 
@@ -83,12 +99,12 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
                     stream
                         .create_consumer(update)
                         .await
-                        .map_err(|e| SetupError::Unavailable(e.to_string()))?
+                        .map_err(unavailable("updating the consumer"))?
                 }
                 None => stream
                     .get_consumer(&spec.consumer)
                     .await
-                    .map_err(|e| SetupError::Unavailable(e.to_string()))?,
+                    .map_err(unavailable("opening the consumer"))?,
             }
         }
         Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
@@ -96,9 +112,9 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
             stream
                 .create_consumer(new_consumer(spec))
                 .await
-                .map_err(|e| SetupError::Unavailable(e.to_string()))?
+                .map_err(unavailable("creating the consumer"))?
         }
-        Err(e) => return Err(SetupError::Unavailable(e.to_string())),
+        Err(e) => return Err(unavailable("reading the consumer")(e)),
     };
     let info = consumer.cached_info();
     let redelivery_wait = redelivery_wait(
@@ -130,7 +146,7 @@ async fn create_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| SetupError::Unavailable(e.to_string()))
+    .map_err(unavailable("creating the stream"))
 }
 
 /// An existing stream must have exactly the subjects of [`STREAM_SUBJECTS`].
