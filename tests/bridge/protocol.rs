@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::helpers::{WAIT, spawn_app, token, uploaded};
 
 /// The hub publishes `client.connected`, `client.subscribed` and `client.disconnected` on its bus
-/// with the seed's fields.
+/// with the original design's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_lifecycle_events_reach_the_bus() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,4 +1,4 @@
-// CONTRACT.md sections 2 and 3: who may connect, and what a refused or accepted handshake looks like.
+// docs/protocol.md, "Connecting": who may connect, and what a refused or accepted handshake looks like.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -27,7 +27,7 @@ const unauthorized = [
   ['an unsigned alg "none" token', () => ({ token: badTokens.algNone(), clientId: uid('c') })],
   ['an HS384 token signed with the right secret', () => ({ token: badTokens.hs384(), clientId: uid('c') })],
   ['a bad token even when clientId is missing too', () => ({ token: badTokens.garbage() })],
-  ["the seed's bare userId handshake (no --insecure-dev-auth)", () => ({ userId: uid('u'), clientId: uid('c') })],
+  ["the original design's bare userId handshake (no --insecure-dev-auth)", () => ({ userId: uid('u'), clientId: uid('c') })],
   ['a token without sub', () => ({ token: signJwt({ exp: Math.floor(Date.now() / 1000) + 600, permissions: [] }), clientId: uid('c') })],
 ];
 

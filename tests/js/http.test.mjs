@@ -1,4 +1,4 @@
-// CONTRACT.md sections 1, 6 and 7: the HTTP ingest and history endpoints, their errors, and CORS.
+// docs/protocol.md, "Producers" and "HTTP read API": the HTTP ingest and history endpoints, their errors, and CORS.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';

@@ -1,4 +1,4 @@
-// CONTRACT.md sections 1, 4 and 5: graceful shutdown (system.shutdown, exit 0) and durability across a
+// README ("Configuration") and docs/protocol.md ("Replay and resume"): graceful shutdown (system.shutdown, exit 0) and durability across a
 // restart on the same data dir (status, epoch, seqs, idempotency, resume).
 
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// CONTRACT.md sections 3 and 4: resuming rooms at handshake (`auth.resume` + `epoch`), resume:complete,
+// docs/protocol.md, "Resume at connect": resuming rooms at handshake (`auth.resume` + `epoch`), resume:complete,
 // refused rooms, and replay:truncated for a wrong epoch or a seq beyond the head.
 
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// CONTRACT.md sections 3 and 5: the default rooms a socket joins, routing, and the delivered payload.
+// docs/protocol.md, "After connecting" and "Stored events": the default rooms a socket joins, routing, and the delivered payload.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';

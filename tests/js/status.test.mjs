@@ -1,4 +1,4 @@
-// CONTRACT.md sections 3 and 5: photo:status:request and the status a photo's events derive.
+// docs/protocol.md, "Photo status": photo:status:request and the status a photo's events derive.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';

@@ -1,4 +1,4 @@
-// CONTRACT.md sections 3 and 4: subscribe:photo / unsubscribe:photo, replay with `since`, authorization
+// docs/protocol.md, "Client to server events" and "Replay and resume": subscribe:photo / unsubscribe:photo, replay with `since`, authorization
 // and refusals (acks and request:error), and ping.
 
 import assert from 'node:assert/strict';

@@ -87,7 +87,7 @@ async fn jetstream_events_reach_a_subscribed_client_in_order() {
 }
 
 /// The hub publishes `client.connected`, `client.subscribed` and `client.disconnected` on NATS
-/// with the seed's fields.
+/// with the original design's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_events_appear_on_nats() {
     let nats = NatsServer::start().await;

@@ -1,5 +1,5 @@
 //! End-to-end tests of the NATS JetStream bus against a real `nats-server -js` that each test
-//! starts on a free port with its own store dir (CONTRACT.md section 6).
+//! starts on a free port with its own store dir (docs/protocol.md, "Producers: NATS JetStream").
 
 // The bridge suite's Socket.IO client, tokens and settings; this suite uses only part of them.
 #[allow(dead_code)]

@@ -196,7 +196,7 @@ proptest! {
         }
     }
 
-    /// Status derivation follows CONTRACT.md section 5, checked against a small reference model.
+    /// Status derivation follows docs/protocol.md ("Photo status"), checked against a small reference model.
     #[test]
     fn status_follows_the_reference_model(steps in prop::collection::vec((0u8..6, prop::option::of(0u8..=100)), 1..40)) {
         let dir = tempfile::tempdir().expect("tempdir");
