@@ -100,41 +100,27 @@ struct Overlay {
 
 /// The committer thread's state.
 pub(super) struct Committer {
-    db: sled::Db,
-    visible: Arc<VisibleHeads>,
-    pending: Arc<Pending>,
-    ids: Arc<IdIndex>,
-    listener: Arc<CommitListener>,
-    writer: std::sync::mpsc::Sender<WriterMessage>,
-    max_group_events: usize,
-    next_commit_no: u64,
+    /// The tree.
+    pub db: sled::Db,
+    /// Heads readers may see: updated after each flush.
+    pub visible: Arc<VisibleHeads>,
+    /// Statuses derived but not yet written by the status writer.
+    pub pending: Arc<Pending>,
+    /// The event-id index.
+    pub ids: Arc<IdIndex>,
+    /// Where durable events go (the hub).
+    pub listener: Arc<CommitListener>,
+    /// The status writer's queue.
+    pub writer: std::sync::mpsc::Sender<WriterMessage>,
+    /// Most events one group commit takes.
+    pub max_group_events: usize,
+    /// The number of the next commit record.
+    pub next_commit_no: u64,
     /// Heads of the rooms written since open: the committer is their only writer.
-    heads: HashMap<String, u64>,
+    pub heads: HashMap<String, u64>,
 }
 
 impl Committer {
-    pub fn new(
-        db: sled::Db,
-        visible: Arc<VisibleHeads>,
-        pending: Arc<Pending>,
-        ids: Arc<IdIndex>,
-        listener: Arc<CommitListener>,
-        writer: std::sync::mpsc::Sender<WriterMessage>,
-        max_group_events: usize,
-    ) -> Self {
-        Self {
-            db,
-            visible,
-            pending,
-            ids,
-            listener,
-            writer,
-            max_group_events,
-            next_commit_no: 1,
-            heads: HashMap::new(),
-        }
-    }
-
     /// Serves append requests until every sender is gone.
     pub fn run(mut self, mut requests: mpsc::Receiver<AppendRequest>) {
         let mut last_group = 0;

@@ -1,6 +1,7 @@
 //! [`EventLog`]: opening a data dir, reads, and the append call that hands batches to the
 //! committer thread.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -118,15 +119,17 @@ impl EventLog {
                     source,
                 })?
         };
-        let committer = Committer::new(
-            db.clone(),
-            Arc::clone(&visible),
-            Arc::clone(&pending),
-            Arc::clone(&ids),
-            Arc::clone(&listener),
-            writer_tx.clone(),
-            options.max_group_events.max(1),
-        );
+        let committer = Committer {
+            db: db.clone(),
+            visible: Arc::clone(&visible),
+            pending: Arc::clone(&pending),
+            ids: Arc::clone(&ids),
+            listener: Arc::clone(&listener),
+            writer: writer_tx.clone(),
+            max_group_events: options.max_group_events.max(1),
+            next_commit_no: 1,
+            heads: HashMap::new(),
+        };
         let committer = std::thread::Builder::new()
             .name("event-log-committer".into())
             .spawn(move || committer.run(request_rx))
