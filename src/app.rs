@@ -28,17 +28,18 @@ use crate::telemetry::{self, ErrorChain};
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The event log could not be opened or closed.
-    #[error("event log: {0}")]
+    #[error("event log")]
     Store(#[from] StoreError),
     /// The token secret could not be loaded.
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// Binding or serving the listener failed.
-    #[error("listener {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address.
         addr: String,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The retention schedule is invalid or could not start.
@@ -47,6 +48,37 @@ pub enum AppError {
     /// The NATS bus cannot be used (bad settings, or a conflicting stream or consumer).
     #[error(transparent)]
     Nats(#[from] NatsError),
+}
+
+impl AppError {
+    /// What the operator can do about it, when there is a usual remedy.
+    pub fn hint(&self) -> Option<&'static str> {
+        use std::io::ErrorKind;
+        let io_kind = match self {
+            AppError::Listen { source, .. } => {
+                return Some(match source.kind() {
+                    ErrorKind::AddrInUse => {
+                        "stop what listens there, or pass --listen with another port"
+                    }
+                    ErrorKind::PermissionDenied => {
+                        "ports below 1024 need privileges; pass --listen with a higher port"
+                    }
+                    _ => "pass --listen with an address of this machine",
+                });
+            }
+            AppError::Store(StoreError::Io { source, .. })
+            | AppError::Secret(SecretError::Io { source, .. }) => source.kind(),
+            AppError::Store(StoreError::Sled(sled::Error::Io(source))) => source.kind(),
+            _ => return None,
+        };
+        match io_kind {
+            ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+                Some("make the data dir writable by this user, or pass --data-dir")
+            }
+            ErrorKind::StorageFull => Some("free some space on the data dir's disk"),
+            _ => None,
+        }
+    }
 }
 
 /// How long the hub waits for NATS at start before serving without it.
@@ -89,9 +121,12 @@ impl Application {
         let (tokens, generated) =
             TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;
         if generated {
+            let binary = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "socket-bridge".into());
             tracing::info!(
                 path = %settings.data_dir.join("jwt-secret").display(),
-                "generated a token secret; mint a token with `socket-bridge token --user <id> --permission read:photos`"
+                "generated a token secret; mint a token with `{binary} token --user <id> --permission read:photos` (from a checkout: `cargo run --release -- token ...`)"
             );
         }
         if settings.insecure_dev_auth {

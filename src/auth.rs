@@ -132,11 +132,12 @@ impl From<jsonwebtoken::errors::Error> for AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     /// Reading or writing the secret file failed.
-    #[error("token secret file {path}: {source}")]
+    #[error("token secret file {path}")]
     Io {
         /// The file.
         path: String,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// The configured or stored secret is too short.

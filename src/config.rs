@@ -90,7 +90,7 @@ pub struct DataArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RetentionArgs {
     /// Events older than this are pruned (e.g. `7d`, `12h`).
-    #[arg(long, env = "RETENTION_MAX_AGE", default_value_t = settings::DEFAULT_RETENTION_MAX_AGE.into())]
+    #[arg(long, env = "RETENTION_MAX_AGE", value_parser = duration, default_value_t = settings::DEFAULT_RETENTION_MAX_AGE.into())]
     pub retention_max_age: humantime::Duration,
     /// At most this many events are kept per room.
     #[arg(long, env = "RETENTION_MAX_EVENTS", default_value_t = settings::DEFAULT_RETENTION_MAX_EVENTS)]
@@ -158,7 +158,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SOCKET_QUEUE_PACKETS", default_value_t = settings::DEFAULT_QUEUE_PACKETS)]
     pub socket_queue_packets: usize,
     /// How long a slow client may make no progress before it is disconnected (it will resume).
-    #[arg(long, env = "SLOW_CLIENT_TIMEOUT", default_value_t = settings::DEFAULT_SLOW_CLIENT_TIMEOUT.into())]
+    #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = duration, default_value_t = settings::DEFAULT_SLOW_CLIENT_TIMEOUT.into())]
     pub slow_client_timeout: humantime::Duration,
     #[command(flatten)]
     pub retention: RetentionArgs,
@@ -171,6 +171,12 @@ pub struct ServeArgs {
     /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development only.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
     pub insecure_dev_auth: bool,
+}
+
+/// Parses a duration such as `30s`, `15m`, `1h` or `7d`, with an error that says so.
+fn duration(s: &str) -> Result<humantime::Duration, String> {
+    s.parse()
+        .map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 1h or 7d"))
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -242,7 +248,7 @@ pub struct NatsArgs {
     #[arg(long = "nats-batch-size", env = "NATS_BATCH_SIZE", default_value_t = nats::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// How long JetStream waits for an ack before redelivering (the consumer's `ack_wait`).
-    #[arg(long = "nats-ack-wait", env = "NATS_ACK_WAIT", default_value_t = nats::DEFAULT_ACK_WAIT.into())]
+    #[arg(long = "nats-ack-wait", env = "NATS_ACK_WAIT", value_parser = duration, default_value_t = nats::DEFAULT_ACK_WAIT.into())]
     pub ack_wait: humantime::Duration,
 }
 
@@ -273,7 +279,7 @@ pub struct TokenArgs {
     #[arg(long = "permission")]
     pub permissions: Vec<Permission>,
     /// How long the token is valid, e.g. `30s`, `15m`, `1h`, `7d`.
-    #[arg(long, default_value = "1h")]
+    #[arg(long, value_parser = duration, default_value = "1h")]
     pub ttl: humantime::Duration,
 }
 
@@ -318,6 +324,23 @@ mod tests {
             .expect_err("typo refused");
         let text = err.to_string();
         assert!(text.contains("read:photos"), "{text}");
+    }
+
+    /// `--ttl` takes 30s, 15m, 1h, 7d and says what it wants otherwise.
+    #[test]
+    fn ttl_words() {
+        for (given, secs) in [("30s", 30), ("15m", 900), ("1h", 3600), ("7d", 604_800)] {
+            let Ok(Command::Token(token)) = parse(&["token", "--user", "u1", "--ttl", given])
+            else {
+                panic!("{given} parses");
+            };
+            assert_eq!(std::time::Duration::from(token.ttl).as_secs(), secs);
+        }
+        let err = parse(&["token", "--user", "u1", "--ttl", "soon"]).expect_err("refused");
+        assert!(
+            err.to_string().contains("use e.g. 30s, 15m, 1h or 7d"),
+            "{err}"
+        );
     }
 
     /// A bad schedule is refused when the settings are built.

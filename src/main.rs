@@ -1,8 +1,10 @@
 //! The `socket-bridge` binary: `serve` (the default), `token` and `prune`.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
-use socket_bridge::app::Application;
+use socket_bridge::app::{AppError, Application};
 use socket_bridge::auth::TokenAuthority;
 use socket_bridge::config::{Cli, Command, ServeArgs};
 use socket_bridge::domain::Timestamp;
@@ -12,13 +14,34 @@ use socket_bridge::telemetry::{self, ErrorChain};
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().into_command() {
+/// Runs the command; a failure is printed as one line (with what to do, when there is a usual
+/// remedy) and exits with status 1.
+fn main() -> ExitCode {
+    let outcome = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(Cli::parse().into_command())));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let hint = e
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<AppError>())
+                .and_then(AppError::hint)
+                .map(|hint| format!("; {hint}"))
+                .unwrap_or_default();
+            eprintln!("socket-bridge: error: {e:#}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => serve(*args).await,
         Command::Prune(args) => {
             telemetry::init_logging();
             let log = EventLog::open(args.data_dir.join("store"))
+                .map_err(AppError::from)
                 .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
             let report = log
                 .prune(&args.retention.policy(), Timestamp::now(), args.dry_run)
@@ -54,10 +77,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init_logging();
-    let settings = args.into_settings().context("invalid settings")?;
-    let app = Application::build(&settings)
-        .await
-        .context("starting socket-bridge")?;
+    let settings = args.into_settings()?;
+    let app = Application::build(&settings).await?;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         shutdown_signal().await;

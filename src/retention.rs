@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use croner::parser::{CronParser, Seconds};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -18,7 +19,7 @@ use crate::telemetry::{ErrorChain, metric};
 pub enum RetentionError {
     /// The cron expression does not parse.
     #[error(
-        "invalid prune schedule `{schedule}` (cron with a seconds field, e.g. `0 */10 * * * *`): {reason}"
+        "invalid --prune-schedule `{schedule}`: {reason}; use cron with a seconds field, e.g. `0 */10 * * * *` (every ten minutes)"
     )]
     Schedule {
         /// The expression.
@@ -57,12 +58,19 @@ pub struct PruneSchedule(String);
 impl PruneSchedule {
     /// Checks `schedule` without scheduling anything.
     pub fn parse(schedule: &str) -> Result<Self, RetentionError> {
+        let refused = |reason: String| RetentionError::Schedule {
+            schedule: schedule.to_owned(),
+            reason,
+        };
+        CronParser::builder()
+            .seconds(Seconds::Required)
+            .dom_and_dow(true)
+            .build()
+            .parse(schedule)
+            .map_err(|e| refused(e.to_string()))?;
         Job::new_async(schedule, |_, _| Box::pin(async {}))
             .map(|_| Self(schedule.to_owned()))
-            .map_err(|e| RetentionError::Schedule {
-                schedule: schedule.to_owned(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| refused(format!("the scheduler refuses it ({e:?})")))
     }
 
     /// The expression.

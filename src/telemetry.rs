@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 /// Installs the log subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,tokio_cron_scheduler=warn,socketioxide=warn,engineioxide=warn")
+        EnvFilter::new(
+            "info,tokio_cron_scheduler=warn,socketioxide=warn,engineioxide=warn,async_nats=warn",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -178,5 +180,62 @@ pub fn register_metrics() {
     }
     for name in metric::HISTOGRAMS {
         drop(metrics::histogram!(*name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric names of the README's "Metrics" table.
+    fn readme_metrics() -> Vec<String> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Metrics\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a Metrics section");
+        section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The README lists exactly the metrics the hub records, and each of them is in `/metrics`
+    /// from the start.
+    #[test]
+    fn readme_metrics_are_registered_at_start() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, register_metrics);
+        let rendered = handle.render();
+        let mut listed = readme_metrics();
+        listed.sort();
+        let mut known: Vec<String> = metric::COUNTERS
+            .iter()
+            .chain(metric::GAUGES)
+            .chain(metric::HISTOGRAMS)
+            .map(|m| (*m).to_owned())
+            .collect();
+        known.sort();
+        assert_eq!(listed, known, "README table vs telemetry::metric");
+        for name in &known {
+            assert!(
+                rendered.lines().any(|l| l.starts_with(name.as_str())),
+                "{name} is not in /metrics at start"
+            );
+        }
+    }
+
+    /// A chain prints every cause once, outermost first.
+    #[test]
+    fn error_chain_prints_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(ErrorChain(&e).to_string(), "outer: inner");
     }
 }

@@ -59,7 +59,7 @@ pub enum StoreError {
         holder: Option<u32>,
     },
     /// A file of the store directory could not be created or opened.
-    #[error("{}", path.display())]
+    #[error("cannot create or open {}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,

@@ -31,8 +31,20 @@ pub(super) fn version(db: &sled::Db) -> Result<u32, StoreError> {
     })
 }
 
-/// Brings the store to [`SCHEMA_VERSION`], or refuses one that is newer.
+/// Brings the store to [`SCHEMA_VERSION`], or refuses one that is newer. An empty directory
+/// starts at the current schema with a new epoch; no migration runs for it.
 pub(super) fn run(db: &sled::Db) -> Result<(), StoreError> {
+    if db.is_empty() {
+        let epoch = format!("{:032x}", rand::random::<u128>());
+        db.insert(keys::meta(keys::META_EPOCH), codec::encode(&epoch)?)?;
+        db.insert(
+            keys::meta(keys::META_SCHEMA_VERSION),
+            codec::encode(&SCHEMA_VERSION)?,
+        )?;
+        db.flush()?;
+        tracing::info!(version = SCHEMA_VERSION, %epoch, "created a new store");
+        return Ok(());
+    }
     let found = version(db)?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {

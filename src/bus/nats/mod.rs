@@ -122,6 +122,21 @@ impl NatsSettings {
     }
 }
 
+/// `url` (one or more comma-separated server URLs) with any `user:password@` or `token@` part
+/// replaced by `***@`, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|one| match (one.find("://"), one.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &one[..scheme + 3], &one[at..])
+            }
+            (None, Some(at)) => format!("***{}", &one[at..]),
+            _ => one.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Largest accepted `--nats-batch-size`.
 const MAX_BATCH: usize = 10_000;
 
@@ -154,24 +169,46 @@ pub struct NatsBus {
 
 impl NatsBus {
     /// Connects to `settings.url`. Returns at once even when NATS is down: the client keeps
-    /// trying in the background, and reconnects by itself whenever the connection drops.
+    /// trying in the background, and reconnects by itself whenever the connection drops. Each
+    /// change of the connection's state is logged once, with the URL (credentials redacted).
     pub async fn connect(settings: &NatsSettings) -> Result<Self, NatsError> {
         settings.validate()?;
         let (disconnected, disconnects) = watch::channel(0u64);
+        let url = redacted(&settings.url);
+        let connected = Arc::new(AtomicBool::new(false));
+        let logged_down = Arc::new(AtomicBool::new(false));
         let client = ConnectOptions::new()
             .name("socket-bridge")
             .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback(move |event| {
-                if matches!(event, Event::Disconnected) {
-                    disconnected.send_modify(|n| *n += 1);
+                match event {
+                    Event::Connected => {
+                        logged_down.store(false, Ordering::SeqCst);
+                        if !connected.swap(true, Ordering::SeqCst) {
+                            tracing::info!(url = %url, "connected to NATS");
+                        }
+                    }
+                    Event::Disconnected => {
+                        disconnected.send_modify(|n| *n += 1);
+                        connected.store(false, Ordering::SeqCst);
+                        if !logged_down.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(url = %url, "lost the connection to NATS; reconnecting in the background");
+                        }
+                    }
+                    Event::ClientError(e) => {
+                        if !logged_down.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(url = %url, error = %e, "cannot reach NATS; retrying in the background");
+                        }
+                    }
+                    other => tracing::debug!(url = %url, event = %other, "NATS client event"),
                 }
                 std::future::ready(())
             })
             .connect(settings.url.as_str())
             .await
             .map_err(|e| NatsError::Connect {
-                url: settings.url.clone(),
+                url: redacted(&settings.url),
                 reason: e.to_string(),
             })?;
         Ok(Self {
@@ -192,7 +229,7 @@ impl NatsBus {
         let deadline = Instant::now() + within;
         while self.client.connection_state() != State::Connected {
             if Instant::now() >= deadline {
-                tracing::warn!(url = %settings.url, "NATS is not reachable; serving without it and retrying in the background");
+                tracing::warn!(url = %redacted(&settings.url), "NATS is not reachable; serving without it and retrying in the background");
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -293,15 +330,17 @@ mod tests {
     use super::*;
 
     fn settings() -> NatsSettings {
-        NatsSettings {
-            url: "nats://127.0.0.1:4222".into(),
-            stream: "PHOTO_EVENTS".into(),
-            consumer: "socket-bridge".into(),
-            dead_letter_subject: "socket-bridge.dead-letter".into(),
-            batch_size: 256,
-            ack_wait: Duration::from_secs(30),
-            max_message_bytes: 1 << 20,
-        }
+        NatsSettings::new("nats://127.0.0.1:4222", 1 << 20)
+    }
+
+    /// Credentials never reach a log line.
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redacted("nats://alice:s3cret@nats1:4222,tls://tok@nats2:4222,nats://plain:4222"),
+            "nats://***@nats1:4222,tls://***@nats2:4222,nats://plain:4222"
+        );
+        assert_eq!(redacted("user:pw@host:4222"), "***@host:4222");
     }
 
     /// The defaults are valid; unusable names, subjects and sizes are refused before connecting.

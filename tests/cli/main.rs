@@ -1,0 +1,206 @@
+//! The binary's first hour: serve flags without `serve`, and startup failures that say in one line
+//! what failed, where, and what to do. Each test runs the real binary.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use socket_bridge::store::EventLog;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socket-bridge");
+
+/// Runs the binary with `args` (and a clean environment for its settings) and waits for it.
+fn run(args: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    for var in [
+        "LISTEN_ADDR",
+        "DATA_DIR",
+        "JWT_SECRET",
+        "NATS_URL",
+        "PRUNE_SCHEDULE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+/// The one error line a failed start prints.
+fn error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "expected a failure: {output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
+    lines[0].to_owned()
+}
+
+fn free_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind")
+}
+
+/// `--help` lists the serve flags at the top level, and they parse without `serve`.
+#[test]
+fn serve_flags_work_at_the_top_level() {
+    let help = run(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--listen", "--data-dir", "--nats-url", "--prune-schedule"] {
+        assert!(text.contains(flag), "--help lacks {flag}: {text}");
+    }
+    // A taken port fails after parsing: the flags were accepted without `serve`.
+    let taken = free_listener();
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let line = error_line(&run(&[
+        "--listen",
+        &addr,
+        "--data-dir",
+        &dir.path().join("d").display().to_string(),
+    ]));
+    assert!(line.contains(&addr), "{line}");
+}
+
+/// A port in use is named, with what to do, before anything is written to the data dir.
+#[test]
+fn port_in_use_is_found_before_the_data_dir_is_touched() {
+    let taken = free_listener();
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let line = error_line(&run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        &data.display().to_string(),
+    ]));
+    assert!(line.contains(&format!("cannot listen on {addr}")), "{line}");
+    assert!(line.contains("pass --listen"), "{line}");
+    assert!(!data.exists(), "the data dir was created: {line}");
+}
+
+/// A data dir held by another process names the store directory and the holder's pid.
+#[test]
+fn held_data_dir_names_the_holder() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let held = EventLog::open(data.join("store")).expect("open the store in this process");
+    let port = free_listener().local_addr().expect("addr").port();
+    let line = error_line(&run(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &data.display().to_string(),
+    ]));
+    assert!(
+        line.contains(&data.join("store").display().to_string()),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("pid {}", std::process::id())),
+        "{line}"
+    );
+    assert!(line.contains("in use by another socket-bridge"), "{line}");
+    held.close().expect("close");
+}
+
+/// A read-only place for the data dir is named, with what to do.
+#[test]
+fn read_only_data_dir_names_the_path() {
+    let dir = tempfile::tempdir().expect("dir");
+    let read_only = ReadOnlyDir::new(dir.path());
+    let data = read_only.path().join("data");
+    let port = free_listener().local_addr().expect("addr").port();
+    let line = error_line(&run(&[
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &data.display().to_string(),
+    ]));
+    assert!(line.contains(&data.display().to_string()), "{line}");
+    assert!(line.contains("make the data dir writable"), "{line}");
+}
+
+/// A bad cron expression and a bad duration say what they want.
+#[test]
+fn bad_schedule_and_duration_say_what_they_want() {
+    let line = error_line(&run(&["--prune-schedule", "often"]));
+    assert!(line.contains("--prune-schedule `often`"), "{line}");
+    assert!(line.contains("seconds field"), "{line}");
+    let out = run(&["token", "--user", "u1", "--ttl", "soon"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("use e.g. 30s, 15m, 1h or 7d"), "{text}");
+}
+
+/// `token --permission` refuses a typo and lists the valid permissions.
+#[test]
+fn unknown_permission_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = run(&[
+        "token",
+        "--data-dir",
+        &dir.path().display().to_string(),
+        "--user",
+        "u1",
+        "--permission",
+        "read:photo",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("unknown permission `read:photo`"), "{text}");
+    assert!(text.contains("read:photos, write:photos"), "{text}");
+}
+
+/// A directory in which nothing can be created. Root ignores permission bits, so as root it is
+/// a read-only tmpfs (or, where mounting is not allowed, sysfs); otherwise a directory without
+/// write permission.
+struct ReadOnlyDir {
+    path: PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnlyDir {
+    fn new(parent: &Path) -> Self {
+        let path = parent.join("read-only");
+        std::fs::create_dir(&path).expect("mkdir");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,ro", "tmpfs"])
+            .arg(&path)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if mounted {
+            return Self { path, mounted };
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if root {
+            return Self {
+                path: PathBuf::from("/sys"),
+                mounted,
+            };
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        Self { path, mounted }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.path).status();
+        } else if self.path != Path::new("/sys") {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
