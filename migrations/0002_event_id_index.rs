@@ -34,6 +34,7 @@ struct EventRecordV1 {
 /// the photo room first.
 type PlacementV2 = Vec<(String, u64)>;
 
+/// Adds every event record's room and seq to the index record of its id.
 pub(super) fn apply(db: &sled::Db) -> Result<(), StoreError> {
     for entry in db.scan_prefix([keys::EVENT]) {
         let (key, value) = entry?;
