@@ -1,10 +1,13 @@
-//! Version 1: the initial layout. A new store gets its epoch (its random identity, see
-//! docs/protocol.md, "Resume at connect"). Events (`e`), heads (`h`) and photo statuses (`s`) need no setup.
+//! Version 1: the initial layout. A new store gets its epoch (its random identity: "Epoch" under
+//! "Words" in `docs/protocol.md`). Events (`e`), heads (`h`) and photo statuses (`s`) need no
+//! setup.
 
 use crate::store::StoreError;
 use crate::store::codec;
 use crate::store::keys;
 
+/// Gives a new store its epoch; refuses a directory that holds other data. Safe to re-run: an
+/// epoch already written is kept.
 pub(super) fn apply(db: &sled::Db) -> Result<(), StoreError> {
     let epoch_key = keys::meta(keys::META_EPOCH);
     let foreign = db

@@ -5,6 +5,7 @@
 use crate::store::StoreError;
 use crate::store::keys;
 
+/// Removes every `i` record, in batches of 10,000.
 pub(super) fn apply(db: &sled::Db) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     let mut pending = 0;

@@ -1,93 +1,421 @@
-//! Schema versions: an older-format store opens through the migrations; a newer one is refused.
+//! Schema versions: stores written by the code of older versions open through the migrations and
+//! read back exactly what that code reported about them; a store from a newer schema is refused.
+//!
+//! The stores under `tests/fixtures/` were written once by the old code itself and are frozen (see
+//! `tests/fixtures/README.md`); next to each, `store-vN.manifest.json` lists what the writing code
+//! reported: every room's events, heads, each photo's status and each event id's placement.
 
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
-use serde_json::json;
-use socket_bridge::domain::{EventType, PhotoId, Room};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use socket_bridge::domain::{
+    Event, EventId, EventType, PhotoId, PhotoStatus, ProcessingState, Room, Timestamp,
+};
 use socket_bridge::store::{EventLog, SCHEMA_VERSION, StoreError};
 
-use crate::helpers::{photo_event, raw_open, runtime};
+use crate::helpers::{raw_open, runtime};
 
-const FIXTURE_V1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1");
-/// The epoch recorded in the v1 fixture when it was made.
-const FIXTURE_V1_EPOCH_FILE: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1.epoch");
+/// What the code that wrote a fixture reported about it (`tests/fixtures/store-vN.manifest.json`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    /// The schema version the store was written with.
+    schema_version: u32,
+    /// The store's epoch.
+    epoch: String,
+    /// Raw key counts by key tag (`e`, `h`, `i`, `m`, `s`, ...) when the writer had closed it.
+    raw_key_counts: BTreeMap<String, usize>,
+    /// Every room the writer was asked about, including rooms that never held an event.
+    rooms: Vec<RoomEntry>,
+    /// Every photo's status (`None` when the writer had none, e.g. after retention).
+    statuses: Vec<StatusEntry>,
+    /// Every appended event id and where the writer said it was stored (`None`: nowhere now).
+    placements: Vec<PlacementEntry>,
+}
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
+/// One room as its writer reported it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoomEntry {
+    room: String,
+    head: u64,
+    oldest: u64,
+    events: Vec<EventEntry>,
+}
+
+/// One stored event as its writer read it back.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventEntry {
+    seq: u64,
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    /// The `data` object as the stored JSON text.
+    data: String,
+    timestamp_ms: i64,
+}
+
+impl From<socket_bridge::store::StoredEvent> for EventEntry {
+    fn from(e: socket_bridge::store::StoredEvent) -> Self {
+        Self {
+            seq: e.seq,
+            id: e.id.as_str().to_owned(),
+            event_type: e.event_type.as_str().to_owned(),
+            data: e.data.to_string(),
+            timestamp_ms: e.timestamp.millis(),
         }
     }
 }
 
-/// A version 1 store (events, heads, statuses, no event-id index) written by the layout of that
-/// version opens through migrations 2 and 3: its events and status read back, its epoch is kept,
-/// its ids are recognised as already stored, and no on-disk id index is left behind.
-#[test]
-fn version_1_fixture_opens_through_the_migrations() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(Path::new(FIXTURE_V1), dir.path());
-    let raw = raw_open(dir.path());
-    assert_eq!(
-        raw.get(b"mschema_version").expect("get").as_deref(),
-        Some(&[1u8, 1][..]),
-        "fixture is v1"
-    );
-    assert_eq!(raw.scan_prefix(b"i").count(), 0, "fixture has no id index");
-    drop(raw);
+/// One photo's status as its writer reported it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusEntry {
+    photo_id: String,
+    status: Option<StatusFields>,
+}
 
-    let log = EventLog::open(dir.path()).expect("open through migrations");
-    let epoch = std::fs::read_to_string(FIXTURE_V1_EPOCH_FILE).expect("epoch file");
-    assert_eq!(log.epoch(), epoch.trim());
-    let p1 = PhotoId::parse("p1").expect("id");
-    let events = log.read(&Room::photo(&p1), 0, 100).expect("read");
+/// The fields of a photo status, in the manifest's own terms.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFields {
+    user_id: String,
+    state: String,
+    progress: u8,
+    last_event_type: String,
+    last_seq: u64,
+    updated_at_ms: i64,
+    error: Option<String>,
+}
+
+impl From<PhotoStatus> for StatusFields {
+    fn from(s: PhotoStatus) -> Self {
+        let state = match s.status {
+            ProcessingState::Pending => "pending",
+            ProcessingState::Processing => "processing",
+            ProcessingState::Completed => "completed",
+            ProcessingState::Failed => "failed",
+            ProcessingState::Deleted => "deleted",
+        };
+        Self {
+            user_id: s.user_id.as_str().to_owned(),
+            state: state.to_owned(),
+            progress: s.progress,
+            last_event_type: s.last_event_type.as_str().to_owned(),
+            last_seq: s.last_seq,
+            updated_at_ms: s.updated_at.millis(),
+            error: s.error,
+        }
+    }
+}
+
+/// Where one event id was stored, as its writer reported it.
+#[derive(Debug, Deserialize)]
+struct PlacementEntry {
+    id: String,
+    rooms: Option<Vec<(String, u64)>>,
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read fixture dir") {
+        let entry = entry.expect("fixture dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy fixture file");
+        }
+    }
+}
+
+/// A scratch copy of the frozen store of schema `version`, and its manifest.
+fn fixture(version: u32) -> (tempfile::TempDir, Manifest) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixtures().join(format!("store-v{version}")), dir.path());
+    let text = std::fs::read_to_string(fixtures().join(format!("store-v{version}.manifest.json")))
+        .expect("manifest");
+    let manifest: Manifest = serde_json::from_str(&text).expect("manifest shape");
     assert_eq!(
-        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![1, 2, 3]
+        manifest.schema_version, version,
+        "manifest of store-v{version}"
     );
-    assert_eq!(events[0].id.as_str(), "fixture-1");
-    let rt = runtime();
-    let again = photo_event(
-        "fixture-2",
-        EventType::ProcessingStarted,
-        "p1",
-        "u1",
-        json!({}),
-    );
-    let receipts = rt.block_on(log.append(vec![again])).expect("append");
-    assert!(receipts[0].duplicate, "the ids of v1 events are known");
-    assert_eq!(receipts[0].rooms, vec![(Room::photo(&p1), 2)]);
-    let next = photo_event(
-        "new-1",
-        EventType::ProcessingProgress,
-        "p1",
-        "u1",
-        json!({"progress": 80}),
-    );
-    let receipts = rt.block_on(log.append(vec![next])).expect("append");
-    assert_eq!(
-        receipts[0].rooms,
-        vec![(Room::photo(&p1), 4)],
-        "seqs continue after the v1 head"
-    );
-    let status = log.status(&p1).expect("status").expect("v1 status kept");
-    assert_eq!((status.last_seq, status.progress), (4, 80));
+    (dir, manifest)
+}
+
+/// The raw schema version record (a format byte, then the version).
+fn raw_schema_version(db: &sled::Db) -> Vec<u8> {
+    db.get(b"mschema_version")
+        .expect("get")
+        .expect("schema version record")
+        .to_vec()
+}
+
+/// How many keys the tree holds per key tag (`e`, `h`, ...).
+fn key_counts(db: &sled::Db) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for key in db.iter().keys() {
+        let key = key.expect("key");
+        *counts.entry(char::from(key[0]).to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Every key and value of the tree, in order.
+fn dump(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    raw_open(dir)
+        .iter()
+        .map(|entry| {
+            let (k, v) = entry.expect("entry");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// The records of a dump other than the id index and the schema version.
+fn without_index(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<&(Vec<u8>, Vec<u8>)> {
+    records
+        .iter()
+        .filter(|(key, _)| key.first() != Some(&b'i') && key.as_slice() != b"mschema_version")
+        .collect()
+}
+
+/// Opens the frozen store of `version` with today's code and checks it against its manifest:
+/// every event of every room, heads, oldest kept seqs, statuses, placements and the epoch; the
+/// schema is current afterwards, the on-disk id index is gone, and a second open changes nothing.
+fn opens_as_its_writer_reported(version: u32) {
+    let (dir, manifest) = fixture(version);
+    let mut expected_counts = manifest.raw_key_counts.clone();
+    expected_counts.remove("schema_version_byte");
+    {
+        let raw = raw_open(dir.path());
+        assert_eq!(
+            raw_schema_version(&raw),
+            vec![1, version as u8],
+            "fixture schema"
+        );
+        assert_eq!(
+            key_counts(&raw),
+            expected_counts,
+            "fixture holds what its manifest says"
+        );
+    }
+    let original = dump(dir.path());
+
+    let log = EventLog::open(dir.path()).expect("open through the migrations");
+    assert_eq!(log.epoch(), manifest.epoch, "epoch kept");
+    for entry in &manifest.rooms {
+        let room: Room = entry.room.parse().expect("room name");
+        assert_eq!(log.head(&room).expect("head"), entry.head, "head of {room}");
+        assert_eq!(
+            log.oldest(&room).expect("oldest"),
+            entry.oldest,
+            "oldest of {room}"
+        );
+        let events: Vec<EventEntry> = log
+            .read(&room, 0, usize::MAX)
+            .expect("read")
+            .into_iter()
+            .map(EventEntry::from)
+            .collect();
+        assert_eq!(events, entry.events, "events of {room}");
+    }
+    for entry in &manifest.statuses {
+        let photo = PhotoId::parse(&entry.photo_id).expect("photo id");
+        let status = log.status(&photo).expect("status").map(StatusFields::from);
+        assert_eq!(status, entry.status, "status of {photo}");
+    }
+    for entry in &manifest.placements {
+        let id = EventId::parse(&entry.id).expect("event id");
+        let placement = log
+            .placement(&id)
+            .expect("placement")
+            .map(|rooms| rooms.into_iter().map(|(r, s)| (r.to_string(), s)).collect());
+        assert_eq!(placement, entry.rooms, "placement of {}", entry.id);
+    }
     log.close().expect("close");
     drop(log);
-    let raw = raw_open(dir.path());
-    let version = raw.get(b"mschema_version").expect("get").expect("version");
-    assert_eq!(version.as_ref(), &[1u8, SCHEMA_VERSION as u8][..]);
-    assert_eq!(
-        raw.scan_prefix(b"i").count(),
-        0,
-        "migration 3 removed the on-disk id index"
+
+    let migrated = dump(dir.path());
+    {
+        let raw = raw_open(dir.path());
+        assert_eq!(
+            raw_schema_version(&raw),
+            vec![1, SCHEMA_VERSION as u8],
+            "schema now current"
+        );
+        assert_eq!(
+            key_counts(&raw).get("i"),
+            None,
+            "the on-disk id index is gone"
+        );
+    }
+    assert!(
+        without_index(&original) == without_index(&migrated),
+        "every record but the id index and the schema version is kept byte for byte"
     );
+    let again = EventLog::open(dir.path()).expect("second open");
+    assert_eq!(again.epoch(), manifest.epoch);
+    again.close().expect("close");
+    drop(again);
+    assert!(
+        dump(dir.path()) == migrated,
+        "a second open changes nothing"
+    );
+}
+
+/// The events of the manifest by id, rebuilt as events (to send again).
+fn stored_events(manifest: &Manifest) -> HashMap<&str, Event> {
+    let mut events = HashMap::new();
+    for room in &manifest.rooms {
+        for e in &room.events {
+            let data: Map<String, Value> = serde_json::from_str(&e.data).expect("data object");
+            let event = Event::new(
+                EventId::parse(&e.id).expect("event id"),
+                e.event_type.parse::<EventType>().expect("event type"),
+                data,
+                Timestamp::from_millis(e.timestamp_ms),
+            )
+            .expect("stored event validates");
+            events.insert(e.id.as_str(), event);
+        }
+    }
+    events
+}
+
+fn event(id: String, event_type: EventType, data: Value) -> Event {
+    let Value::Object(data) = data else {
+        panic!("data must be an object");
+    };
+    Event::new(
+        EventId::parse(&id).expect("event id"),
+        event_type,
+        data,
+        Timestamp::now(),
+    )
+    .expect("valid event")
+}
+
+/// After migrating the frozen store of `version`: every stored id sent again is recognised as a
+/// duplicate with its stored placement, and a new event continues each room at its head + 1.
+fn appends_continue_after_migration(version: u32) {
+    let (dir, manifest) = fixture(version);
+    let log = EventLog::open(dir.path()).expect("open through the migrations");
+    let rt = runtime();
+
+    let stored = stored_events(&manifest);
+    let resent: Vec<(&str, &Vec<(String, u64)>)> = manifest
+        .placements
+        .iter()
+        .filter_map(|p| p.rooms.as_ref().map(|rooms| (p.id.as_str(), rooms)))
+        .collect();
+    assert!(
+        resent.len() > 200,
+        "the fixture has stored events to resend"
+    );
+    for chunk in resent.chunks(64) {
+        let batch = chunk.iter().map(|(id, _)| stored[id].clone()).collect();
+        let receipts = rt.block_on(log.append(batch)).expect("resend");
+        for ((id, rooms), receipt) in chunk.iter().zip(receipts) {
+            assert!(receipt.duplicate, "{id} is recognised as already stored");
+            let got: Vec<(String, u64)> = receipt
+                .rooms
+                .iter()
+                .map(|(r, s)| (r.to_string(), *s))
+                .collect();
+            assert_eq!(&got, *rooms, "stored placement of {id}");
+        }
+    }
+
+    let owners: HashMap<&str, &str> = manifest
+        .statuses
+        .iter()
+        .filter_map(|s| Some((s.photo_id.as_str(), s.status.as_ref()?.user_id.as_str())))
+        .collect();
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for (n, entry) in manifest.rooms.iter().enumerate() {
+        let id = format!("after-migration-{n}");
+        let next = entry.head + 1;
+        match entry.room.parse::<Room>().expect("room name") {
+            Room::Photo(photo) => {
+                // A photo whose status retention removed has no stored owner: name one.
+                let owner = owners.get(photo.as_str()).copied().unwrap_or("u-after");
+                let data = json!({"photoId": photo.as_str(), "userId": owner, "progress": 1});
+                batch.push(event(id, EventType::ProcessingProgress, data));
+                expected.push(vec![(entry.room.clone(), next)]);
+            }
+            Room::User(user) => {
+                let photo = format!("p-after-{n}");
+                let data = json!({"photoId": photo, "userId": user.as_str()});
+                batch.push(event(id, EventType::PhotoUploaded, data));
+                expected.push(vec![
+                    (format!("photo:{photo}"), 1),
+                    (entry.room.clone(), next),
+                ]);
+            }
+            Room::Global => {
+                batch.push(event(id, EventType::SystemMaintenance, json!({})));
+                expected.push(vec![(entry.room.clone(), next)]);
+            }
+            // Nothing is ever stored in connection rooms: they stay empty.
+            Room::Client(_) | Room::Session(_) => assert_eq!(entry.head, 0),
+        }
+    }
+    let receipts = rt.block_on(log.append(batch)).expect("append");
+    for (receipt, rooms) in receipts.iter().zip(&expected) {
+        assert!(!receipt.duplicate, "{} is new", receipt.event_id);
+        let got: Vec<(String, u64)> = receipt
+            .rooms
+            .iter()
+            .map(|(r, s)| (r.to_string(), *s))
+            .collect();
+        assert_eq!(&got, rooms, "seqs of {}", receipt.event_id);
+    }
+    for entry in &manifest.rooms {
+        let room: Room = entry.room.parse().expect("room name");
+        let grew = !matches!(room, Room::Client(_) | Room::Session(_));
+        assert_eq!(
+            log.head(&room).expect("head"),
+            entry.head + u64::from(grew),
+            "head of {room}"
+        );
+    }
+    log.close().expect("close");
+}
+
+/// A version 1 store (events, heads, statuses; no event-id index), written by the code of that
+/// time, reads back through migrations 2 and 3 exactly as its writer reported it.
+#[test]
+fn version_1_store_opens_as_its_writer_reported() {
+    opens_as_its_writer_reported(1);
+}
+
+/// A version 2 store (with the on-disk id index, commit-era layout and retention heads), written
+/// by the last version 2 code, reads back through migration 3 exactly as its writer reported it.
+#[test]
+fn version_2_store_opens_as_its_writer_reported() {
+    opens_as_its_writer_reported(2);
+}
+
+/// After migrating a version 1 store, its ids are known and every room continues at head + 1.
+#[test]
+fn version_1_store_appends_after_migration() {
+    appends_continue_after_migration(1);
+}
+
+/// After migrating a version 2 store, its ids are known and every room continues at head + 1,
+/// rooms emptied by retention included.
+#[test]
+fn version_2_store_appends_after_migration() {
+    appends_continue_after_migration(2);
 }
 
 /// A new store with one record then overwritten behind the store's back.
@@ -126,49 +454,4 @@ fn corrupt_record_is_an_error_naming_the_key() {
         .head(&"photo:p1".parse().expect("room"))
         .expect_err("corrupt head");
     assert!(err.to_string().contains("hphoto:p1"), "{err}");
-}
-
-/// Writes `tests/fixtures/store-v1`: a store in the version 1 layout. Run by hand only
-/// (`cargo test --test store -- --ignored write_v1_fixture`); the fixture is committed.
-#[test]
-#[ignore = "regenerates a committed fixture"]
-fn write_v1_fixture() {
-    let target = Path::new(FIXTURE_V1);
-    let _ = std::fs::remove_dir_all(target);
-    let rt = runtime();
-    let log = EventLog::open(target).expect("create");
-    let events = vec![
-        photo_event(
-            "fixture-1",
-            EventType::PhotoUploaded,
-            "p1",
-            "u1",
-            json!({"filename": "cat.jpg"}),
-        ),
-        photo_event(
-            "fixture-2",
-            EventType::ProcessingStarted,
-            "p1",
-            "u1",
-            json!({}),
-        ),
-        photo_event(
-            "fixture-3",
-            EventType::ProcessingProgress,
-            "p1",
-            "u1",
-            json!({"progress": 40}),
-        ),
-    ];
-    rt.block_on(log.append(events)).expect("append");
-    std::fs::write(FIXTURE_V1_EPOCH_FILE, log.epoch()).expect("epoch file");
-    log.close().expect("close");
-    drop(log);
-    let raw = raw_open(target);
-    for key in raw.scan_prefix(b"i").keys() {
-        raw.remove(key.expect("key")).expect("remove index record");
-    }
-    raw.insert(b"mschema_version", &[1u8, 1][..])
-        .expect("version 1");
-    raw.flush().expect("flush");
 }
