@@ -9,6 +9,8 @@ mod m0001_initial_layout;
 mod m0002_event_id_index;
 #[path = "0003_id_index_in_memory.rs"]
 mod m0003_id_index_in_memory;
+#[path = "0004_id_index_on_disk.rs"]
+mod m0004_id_index_on_disk;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -26,5 +28,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 3,
         name: "id_index_in_memory",
         apply: m0003_id_index_in_memory::apply,
+    },
+    Migration {
+        version: 4,
+        name: "id_index_on_disk",
+        apply: m0004_id_index_on_disk::apply,
     },
 ];

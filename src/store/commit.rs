@@ -9,10 +9,11 @@
 //! Every record in the durable batch costs about as much as an event, so the batch holds only
 //! what cannot be rebuilt: one record per event and room, and one commit record listing the seq
 //! ranges written. A room's head is its last event key (the head record only matters once
-//! retention has removed events, and retention writes it). The event-id index lives in memory
-//! (see `ids`), and photo statuses are handed to [`Pending`] (which every read consults) and
-//! written behind the committer; after a crash, the commit records name exactly the statuses to
-//! derive again (see `derived`).
+//! retention has removed events, and retention writes it). Photo statuses and event-id records
+//! are handed to memory (which every read consults) and written behind the committer; after a
+//! crash, the commit records name exactly what to derive again (see `derived`). After a failed
+//! write or flush the committer refuses every append until the store is reopened: an id is only
+//! ever answered as stored once its event is durable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec;
-use super::derived::{Pending, StatusJob, WriterMessage};
+use super::derived::{DerivedJob, Pending, WriterMessage};
+use super::faults::Faults;
 use super::ids::IdIndex;
 use super::keys;
 use super::records::CommitRecord;
@@ -29,10 +31,14 @@ use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
 use crate::telemetry::{ErrorChain, metric};
 
-/// Head seqs that are durable, for rooms written since open. Reads never go past them, so a
-/// reader never sees an event that a crash could still take back. Rooms not in the map have not
-/// been written since open: everything stored for them is durable.
+/// Head seqs readers may see, for the rooms of the group being written (between its
+/// `apply_batch` and its flush): a reader never sees an event that a crash could still take back.
+/// For every other room, everything in the tree is durable. Holds at most one group's rooms.
 pub(super) type VisibleHeads = RwLock<HashMap<String, u64>>;
+
+/// Room heads the committer keeps in memory (about 100 bytes each); past this many it forgets
+/// them all and reads heads from the tree again as rooms are written.
+const HEADS_CACHED: usize = 65_536;
 
 /// How long a group smaller than the previous one waits for more appends before committing.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
@@ -116,8 +122,13 @@ pub(super) struct Committer {
     pub max_group_events: usize,
     /// The number of the next commit record.
     pub next_commit_no: u64,
-    /// Heads of the rooms written since open: the committer is their only writer.
+    /// Heads of rooms written recently (at most [`HEADS_CACHED`]): the committer is their only
+    /// writer, so these are exact.
     pub heads: HashMap<String, u64>,
+    /// Faults injected by tests.
+    pub faults: Faults,
+    /// The write failure that poisoned the committer, if any.
+    pub failed: Option<Arc<StoreError>>,
 }
 
 impl Committer {
@@ -158,6 +169,14 @@ impl Committer {
     }
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
+        if let Some(failure) = &self.failed {
+            for request in group {
+                let _ = request
+                    .reply
+                    .send(Err(StoreError::Unavailable(Arc::clone(failure)).into()));
+            }
+            return;
+        }
         let started = std::time::Instant::now();
         let mut state = Overlay::default();
         let mut outcomes: Vec<Result<Vec<Receipt>, AppendError>> = Vec::with_capacity(group.len());
@@ -179,7 +198,7 @@ impl Committer {
         if !state.heads.is_empty()
             && let Err(e) = self.write(&mut state)
         {
-            tracing::error!(error = %ErrorChain(&e), "group commit failed");
+            tracing::error!(error = %ErrorChain(&e), "group commit failed; the event log refuses appends until it is reopened");
             let failure = Arc::new(e);
             for request in group {
                 let _ = request
@@ -199,8 +218,9 @@ impl Committer {
         self.listener.publish(std::mem::take(&mut state.committed));
     }
 
-    /// Writes the group durably, then makes it visible to readers, records its ids, and hands its
-    /// statuses to the writer.
+    /// Writes the group durably, then makes it visible to readers and hands what it derives
+    /// (statuses, ids) to memory and to the writer. A write or flush error poisons the committer:
+    /// sled keeps the error, so every later append is refused until the store is reopened.
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
@@ -214,31 +234,40 @@ impl Committer {
         let commit_no = self.next_commit_no;
         batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
 
+        // Until the flush, readers of these rooms stop at the heads they had.
         if let Ok(mut visible) = self.visible.write() {
             for (room, original) in &state.originals {
-                visible.entry(room.clone()).or_insert(*original);
+                visible.insert(room.clone(), *original);
             }
         }
-        self.db.apply_batch(batch)?;
+        let written = self
+            .db
+            .apply_batch(batch)
+            .and_then(|()| self.faults.check())
+            .and_then(|()| self.db.flush().map(drop));
+        if let Err(e) = written {
+            let failure = Arc::new(StoreError::from(e));
+            self.failed = Some(Arc::clone(&failure));
+            return Err(StoreError::CommitFailed(failure));
+        }
         self.next_commit_no += 1;
+        if self.heads.len() + state.heads.len() > HEADS_CACHED {
+            self.heads.clear();
+        }
         self.heads
             .extend(state.heads.iter().map(|(room, head)| (room.clone(), *head)));
-        // From here the batch is in sled's memory. Even if the flush fails, what it derives must
-        // stay known so that a retried append is recognised instead of stored twice.
-        for (id, placement) in state.ids.drain() {
-            self.ids.insert(&id, &placement);
-        }
-        let job = StatusJob {
+        let job = DerivedJob {
             commit_no,
             statuses: state.statuses.drain().map(|(_, status)| status).collect(),
+            ids: state.ids.drain().collect(),
         };
+        self.ids.add_recent(&job.ids);
         self.pending.add(&job);
-        let flushed = self.db.flush();
-        let _ = self.writer.send(WriterMessage::Statuses(job));
-        flushed?;
+        let _ = self.writer.send(WriterMessage::Derived(job));
+        // Durable now: the tree itself says where these rooms end.
         if let Ok(mut visible) = self.visible.write() {
-            for (room, head) in &state.heads {
-                visible.insert(room.clone(), *head);
+            for room in state.heads.keys() {
+                visible.remove(room);
             }
         }
         Ok(())

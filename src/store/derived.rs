@@ -1,41 +1,48 @@
-//! Photo status snapshots, derived from the events and written behind the committer.
+//! What the events derive, written behind the committer: photo status snapshots and the
+//! event-id index records (see `ids`).
 //!
-//! A status record per touched photo in the durable group commit would cost about as much as an
-//! event, and a status is derivable from the photo room's events. So after a group is flushed its
-//! statuses go to [`Pending`] (every status read consults it first) and to the writer thread,
-//! which gathers groups for a short while, writes each photo's latest status once, and deletes
-//! the groups' commit records in the same atomic batch. After a crash, the commit records still
-//! present name exactly the events whose statuses may be missing: [`recover`] applies them again
-//! at open (a status records its `lastSeq`, so nothing is applied twice).
+//! A status or id record per event in the durable group commit would cost about as much as the
+//! event, and both are derivable from the events. So after a group is flushed its statuses go to
+//! [`Pending`] (every status read consults it first), its ids to the id index's memory, and both
+//! to the writer thread, which gathers groups for a short while, writes each photo's latest status
+//! once and each id's record, and deletes the groups' commit records in the same atomic batch.
+//! After a crash, the commit records still present name exactly the events whose derived records
+//! may be missing: [`recover`] derives them again at open (a status records its `lastSeq`, and
+//! adding a placement is idempotent, so nothing is applied twice).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::StoreError;
 use super::codec;
+use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::{CommitRecord, StatusRecord};
 use super::tree::{decode_event, read_status};
-use crate::domain::{Event, PhotoId, PhotoStatus, Room};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room};
 use crate::telemetry::ErrorChain;
 
 /// How long the writer gathers flushed groups before writing their statuses.
 const GATHER: Duration = Duration::from_millis(20);
 
-/// A flushed group's statuses, for the writer.
-pub(super) struct StatusJob {
+/// What a flushed group derives, for the writer.
+pub(super) struct DerivedJob {
+    /// The group's commit record number (removed once this is written).
     pub commit_no: u64,
+    /// The latest status of each photo the group touched.
     pub statuses: Vec<PhotoStatus>,
+    /// Where each newly stored event id lives.
+    pub ids: Vec<(EventId, Vec<(Room, u64)>)>,
 }
 
 /// What the writer is asked to do.
 pub(super) enum WriterMessage {
-    /// Write a flushed group's statuses.
-    Statuses(StatusJob),
+    /// Write what a flushed group derives.
+    Derived(DerivedJob),
     /// Answer once everything queued before has been written.
     Sync(std::sync::mpsc::Sender<()>),
 }
@@ -52,7 +59,7 @@ impl Pending {
     }
 
     /// Makes a group's statuses visible to reads.
-    pub fn add(&self, job: &StatusJob) {
+    pub fn add(&self, job: &DerivedJob) {
         let mut map = self.map();
         for status in &job.statuses {
             map.insert(status.photo_id.clone(), status.clone());
@@ -78,10 +85,11 @@ impl Pending {
     }
 }
 
-/// Writes statuses of flushed groups until every sender is gone.
+/// Writes what flushed groups derive until every sender is gone.
 pub(super) fn run_writer(
     db: sled::Db,
-    pending: std::sync::Arc<Pending>,
+    pending: Arc<Pending>,
+    ids: Arc<IdIndex>,
     messages: Receiver<WriterMessage>,
 ) {
     while let Ok(first) = messages.recv() {
@@ -91,7 +99,7 @@ pub(super) fn run_writer(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                WriterMessage::Statuses(job) => jobs.push(job),
+                WriterMessage::Derived(job) => jobs.push(job),
                 WriterMessage::Sync(done) => syncs.push(done),
             }
             next = if syncs.is_empty() {
@@ -108,12 +116,17 @@ pub(super) fn run_writer(
                 latest.insert(status.photo_id.clone(), status.clone());
             }
         }
-        // On failure the statuses stay pending (reads still find them) and the commit records
-        // stay, so the next open derives them again.
+        // On failure the statuses and ids stay in memory (reads still find them) and the commit
+        // records stay, so the next open derives them again.
         match write(&db, &jobs, &latest) {
-            Ok(()) => pending.settle(&latest),
+            Ok(()) => {
+                pending.settle(&latest);
+                for job in &jobs {
+                    ids.settle(&job.ids);
+                }
+            }
             Err(e) => {
-                tracing::error!(error = %ErrorChain(&e), "could not write photo statuses; they will be derived again at next open")
+                tracing::error!(error = %ErrorChain(&e), "could not write photo statuses and ids; they will be derived again at next open")
             }
         }
         for done in syncs {
@@ -124,10 +137,15 @@ pub(super) fn run_writer(
 
 fn write(
     db: &sled::Db,
-    jobs: &[StatusJob],
+    jobs: &[DerivedJob],
     latest: &HashMap<PhotoId, PhotoStatus>,
 ) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
+    for job in jobs {
+        for (id, placement) in &job.ids {
+            batch.insert(keys::id(id.as_str()), ids::encode(placement)?);
+        }
+    }
     for (photo, status) in latest {
         batch.insert(
             keys::status(photo.as_str()),
@@ -141,21 +159,26 @@ fn write(
     Ok(())
 }
 
-/// Applies again the photo events of every group commit whose statuses may be missing (those
-/// whose commit record is still present), in commit order, then removes the commit records and
-/// flushes. Returns how many commit records it processed.
+/// Derives again the statuses and id records of every group commit whose derived records may be
+/// missing (those whose commit record is still present), in commit order, then removes the
+/// commit records and flushes. Returns how many commit records it processed.
 pub(super) fn recover(db: &sled::Db) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for entry in db.scan_prefix([keys::COMMIT]) {
         let (commit_key, value) = entry?;
         let ranges: CommitRecord = codec::decode(&commit_key, &value)?;
-        for (room, first, last) in ranges {
-            let Ok(Room::Photo(photo)) = room.parse::<Room>() else {
-                continue;
-            };
-            for event in db.range(keys::event(&room, first)..=keys::event(&room, last)) {
+        for (name, first, last) in ranges {
+            let room = name.parse::<Room>().map_err(|_| StoreError::Corrupt {
+                key: keys::display(&commit_key),
+                reason: format!("invalid room name `{name}`"),
+            })?;
+            for event in db.range(keys::event(&name, first)..=keys::event(&name, last)) {
                 let (key, value) = event?;
-                derive_status(db, &photo, &key, &value)?;
+                let stored = decode_event(&key, &value)?;
+                ids::add_placement(db, stored.id.as_str(), &room, stored.seq)?;
+                if let Room::Photo(photo) = &room {
+                    derive_status(db, photo, &key, &value)?;
+                }
             }
         }
         db.remove(&commit_key)?;

@@ -50,6 +50,9 @@ pub enum StoreError {
     /// of the group gets the same failure.
     #[error("group commit failed")]
     CommitFailed(#[source] Arc<StoreError>),
+    /// An earlier group commit failed; the event log refuses appends until it is reopened.
+    #[error("the event log failed to write and refuses appends until it is reopened")]
+    Unavailable(#[source] Arc<StoreError>),
     /// Another process holds the store directory.
     #[error("{} is in use by another socket-bridge{}: stop it, or use another data dir", path.display(), holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
     Locked {

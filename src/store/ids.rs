@@ -1,80 +1,55 @@
-//! The event-id index, kept in memory: where each stored event id lives, so that an event whose
-//! id is already stored is recognised instead of stored again.
+//! The event-id index: where each stored event id lives, so that an event whose id is already
+//! stored is recognised instead of stored again, across restarts, for as long as the event is
+//! kept.
 //!
-//! It is derived from the event records (each carries its id), so it is rebuilt by one scan at
-//! open instead of being written: a record per event in the durable group commit would cost
-//! about as much as the event itself. Entries are keyed by a 64-bit fingerprint of the id and
-//! every answer is checked against the event record it names, so a fingerprint collision or an
-//! entry for a pruned event can never answer for the wrong event. Memory: about 80 bytes per
-//! stored event placement.
+//! The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
+//! written behind the committer by the derived-state writer, in the same batch that retires the
+//! group's commit record: a record per event in the durable group commit would cost about as much
+//! as the event itself. Until the writer has written them, a flushed group's ids are in
+//! [`IdIndex`]'s memory (bounded by what the writer has not caught up with); after a crash, the
+//! commit records still present name exactly the events whose ids may be missing, and opening
+//! derives them again. Every answer is checked against the event record it names, so an entry
+//! for a pruned event never answers. Nothing is scanned at open, and memory does not grow with
+//! the history.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hasher};
 use std::sync::{Mutex, MutexGuard};
 
 use super::StoreError;
+use super::codec;
 use super::keys;
 use super::tree::decode_event;
 use crate::domain::{EventId, Room};
 
-/// Fingerprint -> placements `(room, seq)` of the ids with that fingerprint.
-#[derive(Default)]
-pub(super) struct IdIndex(Mutex<HashMap<u64, Vec<(Room, u64)>>>);
+/// The stored value of an `i` record: `(room, seq)` pairs, the photo room first.
+pub(super) type PlacementRecord = Vec<(String, u64)>;
 
-fn fingerprint(id: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    hasher.write(id.as_bytes());
-    hasher.finish()
+/// Ids of flushed groups that the writer has not written yet.
+#[derive(Default)]
+pub(super) struct IdIndex {
+    recent: Mutex<HashMap<EventId, Vec<(Room, u64)>>>,
 }
 
 impl IdIndex {
-    fn map(&self) -> MutexGuard<'_, HashMap<u64, Vec<(Room, u64)>>> {
-        self.0
+    fn recent(&self) -> MutexGuard<'_, HashMap<EventId, Vec<(Room, u64)>>> {
+        self.recent
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Builds the index from every event record in the store.
-    pub fn rebuild(db: &sled::Db) -> Result<Self, StoreError> {
-        let index = IdIndex::default();
-        {
-            let mut map = index.map();
-            for entry in db.scan_prefix([keys::EVENT]) {
-                let (key, value) = entry?;
-                let event = decode_event(&key, &value)?;
-                let (room, _) = keys::parse_event(&key).ok_or_else(|| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: "malformed event key".into(),
-                })?;
-                let room = room.parse::<Room>().map_err(|_| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: "invalid room name".into(),
-                })?;
-                map.entry(fingerprint(event.id.as_str()))
-                    .or_default()
-                    .push((room, event.seq));
-            }
+    /// Makes the ids of a flushed group known, until the writer has written them.
+    pub fn add_recent(&self, ids: &[(EventId, Vec<(Room, u64)>)]) {
+        let mut recent = self.recent();
+        for (id, placement) in ids {
+            recent.insert(id.clone(), placement.clone());
         }
-        Ok(index)
     }
 
-    /// Records where a newly stored event lives.
-    pub fn insert(&self, id: &EventId, placement: &[(Room, u64)]) {
-        self.map()
-            .entry(fingerprint(id.as_str()))
-            .or_default()
-            .extend(placement.iter().cloned());
-    }
-
-    /// Forgets one placement of `id` (its event was pruned).
-    pub fn remove(&self, id: &str, room: &Room, seq: u64) {
-        let mut map = self.map();
-        let key = fingerprint(id);
-        if let Some(places) = map.get_mut(&key) {
-            places.retain(|(r, s)| !(r == room && *s == seq));
-            if places.is_empty() {
-                map.remove(&key);
-            }
+    /// Forgets written ids from memory.
+    pub fn settle(&self, written: &[(EventId, Vec<(Room, u64)>)]) {
+        let mut recent = self.recent();
+        for (id, _) in written {
+            recent.remove(id);
         }
     }
 
@@ -84,9 +59,13 @@ impl IdIndex {
         db: &sled::Db,
         id: &EventId,
     ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        let candidates = match self.map().get(&fingerprint(id.as_str())) {
-            Some(places) => places.clone(),
-            None => return Ok(None),
+        let recent = self.recent().get(id).cloned();
+        let candidates = match recent {
+            Some(placement) => placement,
+            None => match read(db, id.as_str())? {
+                Some(placement) => placement,
+                None => return Ok(None),
+            },
         };
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
@@ -99,4 +78,72 @@ impl IdIndex {
         }
         Ok(if kept.is_empty() { None } else { Some(kept) })
     }
+}
+
+/// The placements an `i` record holds for `id`.
+fn read(db: &sled::Db, id: &str) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
+    let key = keys::id(id);
+    let Some(bytes) = db.get(&key)? else {
+        return Ok(None);
+    };
+    let record: PlacementRecord = codec::decode(&key, &bytes)?;
+    record
+        .into_iter()
+        .map(|(room, seq)| {
+            room.parse::<Room>()
+                .map(|room| (room, seq))
+                .map_err(|_| StoreError::Corrupt {
+                    key: keys::display(&key),
+                    reason: format!("invalid room name `{room}`"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// The encoded `i` record of a placement, the photo room first.
+pub(super) fn encode(placement: &[(Room, u64)]) -> Result<Vec<u8>, StoreError> {
+    let mut record: PlacementRecord = placement
+        .iter()
+        .map(|(room, seq)| (room.to_string(), *seq))
+        .collect();
+    record.sort_by_key(|(room, _)| !room.starts_with("photo:"));
+    codec::encode(&record)
+}
+
+/// Adds `(room, seq)` to the stored record of `id` (recovery after a crash). Idempotent.
+pub(super) fn add_placement(
+    db: &sled::Db,
+    id: &str,
+    room: &Room,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let mut placement = read(db, id)?.unwrap_or_default();
+    if placement.iter().any(|(r, s)| r == room && *s == seq) {
+        return Ok(());
+    }
+    placement.push((room.clone(), seq));
+    db.insert(keys::id(id), encode(&placement)?)?;
+    Ok(())
+}
+
+/// Stages the removal of `(room, seq)` from the record of `id` (its event is being pruned) into
+/// `batch`; the record goes when no placement is left.
+pub(super) fn forget_placement(
+    db: &sled::Db,
+    batch: &mut sled::Batch,
+    id: &str,
+    room: &Room,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let Some(mut placement) = read(db, id)? else {
+        return Ok(());
+    };
+    placement.retain(|(r, s)| !(r == room && *s == seq));
+    if placement.is_empty() {
+        batch.remove(keys::id(id));
+    } else {
+        batch.insert(keys::id(id), encode(&placement)?);
+    }
+    Ok(())
 }

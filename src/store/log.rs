@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec;
 use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::derived::{self, Pending, WriterMessage};
+use super::faults::Faults;
 use super::ids::IdIndex;
 use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
@@ -30,6 +31,8 @@ pub struct StoreOptions {
     pub max_group_events: usize,
     /// Append requests that may wait for the committer before `append` waits for room.
     pub queue_depth: usize,
+    /// Write failures to inject (tests).
+    pub faults: Faults,
 }
 
 impl Default for StoreOptions {
@@ -38,6 +41,7 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 256 * 1024 * 1024,
             max_group_events: 4096,
             queue_depth: 4096,
+            faults: Faults::default(),
         }
     }
 }
@@ -91,7 +95,7 @@ impl EventLog {
                 "derived photo statuses of group commits left by an unclean stop"
             );
         }
-        let ids = Arc::new(IdIndex::rebuild(&db)?);
+        let ids = Arc::new(IdIndex::default());
         let epoch_key = keys::meta(keys::META_EPOCH);
         let epoch: String = match db.get(&epoch_key)? {
             Some(bytes) => codec::decode(&epoch_key, &bytes)?,
@@ -110,10 +114,10 @@ impl EventLog {
         let (writer_tx, writer_rx) = std::sync::mpsc::channel();
         let writer = {
             let db = db.clone();
-            let pending = Arc::clone(&pending);
+            let (pending, ids) = (Arc::clone(&pending), Arc::clone(&ids));
             std::thread::Builder::new()
-                .name("event-log-status-writer".into())
-                .spawn(move || derived::run_writer(db, pending, writer_rx))
+                .name("event-log-derived-writer".into())
+                .spawn(move || derived::run_writer(db, pending, ids, writer_rx))
                 .map_err(|source| StoreError::Thread {
                     name: "status writer",
                     source,
@@ -129,6 +133,8 @@ impl EventLog {
             max_group_events: options.max_group_events.max(1),
             next_commit_no: 1,
             heads: HashMap::new(),
+            faults: options.faults.clone(),
+            failed: None,
         };
         let committer = std::thread::Builder::new()
             .name("event-log-committer".into())
@@ -294,11 +300,6 @@ impl EventLog {
     /// The underlying tree, for the store's own modules.
     pub(super) fn db(&self) -> &sled::Db {
         &self.shared.db
-    }
-
-    /// The in-memory event-id index, for the store's own modules.
-    pub(super) fn ids(&self) -> &IdIndex {
-        &self.shared.ids
     }
 
     /// Bytes the store takes on disk.

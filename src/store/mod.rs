@@ -12,8 +12,10 @@
 //!   through it.
 //! - `log`: [`EventLog`], the face: opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
-//! - `ids`: the event-id index, in memory, rebuilt from the events at open.
-//! - `derived`: photo statuses, written behind the committer and recovered at open.
+//! - `ids`: the event-id index (`i` records written behind the committer).
+//! - `faults`: write failures injected by tests.
+//! - `derived`: photo statuses and id records, written behind the committer and recovered at
+//!   open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
 //! - `lock`: the store directory's lock file (one process at a time).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
@@ -22,6 +24,7 @@ mod codec;
 mod commit;
 mod derived;
 mod error;
+mod faults;
 mod ids;
 mod keys;
 mod lock;
@@ -32,6 +35,7 @@ mod records;
 mod tree;
 
 pub use error::{AppendError, Rejection, StoreError};
+pub use faults::Faults;
 pub use log::{EventLog, StoreOptions};
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{PruneReport, RetentionPolicy};

@@ -4,13 +4,13 @@
 //! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
 //! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
-//! leave the in-memory id index too. A photo's status stays (it answers `photo:status:request`)
+//! leave their id records too. A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age.
 
 use std::time::{Duration, Instant};
 
 use super::codec;
-use super::ids::IdIndex;
+use super::ids;
 use super::keys;
 use super::records::StatusRecord;
 use super::tree::{decode_event, stored_head};
@@ -73,14 +73,7 @@ impl EventLog {
         let mut from = vec![keys::EVENT];
         while let Some(room) = next_room_with_events(db, &from)? {
             report.rooms += 1;
-            let removed = prune_room(
-                db,
-                self.ids(),
-                &room,
-                policy.max_events_per_room,
-                cutoff,
-                dry_run,
-            )?;
+            let removed = prune_room(db, &room, policy.max_events_per_room, cutoff, dry_run)?;
             if removed > 0 {
                 report.rooms_pruned += 1;
                 report.events_removed += removed;
@@ -113,7 +106,6 @@ fn next_room_with_events(db: &sled::Db, from: &[u8]) -> Result<Option<String>, S
 /// Removes the prefix of `room` that retention lets go; returns how many events that is.
 fn prune_room(
     db: &sled::Db,
-    ids: &IdIndex,
     room: &str,
     max_events: u64,
     cutoff: i64,
@@ -130,7 +122,7 @@ fn prune_room(
     // The head is the last event's seq unless a head record says more: keep it recorded before
     // any event goes, so that a room emptied by retention never reuses a seq.
     batch.insert(keys::head(room), codec::encode(&head)?);
-    let mut gone: Vec<(String, u64)> = Vec::new();
+    let mut pending = 0;
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
         let event = decode_event(&key, &value)?;
@@ -142,25 +134,18 @@ fn prune_room(
             continue;
         }
         batch.remove(key);
-        gone.push((event.id.to_string(), event.seq));
-        if gone.len() == BATCH {
+        ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
+        pending += 1;
+        if pending == BATCH {
             db.apply_batch(std::mem::take(&mut batch))?;
-            forget(ids, &parsed, std::mem::take(&mut gone));
+            pending = 0;
             std::thread::sleep(PAUSE);
         }
     }
-    if !gone.is_empty() {
+    if pending > 0 {
         db.apply_batch(batch)?;
-        forget(ids, &parsed, gone);
     }
     Ok(removed)
-}
-
-/// Removes pruned events from the in-memory id index.
-fn forget(ids: &IdIndex, room: &Room, gone: Vec<(String, u64)>) {
-    for (id, seq) in gone {
-        ids.remove(&id, room, seq);
-    }
 }
 
 /// Removes the status of deleted photos whose last status change is older than `cutoff`.

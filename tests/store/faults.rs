@@ -1,0 +1,60 @@
+//! A failed write never acknowledges an event that is not durable: after an injected flush
+//! failure the event log refuses every append until it is reopened, and a retry after reopening
+//! is answered once the event is on disk (stored, or recognised as the event that made it).
+
+use socket_bridge::domain::{EventType, PhotoId, Room};
+use socket_bridge::store::{AppendError, EventLog, Faults, StoreError, StoreOptions};
+
+use crate::helpers::{photo_event, runtime};
+
+#[test]
+fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = Faults::default();
+    let options = StoreOptions {
+        faults: faults.clone(),
+        ..StoreOptions::default()
+    };
+    let first = photo_event(
+        "ev-1",
+        EventType::PhotoUploaded,
+        "p1",
+        "u1",
+        serde_json::json!({}),
+    );
+    let second = photo_event(
+        "ev-2",
+        EventType::ProcessingStarted,
+        "p1",
+        "u1",
+        serde_json::json!({}),
+    );
+    let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
+    rt.block_on(log.append(vec![first])).expect("first append");
+
+    faults.fail_next_writes(1);
+    let failed = rt.block_on(log.append(vec![second.clone()]));
+    assert!(
+        matches!(failed, Err(AppendError::Store(StoreError::CommitFailed(_)))),
+        "the failing commit is an error: {failed:?}"
+    );
+    // The retry is refused, not answered as a duplicate of the event that was never flushed.
+    let retry = rt.block_on(log.append(vec![second.clone()]));
+    assert!(
+        matches!(retry, Err(AppendError::Store(StoreError::Unavailable(_)))),
+        "appends are refused until reopened: {retry:?}"
+    );
+    drop(log);
+
+    let log = EventLog::open_with(dir.path(), options).expect("reopen");
+    let receipts = rt
+        .block_on(log.append(vec![second]))
+        .expect("the retry after reopening");
+    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
+    let stored = log.read(&room, 0, 10).expect("read");
+    let ids: Vec<&str> = stored.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["ev-1", "ev-2"], "ev-2 is stored exactly once");
+    assert_eq!(receipts[0].rooms.first().map(|(_, seq)| *seq), Some(2));
+    log.close().expect("close");
+}
