@@ -20,7 +20,7 @@ use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::realtime::{self, Hub, HubOptions, Realtime};
 use crate::retention::{RetentionError, RetentionScheduler};
-use crate::settings::{AllowedOrigins, CorsSettings, Settings};
+use crate::settings::{AllowedOrigins, CorsSettings, Settings, SettingsError};
 use crate::store::{EventLog, StoreError};
 use crate::telemetry::{self, ErrorChain};
 
@@ -45,6 +45,12 @@ pub enum AppError {
     /// The retention schedule is invalid or could not start.
     #[error(transparent)]
     Retention(#[from] RetentionError),
+    /// A setting cannot be used.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The event log could not write; the hub stopped so that its supervisor restarts it.
+    #[error("the event log could not write (the log above says why); the hub stopped")]
+    StoreFailed,
     /// The NATS bus cannot be used (bad settings, or a conflicting stream or consumer).
     #[error(transparent)]
     Nats(#[from] NatsError),
@@ -69,6 +75,11 @@ impl AppError {
             AppError::Store(StoreError::Io { source, .. })
             | AppError::Secret(SecretError::Io { source, .. }) => source.kind(),
             AppError::Store(StoreError::Sled(sled::Error::Io(source))) => source.kind(),
+            AppError::StoreFailed => {
+                return Some(
+                    "free space on (or repair) the data dir's disk, then start the hub again",
+                );
+            }
             _ => return None,
         };
         match io_kind {
@@ -80,6 +91,10 @@ impl AppError {
         }
     }
 }
+
+/// How long a hub whose event log cannot write keeps answering (503 for writes, reads as usual)
+/// before it stops and exits non-zero.
+const STORE_FAILURE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long the hub waits for NATS at start before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
@@ -110,6 +125,9 @@ impl Application {
     /// Binds the listener first (so that a taken port is found before anything is written),
     /// then opens the store, loads the token secret and wires everything.
     pub async fn build(settings: &Settings) -> Result<Self, AppError> {
+        if settings.insecure_dev_auth && !settings.listen.ip().is_loopback() {
+            return Err(SettingsError::InsecureOnPublicAddress(settings.listen).into());
+        }
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -120,6 +138,7 @@ impl Application {
         let log = EventLog::open_with(settings.store_dir(), settings.store.clone())?;
         let (tokens, generated) =
             TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;
+        let tokens = tokens.with_leeway(settings.token_leeway);
         if generated {
             let binary = std::env::current_exe()
                 .map(|p| p.display().to_string())
@@ -160,6 +179,7 @@ impl Application {
             tokens: tokens.clone(),
             bus: Publisher::spawn(Arc::clone(&shared_bus)),
             insecure_dev_auth: settings.insecure_dev_auth,
+            limits: settings.limits.clone(),
         };
         let socket = &settings.socket;
         let (socket_layer, io) = SocketIo::builder()
@@ -183,6 +203,7 @@ impl Application {
             bus: shared_bus,
             metrics: telemetry::metrics_handle(),
             started: Instant::now(),
+            max_batch_events: settings.limits.max_batch_events,
         };
         telemetry::register_metrics();
         let router = http::router(state, socket.max_payload_bytes)
@@ -230,6 +251,21 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(%addr, epoch = self.log.epoch(), "socket-bridge listening");
         let (io, ingest) = (self.io.clone(), self.ingest.clone());
+        let log = self.log.clone();
+        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let failed_flag = Arc::clone(&store_failed);
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = log.failed() => {
+                    tracing::error!(
+                        "the event log cannot write; answering 503 for {STORE_FAILURE_GRACE:?}, then exiting so that the supervisor restarts the hub"
+                    );
+                    failed_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(STORE_FAILURE_GRACE).await;
+                }
+            }
+        };
         let consumer: Option<ConsumerHandle> = match &self.bus {
             Bus::Nats(bus, settings) => Some(bus.start_consumer(settings, self.ingest.clone())),
             Bus::InProcess(_) => None,
@@ -256,7 +292,11 @@ impl Application {
                 source,
             })?;
         self.retention.stop(Duration::from_secs(2)).await;
-        self.log.close()?;
+        let closed = self.log.close();
+        if store_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(AppError::StoreFailed);
+        }
+        closed?;
         tracing::info!("stopped; the store is flushed");
         Ok(())
     }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{ClientId, SessionId, UserId};
 
-/// Clock skew tolerated on `exp`, seconds.
-const LEEWAY_SECS: u64 = 60;
+/// Clock skew tolerated on `exp` by default.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// File name of the generated secret inside the data dir.
 const SECRET_FILE: &str = "jwt-secret";
 
@@ -140,6 +140,16 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
+    /// The stored secret can be read by other users.
+    #[error(
+        "token secret file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+    )]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The configured or stored secret is too short.
     #[error("the token secret must be at least 16 bytes")]
     TooShort,
@@ -153,20 +163,50 @@ struct Claims {
     permissions: Vec<String>,
 }
 
+/// Refuses a secret file that group or others may read.
+#[cfg(unix)]
+fn refuse_exposed(path: &Path) -> Result<(), SecretError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        })?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(SecretError::Exposed {
+            path: path.display().to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_exposed(_: &Path) -> Result<(), SecretError> {
+    Ok(())
+}
+
 /// Who is making a request, once authenticated.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// The user (`sub`).
     pub user: UserId,
     permissions: HashSet<Permission>,
+    /// When its token stops being accepted (`exp` plus the leeway); `None` for a principal
+    /// without a token.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl Principal {
-    /// A principal with the given permissions.
+    /// A principal with the given permissions and no token expiry.
     pub fn new(user: UserId, permissions: impl IntoIterator<Item = Permission>) -> Self {
         Self {
             user,
             permissions: permissions.into_iter().collect(),
+            expires_at: None,
         }
     }
 
@@ -202,6 +242,7 @@ pub struct TokenAuthority {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    leeway: Duration,
 }
 
 impl std::fmt::Debug for TokenAuthority {
@@ -217,14 +258,22 @@ impl TokenAuthority {
             return Err(SecretError::TooShort);
         }
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
+        validation.leeway = DEFAULT_LEEWAY.as_secs();
         validation.validate_exp = true;
         validation.required_spec_claims = ["exp", "sub"].into_iter().map(String::from).collect();
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            leeway: DEFAULT_LEEWAY,
         })
+    }
+
+    /// The same authority tolerating `leeway` of clock skew on `exp` (whole seconds).
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.validation.leeway = leeway.as_secs();
+        self.leeway = Duration::from_secs(leeway.as_secs());
+        self
     }
 
     /// The configured secret, else the one kept in `data_dir` (created, mode 0600, on first use).
@@ -239,7 +288,10 @@ impl TokenAuthority {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(secret) => Ok((Self::new(secret.trim().as_bytes())?, false)),
+            Ok(secret) => {
+                refuse_exposed(&path)?;
+                Ok((Self::new(secret.trim().as_bytes())?, false))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(data_dir).map_err(io)?;
                 let secret = format!(
@@ -260,16 +312,22 @@ impl TokenAuthority {
         }
     }
 
-    /// Verifies a token: HS256 only, `exp` required (60 s leeway), `sub` a valid user id.
+    /// Verifies a token: HS256 only, `exp` required (with the leeway), `sub` a valid user id.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
         let user = UserId::parse(&data.claims.sub).map_err(AuthError::BadSubject)?;
+        let expires_at = std::time::UNIX_EPOCH
+            .checked_add(Duration::from_secs(data.claims.exp))
+            .and_then(|exp| exp.checked_add(self.leeway));
         let permissions = data
             .claims
             .permissions
             .iter()
             .filter_map(|p| Permission::parse(p));
-        Ok(Principal::new(user, permissions))
+        Ok(Principal {
+            expires_at,
+            ..Principal::new(user, permissions)
+        })
     }
 
     /// Signs a token for `user` with `permissions`, valid for `ttl`.
@@ -338,6 +396,22 @@ mod tests {
         let p = a.verify(&token).expect("valid");
         assert!(p.has(Permission::SupportRead));
         assert!(!p.has(Permission::ReadPhotos));
+    }
+
+    /// A generated secret is private and loads again; once others may read it, it is refused.
+    #[test]
+    fn exposed_secret_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let (_, generated) = TokenAuthority::load(None, dir.path()).expect("generate");
+        assert!(generated);
+        TokenAuthority::load(None, dir.path()).expect("a private secret loads");
+        let path = dir.path().join(SECRET_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(
+            TokenAuthority::load(None, dir.path()),
+            Err(SecretError::Exposed { mode: 0o644, .. })
+        ));
     }
 
     /// Every permission's name parses back to it.

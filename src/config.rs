@@ -11,7 +11,7 @@ use crate::auth::Permission;
 use crate::bus::nats::{self, NatsError, NatsSettings};
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
-    self, AllowedOrigins, CorsSettings, Settings, SettingsError, SocketSettings,
+    self, AllowedOrigins, CorsSettings, Limits, Settings, SettingsError, SocketSettings,
 };
 use crate::store::{RetentionPolicy, StoreOptions};
 
@@ -168,9 +168,23 @@ pub struct ServeArgs {
     /// sled page cache size, MiB.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = StoreOptions::default().cache_capacity_bytes >> 20)]
     pub store_cache_mb: u64,
-    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development only.
+    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development
+    /// only, and only on a loopback listen address.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
     pub insecure_dev_auth: bool,
+    /// Clock skew tolerated on a token's `exp` (whole seconds); a connected socket is sent
+    /// `auth:expired` and disconnected once `exp` plus this has passed.
+    #[arg(long, env = "TOKEN_LEEWAY", value_parser = duration, default_value_t = settings::DEFAULT_TOKEN_LEEWAY.into())]
+    pub token_leeway: humantime::Duration,
+    /// Most sockets connected at once; more are refused at the handshake with `overloaded`.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most photo rooms one socket may subscribe to (`too_many_subscriptions` beyond).
+    #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_SOCKET", default_value_t = settings::DEFAULT_MAX_SUBSCRIPTIONS)]
+    pub max_subscriptions_per_socket: usize,
+    /// Most events in one `POST /api/events` batch (413 `batch_too_large` beyond).
+    #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = settings::DEFAULT_MAX_BATCH_EVENTS)]
+    pub max_batch_events: usize,
 }
 
 /// Parses a duration such as `30s`, `15m`, `1h` or `7d`, with an error that says so.
@@ -199,6 +213,9 @@ impl ServeArgs {
                 Some(nats)
             }
         };
+        if self.insecure_dev_auth && !self.listen.ip().is_loopback() {
+            return Err(SettingsError::InsecureOnPublicAddress(self.listen).into());
+        }
         Ok(Settings {
             listen: self.listen,
             data_dir: self.data.data_dir,
@@ -222,6 +239,12 @@ impl ServeArgs {
                 ..StoreOptions::default()
             },
             insecure_dev_auth: self.insecure_dev_auth,
+            token_leeway: self.token_leeway.into(),
+            limits: Limits {
+                max_connections: self.max_connections,
+                max_subscriptions: self.max_subscriptions_per_socket,
+                max_batch_events: self.max_batch_events,
+            },
         })
     }
 }

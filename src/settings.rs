@@ -31,6 +31,14 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
 pub const DEFAULT_QUEUE_PACKETS: usize = 1024;
 /// Default time a slow client may make no progress before it is disconnected.
 pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default clock skew tolerated on a token's `exp`.
+pub const DEFAULT_TOKEN_LEEWAY: Duration = crate::auth::DEFAULT_LEEWAY;
+/// Default most sockets connected at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default most photo rooms one socket may subscribe to.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Default most events in one `POST /api/events` batch.
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
 /// Default age after which events are pruned.
 pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of events kept per room.
@@ -57,8 +65,35 @@ pub struct Settings {
     pub prune_schedule: PruneSchedule,
     /// Event log tuning.
     pub store: StoreOptions,
-    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development only.
+    /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development
+    /// only: refused unless the hub listens on a loopback address.
     pub insecure_dev_auth: bool,
+    /// Clock skew tolerated on a token's `exp`; a socket is disconnected once its token's `exp`
+    /// plus this has passed.
+    pub token_leeway: Duration,
+    /// Abuse limits.
+    pub limits: Limits,
+}
+
+/// Limits that keep one client or producer from hurting the others.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most sockets connected at once; more are refused with `overloaded`.
+    pub max_connections: usize,
+    /// Most photo rooms one socket may subscribe to (`too_many_subscriptions`).
+    pub max_subscriptions: usize,
+    /// Most events in one HTTP ingest batch (`batch_too_large`).
+    pub max_batch_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
+            max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+        }
+    }
 }
 
 /// Which origins CORS allows.
@@ -139,6 +174,11 @@ pub enum SettingsError {
     /// A CORS origin is not a valid header value.
     #[error("ALLOWED_ORIGINS: `{0}` is not a valid origin")]
     Origin(String),
+    /// `--insecure-dev-auth` on an address other machines can reach.
+    #[error(
+        "--insecure-dev-auth lets anyone connect as any user; it is refused on {0}: listen on 127.0.0.1 (or ::1), or drop it"
+    )]
+    InsecureOnPublicAddress(SocketAddr),
 }
 
 impl Settings {
@@ -161,6 +201,8 @@ impl Settings {
             prune_schedule: PruneSchedule::default(),
             store: StoreOptions::default(),
             insecure_dev_auth: false,
+            token_leeway: DEFAULT_TOKEN_LEEWAY,
+            limits: Limits::default(),
         }
     }
 

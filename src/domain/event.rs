@@ -135,9 +135,9 @@ pub struct Event {
     pub data: Map<String, Value>,
     /// The producer's timestamp, else the time the hub accepted it.
     pub timestamp: Timestamp,
-    /// `data.photoId`, present for every photo event.
+    /// `data.photoId`, present for every photo event (never set for `system.*` events).
     pub photo_id: Option<PhotoId>,
-    /// `data.userId`, when given.
+    /// `data.userId`, when given on a photo event (never set for `system.*` events).
     pub user_id: Option<UserId>,
     /// `data.progress` (0 to 100), when given on a processing event.
     pub progress: Option<u8>,
@@ -188,12 +188,20 @@ impl Event {
                 limit: MAX_EVENT_DATA_BYTES,
             });
         }
-        let photo_id = optional_str(&data, "photoId")?
-            .map(PhotoId::parse)
-            .transpose()?;
-        let user_id = optional_str(&data, "userId")?
-            .map(UserId::parse)
-            .transpose()?;
+        // A `system.*` event may mention a photo or a user in its data, but it is about neither:
+        // it never routes to their rooms, sets an owner or changes a status.
+        let (photo_id, user_id) = if event_type.is_photo_event() {
+            (
+                optional_str(&data, "photoId")?
+                    .map(PhotoId::parse)
+                    .transpose()?,
+                optional_str(&data, "userId")?
+                    .map(UserId::parse)
+                    .transpose()?,
+            )
+        } else {
+            (None, None)
+        };
         if event_type.is_photo_event() && photo_id.is_none() {
             return Err(DomainError::MissingField("photoId"));
         }

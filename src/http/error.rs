@@ -66,6 +66,13 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %ErrorChain(&e), "request failed in the store");
+        if matches!(e, StoreError::Unavailable(_) | StoreError::CommitFailed(_)) {
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the event log cannot write; nothing of this request was acknowledged",
+            );
+        }
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

@@ -38,6 +38,17 @@ pub async fn ingest(
         Value::Array(items) if items.is_empty() => {
             return Err(ApiError::bad_request("empty batch"));
         }
+        Value::Array(items) if items.len() > state.max_batch_events => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "{} events in one batch; at most {} (--max-batch-events)",
+                    items.len(),
+                    state.max_batch_events
+                ),
+            ));
+        }
         Value::Array(items) => items,
         single @ Value::Object(_) => vec![single],
         _ => {

@@ -2,39 +2,61 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::domain::Timestamp;
 
+/// Liveness.
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-pub async fn detailed(State(state): State<AppState>) -> Json<Value> {
+/// Details of the sockets, the store and the bus; 503 while the store cannot write.
+pub async fn detailed(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (connected, rooms) = state.hub.stats();
     let size = state.log.size_on_disk().ok();
     let bus_up = state.bus.is_up();
-    Json(json!({
-        "status": if bus_up { "ok" } else { "degraded" },
-        "timestamp": Timestamp::now().to_rfc3339(),
-        "details": {
-            "websocket": {
-                "status": "healthy",
-                "connectedClients": connected,
-                "activeRooms": rooms,
-                "uptime": state.started.elapsed().as_secs_f64(),
+    let failing = state.log.is_failing();
+    let code = if failing {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let store_status = match (failing, size.is_some()) {
+        (true, _) => "failing",
+        (false, true) => "healthy",
+        (false, false) => "unhealthy",
+    };
+    let overall = match (failing, bus_up) {
+        (true, _) => "failing",
+        (false, true) => "ok",
+        (false, false) => "degraded",
+    };
+    (
+        code,
+        Json(json!({
+            "status": overall,
+            "timestamp": Timestamp::now().to_rfc3339(),
+            "details": {
+                "websocket": {
+                    "status": "healthy",
+                    "connectedClients": connected,
+                    "activeRooms": rooms,
+                    "uptime": state.started.elapsed().as_secs_f64(),
+                },
+                "store": {
+                    "status": store_status,
+                    "epoch": state.log.epoch(),
+                    "sizeOnDiskBytes": size,
+                    "schemaVersion": crate::store::SCHEMA_VERSION,
+                },
+                "bus": {
+                    "type": state.bus.kind(),
+                    "status": if bus_up { "up" } else { "down" },
+                },
             },
-            "store": {
-                "status": if size.is_some() { "healthy" } else { "unhealthy" },
-                "epoch": state.log.epoch(),
-                "sizeOnDiskBytes": size,
-                "schemaVersion": crate::store::SCHEMA_VERSION,
-            },
-            "bus": {
-                "type": state.bus.kind(),
-                "status": if bus_up { "up" } else { "down" },
-            },
-        },
-    }))
+        })),
+    )
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// When the hub started.
     pub started: Instant,
+    /// Most events in one ingest batch.
+    pub max_batch_events: usize,
 }
 
 /// The API routes. `max_body` limits request bodies (413 above it).

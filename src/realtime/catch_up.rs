@@ -139,7 +139,7 @@ fn truncated(hub: &Hub, job: &mut CatchUp, oldest: u64) -> Result<(), CatchUpErr
     };
     let payload = json!({
         "room": job.room.to_string(),
-        "requestedSeq": job.cursor + 1,
+        "requestedSeq": job.cursor.saturating_add(1),
         "oldestSeq": oldest,
         "status": status,
     });

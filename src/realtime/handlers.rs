@@ -28,7 +28,11 @@ async fn authenticate(
     TryData(auth): TryData<Value>,
     State(rt): State<Realtime>,
 ) -> Result<(), HandshakeError> {
-    let handshake = handshake::parse(auth.ok().as_ref(), &rt.tokens, rt.insecure_dev_auth);
+    let handshake = if rt.hub.stats().0 >= rt.limits.max_connections {
+        Err(HandshakeError::Overloaded)
+    } else {
+        handshake::parse(auth.ok().as_ref(), &rt.tokens, rt.insecure_dev_auth)
+    };
     match handshake {
         Ok(handshake) => {
             socket.extensions.insert(Arc::new(handshake));
@@ -79,6 +83,9 @@ async fn on_connect(
         tracing::error!(socket = %socket.id, error = %ErrorChain(&e), "could not join the default rooms");
         let _ = socket.clone().disconnect();
         return;
+    }
+    if let Some(deadline) = identity.principal.expires_at {
+        tokio::spawn(expire_at(socket.clone(), deadline));
     }
     if handshake.resume.is_some() {
         let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));
@@ -189,6 +196,12 @@ async fn subscribe_photo(
     let outcome =
         authorized_photo_request(data, &rt, &handshake).and_then(|(photo_id, since, _)| {
             let room = Room::photo(&photo_id);
+            if !rt
+                .hub
+                .may_add_photo_room(socket.id, &room, rt.limits.max_subscriptions)
+            {
+                return Err(RequestError::TooManySubscriptions { photo_id });
+            }
             let replay = since.map(|after| Replay {
                 after,
                 same_epoch: true,
@@ -250,6 +263,20 @@ async fn status_request(
             let _ = socket.emit("photo:status", &status);
         }
         Err(error) => reply.refuse("photo:status:request", &error),
+    }
+}
+
+/// At `deadline` (the token's `exp` plus the leeway), tells a still-connected socket
+/// `auth:expired` and disconnects it; the client reconnects with a fresh token and `resume`.
+async fn expire_at(socket: SocketRef, deadline: std::time::SystemTime) {
+    let wait = deadline
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    if socket.connected() {
+        tracing::debug!(socket = %socket.id, "token expired; disconnecting");
+        let _ = socket.emit("auth:expired", &json!({}));
+        let _ = socket.disconnect();
     }
 }
 

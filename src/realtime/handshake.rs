@@ -17,6 +17,9 @@ pub enum HandshakeError {
     /// Missing `clientId`, malformed `resume` or other malformed field.
     #[error("invalid_handshake")]
     InvalidHandshake,
+    /// The hub holds the most connections it allows.
+    #[error("overloaded")]
+    Overloaded,
 }
 
 /// An accepted handshake.

@@ -137,6 +137,13 @@ impl Hub {
         Ok(())
     }
 
+    /// Whether `socket` may subscribe to the photo room `room` without going over `max` photo
+    /// rooms (a room it already has is always allowed).
+    pub fn may_add_photo_room(&self, socket: Sid, room: &Room, max: usize) -> bool {
+        let (count, has) = self.lock().photo_rooms(socket, room);
+        has || count < max
+    }
+
     /// Unsubscribes `socket` from `room`.
     pub fn unsubscribe(&self, socket: Sid, room: &Room) {
         self.lock().unsubscribe(socket, room);

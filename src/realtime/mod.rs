@@ -41,4 +41,6 @@ pub struct Realtime {
     pub bus: Publisher,
     /// Whether the original design's unauthenticated handshake is accepted.
     pub insecure_dev_auth: bool,
+    /// Connection and subscription limits.
+    pub limits: crate::settings::Limits,
 }

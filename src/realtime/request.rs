@@ -35,6 +35,12 @@ pub enum RequestError {
         #[source]
         source: AccessError,
     },
+    /// The socket already holds the most photo subscriptions allowed.
+    #[error("photo {photo_id}: too many subscriptions")]
+    TooManySubscriptions {
+        /// The photo.
+        photo_id: PhotoId,
+    },
     /// The store failed while subscribing.
     #[error("photo {photo_id}: subscribing failed")]
     Internal {
@@ -47,11 +53,13 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// The wire code: `invalid_payload`, `forbidden`, `not_found` or `internal`.
+    /// The wire code: `invalid_payload`, `forbidden`, `not_found`, `too_many_subscriptions` or
+    /// `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             RequestError::InvalidPayload { .. } => "invalid_payload",
             RequestError::Access { source, .. } => source.code(),
+            RequestError::TooManySubscriptions { .. } => "too_many_subscriptions",
             RequestError::Internal { .. } => "internal",
         }
     }
@@ -59,9 +67,9 @@ impl RequestError {
     fn photo_id(&self) -> Option<String> {
         match self {
             RequestError::InvalidPayload { photo_id } => photo_id.clone(),
-            RequestError::Access { photo_id, .. } | RequestError::Internal { photo_id, .. } => {
-                Some(photo_id.to_string())
-            }
+            RequestError::Access { photo_id, .. }
+            | RequestError::TooManySubscriptions { photo_id }
+            | RequestError::Internal { photo_id, .. } => Some(photo_id.to_string()),
         }
     }
 }

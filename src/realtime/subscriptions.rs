@@ -92,6 +92,14 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         (self.by_socket.len(), self.rooms.len())
     }
 
+    /// How many photo rooms `key` is subscribed to, and whether `room` is one of them.
+    pub fn photo_rooms(&self, key: K, room: &Room) -> (usize, bool) {
+        self.by_socket.get(&key).map_or((0, false), |rooms| {
+            let photos = rooms.iter().filter(|r| matches!(r, Room::Photo(_))).count();
+            (photos, rooms.contains(room))
+        })
+    }
+
     /// Records a connected socket (it may have no room yet).
     pub fn add_socket(&mut self, key: K) {
         self.by_socket.entry(key).or_default();

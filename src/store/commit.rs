@@ -129,6 +129,8 @@ pub(super) struct Committer {
     pub faults: Faults,
     /// The write failure that poisoned the committer, if any.
     pub failed: Option<Arc<StoreError>>,
+    /// Tells the log's readers that it is failing.
+    pub failing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Committer {
@@ -248,6 +250,7 @@ impl Committer {
         if let Err(e) = written {
             let failure = Arc::new(StoreError::from(e));
             self.failed = Some(Arc::clone(&failure));
+            self.failing.send_replace(true);
             return Err(StoreError::CommitFailed(failure));
         }
         self.next_commit_no += 1;

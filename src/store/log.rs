@@ -62,6 +62,8 @@ struct Shared {
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<std::sync::mpsc::Sender<WriterMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// True once a group commit has failed (appends are refused until reopened).
+    failing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Dropped last, after the tree.
     _lock: DirLock,
 }
@@ -108,6 +110,7 @@ impl EventLog {
         };
 
         let visible = Arc::new(VisibleHeads::default());
+        let failing = Arc::new(tokio::sync::watch::Sender::new(false));
         let pending = Arc::new(Pending::default());
         let listener = Arc::new(CommitListener::default());
         let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
@@ -135,6 +138,7 @@ impl EventLog {
             heads: HashMap::new(),
             faults: options.faults.clone(),
             failed: None,
+            failing: Arc::clone(&failing),
         };
         let committer = std::thread::Builder::new()
             .name("event-log-committer".into())
@@ -155,6 +159,7 @@ impl EventLog {
                 requests: Mutex::new(Some(request_tx)),
                 writer: Mutex::new(Some(writer_tx)),
                 threads: Mutex::new(vec![committer, writer]),
+                failing,
                 _lock: lock,
             }),
         })
@@ -300,6 +305,17 @@ impl EventLog {
     /// The underlying tree, for the store's own modules.
     pub(super) fn db(&self) -> &sled::Db {
         &self.shared.db
+    }
+
+    /// Whether a write has failed: appends are refused until the store is reopened.
+    pub fn is_failing(&self) -> bool {
+        *self.shared.failing.borrow()
+    }
+
+    /// Resolves once a write has failed (at once if one already has).
+    pub async fn failed(&self) {
+        let mut failing = self.shared.failing.subscribe();
+        let _ = failing.wait_for(|failing| *failing).await;
     }
 
     /// Bytes the store takes on disk.

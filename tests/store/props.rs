@@ -397,3 +397,31 @@ fn live_only_events_are_not_stored() {
     );
     assert_eq!(log.head(&Room::Global).expect("head"), 0);
 }
+
+/// A `system.*` event naming a photo and a user claims nothing: the photo's real first event
+/// sets its owner, and the other user cannot read it.
+#[test]
+fn system_events_never_claim_a_photo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    let data = json!({ "photoId": "p7", "userId": "mallory", "message": "maintenance" });
+    let claim = Event::new(
+        EventId::parse("claim").expect("id"),
+        EventType::SystemMaintenance,
+        data.as_object().cloned().expect("an object"),
+        Timestamp::now(),
+    )
+    .expect("a valid maintenance event");
+    let receipts = rt.block_on(log.append(vec![claim])).expect("stored");
+    assert_eq!(receipts[0].rooms, vec![(Room::Global, 1)], "global only");
+    let p7 = PhotoId::parse("p7").expect("id");
+    assert_eq!(log.status(&p7).expect("status"), None, "no status made");
+    let upload = photo_event("up7", EventType::PhotoUploaded, "p7", "alice", json!({}));
+    rt.block_on(log.append(vec![upload]))
+        .expect("the real owner's upload is accepted");
+    assert_eq!(
+        log.owner(&p7).expect("owner").map(|u| u.to_string()),
+        Some("alice".into())
+    );
+}
