@@ -5,12 +5,16 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use serde_json::{Map, Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::Value;
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::auth::Permission;
-use crate::domain::EventInput;
+use crate::domain::{EventInput, Room};
+use crate::ingest::Ingested;
 
 /// Body: one event `{ id?, type, data, timestamp? }` or an array of them. Answers after the
 /// events are durable: `{ events: [ { eventId, rooms: { <room>: <seq> } } ] }`.
@@ -18,7 +22,7 @@ pub async fn ingest(
     State(state): State<AppState>,
     Caller(caller): Caller,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !caller.has(Permission::EventsPublish) {
         return Err(ApiError::forbidden(
             "publishing needs the events:publish permission",
@@ -32,23 +36,46 @@ pub async fn ingest(
         ),
         _ => ApiError::bad_request(e.body_text()),
     })?;
-    let value: Value = serde_json::from_slice(&body)
+    let inputs = match parse_typed(&body) {
+        Some(inputs) => inputs,
+        None => parse_explained(&body)?,
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::bad_request("empty batch"));
+    }
+    if inputs.len() > state.max_batch_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "{} events in one batch; at most {} (--max-batch-events)",
+                inputs.len(),
+                state.max_batch_events
+            ),
+        ));
+    }
+    let ingested = state.ingest.ingest(inputs).await?;
+    let answer = Answer {
+        events: ingested.iter().map(AnswerEvent::from).collect(),
+    };
+    Ok(Json(answer).into_response())
+}
+
+/// The body parsed straight into inputs, with no intermediate JSON tree; `None` when it does not
+/// parse (then [`parse_explained`] says why).
+fn parse_typed(body: &[u8]) -> Option<Vec<EventInput>> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(body).ok(),
+        Some(b'{') => serde_json::from_slice(body).ok().map(|one| vec![one]),
+        _ => None,
+    }
+}
+
+/// The slow path for a body the typed parse refused: finds what is wrong, naming the event.
+fn parse_explained(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
+    let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     let values = match value {
-        Value::Array(items) if items.is_empty() => {
-            return Err(ApiError::bad_request("empty batch"));
-        }
-        Value::Array(items) if items.len() > state.max_batch_events => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!(
-                    "{} events in one batch; at most {} (--max-batch-events)",
-                    items.len(),
-                    state.max_batch_events
-                ),
-            ));
-        }
         Value::Array(items) => items,
         single @ Value::Object(_) => vec![single],
         _ => {
@@ -57,25 +84,48 @@ pub async fn ingest(
             ));
         }
     };
-    let inputs = values
+    values
         .into_iter()
         .enumerate()
         .map(|(i, v)| {
             serde_json::from_value::<EventInput>(v)
                 .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let ingested = state.ingest.ingest(inputs).await?;
-    let events: Vec<Value> = ingested
-        .into_iter()
-        .map(|e| {
-            let rooms: Map<String, Value> = e
-                .rooms
-                .into_iter()
-                .map(|(room, seq)| (room.to_string(), json!(seq)))
-                .collect();
-            json!({ "eventId": e.event_id.as_str(), "rooms": rooms })
-        })
-        .collect();
-    Ok(Json(json!({ "events": events })))
+        .collect()
+}
+
+/// `{ events: [...] }`, one entry per event of the batch, in order.
+#[derive(Serialize)]
+struct Answer<'a> {
+    events: Vec<AnswerEvent<'a>>,
+}
+
+/// `{ eventId, rooms: { <room>: <seq> } }`
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerEvent<'a> {
+    event_id: &'a str,
+    rooms: RoomSeqs<'a>,
+}
+
+impl<'a> From<&'a Ingested> for AnswerEvent<'a> {
+    fn from(e: &'a Ingested) -> Self {
+        Self {
+            event_id: e.event_id.as_str(),
+            rooms: RoomSeqs(&e.rooms),
+        }
+    }
+}
+
+/// Rooms and seqs as a JSON object.
+struct RoomSeqs<'a>(&'a [(Room, u64)]);
+
+impl Serialize for RoomSeqs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (room, seq) in self.0 {
+            map.serialize_entry(&room.to_string(), seq)?;
+        }
+        map.end()
+    }
 }

@@ -85,7 +85,8 @@ async fn on_connect(
         return;
     }
     if let Some(deadline) = identity.principal.expires_at {
-        tokio::spawn(expire_at(socket.clone(), deadline));
+        let expiry = tokio::spawn(expire_at(socket.clone(), deadline));
+        socket.extensions.insert(ExpiryTask(expiry.abort_handle()));
     }
     if handshake.resume.is_some() {
         let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));
@@ -266,6 +267,10 @@ async fn status_request(
     }
 }
 
+/// The task that expires a socket's token, aborted when the socket disconnects.
+#[derive(Clone)]
+struct ExpiryTask(tokio::task::AbortHandle);
+
 /// At `deadline` (the token's `exp` plus the leeway), tells a still-connected socket
 /// `auth:expired` and disconnects it; the client reconnects with a fresh token and `resume`.
 async fn expire_at(socket: SocketRef, deadline: std::time::SystemTime) {
@@ -293,6 +298,10 @@ async fn on_disconnect(
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
     rt.hub.remove_socket(socket.id);
+    // The expiry task holds the socket (and through it the hub's state): end it with the socket.
+    if let Some(ExpiryTask(expiry)) = socket.extensions.get::<ExpiryTask>() {
+        expiry.abort();
+    }
     tracing::debug!(socket = %socket.id, %reason, "disconnected");
     publish(
         &rt,
