@@ -4,16 +4,16 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::bridge::WAIT;
-use crate::helpers::{IdSource, NatsServer, hub_settings, publish, spawn_hub};
+use crate::helpers::{IdSource, publish, spawn_hub};
+use crate::support::WAIT;
+use crate::support::nats::NatsServer;
 
 /// Events published on JetStream reach a subscribed Socket.IO client in publish order, with
 /// gap-free seqs and the producers' ids; `system.health` reaches it live and is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_events_reach_a_subscribed_client_in_order() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    let hub = spawn_hub(&nats).await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;
 
@@ -91,8 +91,7 @@ async fn jetstream_events_reach_a_subscribed_client_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_events_appear_on_nats() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    let hub = spawn_hub(&nats).await;
     let js = nats.jetstream().await;
     let observer = async_nats::connect(nats.url()).await.expect("connect");
     let mut events = observer.subscribe("client.>").await.expect("subscribe");
