@@ -70,14 +70,15 @@ async fn prune_command_on_a_stopped_hub() {
     app.publish_ok(&progress_batch("p1", 9)).await;
 
     let prune = |data_dir: &Path, extra: &[&str]| {
-        binary::command()
-            .args(["prune", "--retention-max-events", "4"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run prune")
+        let data_dir = data_dir.display().to_string();
+        let flags = [
+            "prune",
+            "--retention-max-events",
+            "4",
+            "--data-dir",
+            &data_dir,
+        ];
+        binary::run(&[&flags, extra].concat())
     };
     let busy = prune(app.data_dir(), &[]);
     assert!(

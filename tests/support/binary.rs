@@ -1,10 +1,11 @@
-//! The real `socket-bridge` binary: the command itself, and [`HubProcess`], the binary serving as
-//! a child process on a port it picks itself (`--listen 127.0.0.1:0`), whose address is read back
-//! from its `socket-bridge listening` log line.
+//! The real `socket-bridge` binary, started without the settings of this process's environment:
+//! [`run`] to its end, or [`HubProcess`], serving as a child process on a port it picks itself
+//! (`--listen 127.0.0.1:0`), whose address is read back from its `socket-bridge listening` log
+//! line.
 
 use std::ops::Deref;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -12,9 +13,49 @@ use super::SECRET;
 use super::api::Api;
 use super::process::Process;
 
-/// The binary under test, with no arguments yet.
-pub fn command() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_socket-bridge"))
+/// The environment variables the binary reads its settings from.
+const SETTINGS_ENV: [&str; 22] = [
+    "LISTEN_ADDR",
+    "DATA_DIR",
+    "JWT_SECRET",
+    "NATS_URL",
+    "NATS_STREAM",
+    "NATS_CONSUMER",
+    "NATS_DEAD_LETTER_SUBJECT",
+    "NATS_BATCH_SIZE",
+    "NATS_ACK_WAIT",
+    "ALLOWED_ORIGINS",
+    "SOCKET_CORS_CREDENTIALS",
+    "SOCKET_PING_TIMEOUT",
+    "SOCKET_PING_INTERVAL",
+    "SOCKET_MAX_BUFFER_SIZE",
+    "SOCKET_QUEUE_PACKETS",
+    "SLOW_CLIENT_TIMEOUT",
+    "STORE_CACHE_MB",
+    "RETENTION_MAX_AGE",
+    "RETENTION_MAX_EVENTS",
+    "PRUNE_SCHEDULE",
+    "INSECURE_DEV_AUTH",
+    "LOG_FORMAT",
+];
+
+/// The binary under test, with no arguments yet and none of its settings taken from this
+/// process's environment (a test sets what it needs).
+fn command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_socket-bridge"));
+    for var in SETTINGS_ENV {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// Runs the binary with `args`, logging warnings and errors only, and waits for its end.
+pub fn run(args: &[&str]) -> Output {
+    command()
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
 }
 
 /// The binary serving as a child process; killed when dropped.
