@@ -378,9 +378,7 @@ fn live_only_events_are_not_stored() {
 /// sets its owner, and the other user cannot read it.
 #[test]
 fn system_events_never_claim_a_photo() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let data = json!({ "photoId": "p7", "userId": "mallory", "message": "maintenance" });
     let claim = Event::new(
         EventId::parse("claim").expect("id"),
