@@ -24,6 +24,11 @@
 //! commits the store formed (events per commit, time per commit), which the store reports through
 //! the `metrics` facade and this bench captures with a small recorder.
 
+// The shared test kit; this bench uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,7 +40,8 @@ use criterion::{
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 use socket_bridge::domain::{Event, EventId, EventType, PhotoId, Room, Timestamp};
-use socket_bridge::store::{EventLog, StoreOptions};
+use socket_bridge::store::{EventLog, StoreOptions, keys};
+use support::runtime;
 use tokio::runtime::Runtime;
 
 /// Photos (rooms) the appended events are spread over.
@@ -226,14 +232,6 @@ fn install_recorder() {
     });
 }
 
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("event-log-bench-")
@@ -387,24 +385,32 @@ fn append_sample(rt: &Runtime, appenders: usize, events: u64) -> Sample {
     }
 }
 
-fn bench_durable_append(c: &mut Criterion) {
-    install_recorder();
-    let rt = runtime();
-    let runs: Vec<(String, Samples)> = APPENDERS
+/// Runs the group `name`, flat-sampled and measured for `measurement`: one benchmark per
+/// parameter in `params`, each sample taken by `sample(param, iterations)`; then reports the
+/// measured samples, naming the latency `what`.
+fn sampled_group(
+    c: &mut Criterion,
+    name: &str,
+    what: &str,
+    params: &[usize],
+    measurement: Duration,
+    sample: impl Fn(usize, u64) -> Sample,
+) {
+    let runs: Vec<(String, Samples)> = params
         .iter()
         .map(|n| (n.to_string(), Samples::default()))
         .collect();
-    let mut group = c.benchmark_group("durable_append");
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(SAMPLES)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(8))
+        .measurement_time(measurement)
         .throughput(Throughput::Elements(1));
-    for (appenders, (_, samples)) in APPENDERS.iter().zip(&runs) {
-        group.bench_function(BenchmarkId::from_parameter(appenders), |b| {
-            b.iter_custom(|events| {
-                let sample = append_sample(&rt, *appenders, events);
+    for (param, (_, samples)) in params.iter().zip(&runs) {
+        group.bench_function(BenchmarkId::from_parameter(param), |b| {
+            b.iter_custom(|iterations| {
+                let sample = sample(*param, iterations);
                 let elapsed = sample.elapsed;
                 samples.lock().expect("samples lock").push(sample);
                 elapsed
@@ -412,7 +418,20 @@ fn bench_durable_append(c: &mut Criterion) {
         });
     }
     group.finish();
-    report("durable_append", "per-append", &runs);
+    report(name, what, &runs);
+}
+
+fn bench_durable_append(c: &mut Criterion) {
+    install_recorder();
+    let rt = runtime();
+    sampled_group(
+        c,
+        "durable_append",
+        "per-append",
+        &APPENDERS,
+        Duration::from_secs(8),
+        |appenders, events| append_sample(&rt, appenders, events),
+    );
 }
 
 /// Value size of the store's event record for the bench events (version byte + bincode of id,
@@ -432,17 +451,6 @@ enum Shape {
     /// per touched room and a commit record in the flushed batch, then the id index records
     /// (and the commit record's removal) in a second, unflushed batch as the indexer does.
     Store,
-}
-
-fn raw_key(tag: u8, name: &str, seq: Option<u64>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32);
-    key.push(tag);
-    key.extend_from_slice(name.as_bytes());
-    if let Some(seq) = seq {
-        key.push(0);
-        key.extend_from_slice(&seq.to_be_bytes());
-    }
-    key
 }
 
 fn filler(len: usize, seed: u64) -> Vec<u8> {
@@ -478,7 +486,7 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
         for _ in 0..n {
             let room = (mix(written) % PHOTOS as u64) as usize;
             seqs[room] += 1;
-            let key = raw_key(b'e', &rooms[room], Some(seqs[room]));
+            let key = keys::event(&rooms[room], seqs[room]);
             writes.insert(key, filler(RAW_VALUE_BYTES, written));
             touched.push(room);
             written += 1;
@@ -490,15 +498,12 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
             let mut ranges = Vec::with_capacity(touched.len() * 20);
             for &room in &touched {
                 let photo = &rooms[room]["photo:".len()..];
-                writes.insert(raw_key(b'h', &rooms[room], None), filler(2, seqs[room]));
-                writes.insert(
-                    raw_key(b's', photo, None),
-                    filler(RAW_STATUS_BYTES, seqs[room]),
-                );
+                writes.insert(keys::head(&rooms[room]), filler(2, seqs[room]));
+                writes.insert(keys::status(photo), filler(RAW_STATUS_BYTES, seqs[room]));
                 ranges.extend_from_slice(&filler(20, seqs[room]));
             }
             commit_no += 1;
-            writes.insert(raw_key(b'c', "", Some(commit_no)), ranges);
+            writes.insert(keys::commit(commit_no), ranges);
         }
         db.apply_batch(writes).expect("apply_batch");
         db.flush().expect("flush");
@@ -507,9 +512,9 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
             let mut index = sled::Batch::default();
             for i in 0..ids as u64 {
                 let id = format!("{:032x}", mix(written - i));
-                index.insert(raw_key(b'i', &id, None), filler(RAW_ID_BYTES, i));
+                index.insert(keys::id(&id), filler(RAW_ID_BYTES, i));
             }
-            index.remove(raw_key(b'c', "", Some(commit_no)));
+            index.remove(keys::commit(commit_no));
             db.apply_batch(index).expect("apply index batch");
         }
     }
@@ -526,29 +531,14 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
 }
 
 fn bench_raw_sled(c: &mut Criterion, name: &str, shape: Shape, batches: &[usize]) {
-    let runs: Vec<(String, Samples)> = batches
-        .iter()
-        .map(|n| (n.to_string(), Samples::default()))
-        .collect();
-    let mut group = c.benchmark_group(name);
-    group
-        .sample_size(SAMPLES)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(2))
-        .measurement_time(Duration::from_secs(6))
-        .throughput(Throughput::Elements(1));
-    for (batch, (_, samples)) in batches.iter().zip(&runs) {
-        group.bench_function(BenchmarkId::from_parameter(batch), |b| {
-            b.iter_custom(|records| {
-                let sample = raw_sample(shape, *batch, records);
-                let elapsed = sample.elapsed;
-                samples.lock().expect("samples lock").push(sample);
-                elapsed
-            });
-        });
-    }
-    group.finish();
-    report(name, "per-batch (apply_batch + flush)", &runs);
+    sampled_group(
+        c,
+        name,
+        "per-batch (apply_batch + flush)",
+        batches,
+        Duration::from_secs(6),
+        |batch, records| raw_sample(shape, batch, records),
+    );
 }
 
 /// Reads every event of `room` in pages; returns how many.

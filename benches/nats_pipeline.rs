@@ -14,23 +14,27 @@
 //!    shows the hub's consumer with nothing pending or unacked; "delivered" is when the client has
 //!    received every event.
 
-use std::process::{Child, Command, Stdio};
+// The shared test kit; this bench uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::jetstream::{self, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use rust_socketio::Payload;
 use rust_socketio::asynchronous::ClientBuilder;
 use serde_json::json;
 use socket_bridge::app::Application;
-use socket_bridge::auth::TokenAuthority;
-use socket_bridge::bus::nats::NatsSettings;
 use socket_bridge::settings::Settings;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
+use support::hub::{self, TestHub};
+use support::nats::{HUB_CONSUMER, NatsServer, STREAM, create_stream, wait_consumed};
+
 const PHOTOS: usize = 100;
 const LIMIT: Duration = Duration::from_secs(600);
 
@@ -59,17 +63,11 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     if std::env::var("BENCH_LOG").is_ok() {
         socket_bridge::telemetry::init_logging();
     }
-    let nats = NatsServer::start().await?;
+    let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await?;
     let js = jetstream::new(client.clone());
-    let stream = js
-        .create_stream(stream::Config {
-            name: "PHOTO_EVENTS".into(),
-            subjects: vec!["photo.>".into(), "system.>".into()],
-            ..Default::default()
-        })
-        .await?;
-    stream
+    create_stream(&js)
+        .await
         .create_consumer(pull::Config {
             durable_name: Some("bare".into()),
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
@@ -85,9 +83,10 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
             .await?
             .await?;
     }
-    let hub = Hub::start(&settings(data_dir.path(), &nats.url(), batch)).await?;
-    wait_consumed(&js, "socket-bridge").await?;
-    hub.stop().await?;
+    let args = settings(data_dir.path(), &nats, batch);
+    let hub = TestHub::start(args.clone()).await;
+    wait_consumed(&js, HUB_CONSUMER, LIMIT).await;
+    hub.stop().await;
 
     let published = Instant::now();
     publish_backlog(&js, events).await?;
@@ -95,11 +94,8 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
 
     // Baseline: the whole stream (uploads and backlog), acked one by one.
     let total = events + PHOTOS;
-    let bare: jetstream::consumer::PullConsumer = js
-        .get_stream("PHOTO_EVENTS")
-        .await?
-        .get_consumer("bare")
-        .await?;
+    let bare: jetstream::consumer::PullConsumer =
+        js.get_stream(STREAM).await?.get_consumer("bare").await?;
     let started = Instant::now();
     let mut messages = bare.messages().await?;
     let mut acked = 0;
@@ -124,20 +120,15 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     let received = Arc::new(AtomicUsize::new(0));
     let all_received = Arc::new(Notify::new());
     let established = Arc::new(Notify::new());
-    let args = settings(data_dir.path(), &nats.url(), batch);
     let app = Application::build(&args).await?;
     let base = format!("http://{}", app.local_addr()?);
     let appends_before = AppendFigures::now();
     let started = Instant::now();
-    let hub = Hub::run(app);
+    let hub = TestHub::run(app, args);
     let socket = {
         let (received, all_received) = (Arc::clone(&received), Arc::clone(&all_received));
         let established = Arc::clone(&established);
-        let token = TokenAuthority::new(SECRET.as_bytes())?.mint(
-            "u1",
-            &[socket_bridge::auth::Permission::ReadPhotos],
-            Duration::from_secs(3600),
-        )?;
+        let token = support::token("u1", &["read:photos"]);
         ClientBuilder::new(base)
             .namespace("/")
             .auth(json!({ "token": token, "clientId": "bench" }))
@@ -171,7 +162,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
             )
             .await?;
     }
-    wait_consumed(&js, "socket-bridge").await?;
+    wait_consumed(&js, HUB_CONSUMER, LIMIT).await;
 
     let stored_secs = started.elapsed().as_secs_f64();
     let appends = AppendFigures::now().since(&appends_before);
@@ -179,7 +170,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     let delivered_secs = started.elapsed().as_secs_f64();
     let got = received.load(Ordering::SeqCst);
     let _ = socket.disconnect().await;
-    hub.stop().await?;
+    hub.stop().await;
     if delivered.is_err() {
         return Err(format!("the client received {got} of {events} events").into());
     }
@@ -211,13 +202,10 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn settings(data_dir: &std::path::Path, url: &str, batch: usize) -> Settings {
-    let mut settings = Settings::new(data_dir);
-    settings.listen = "127.0.0.1:0".parse().expect("address");
-    settings.jwt_secret = Some(SECRET.into());
-    let mut nats = NatsSettings::new(url, settings.socket.max_payload_bytes);
-    nats.batch_size = batch;
-    settings.nats = Some(nats);
+/// The kit's hub settings in `data_dir`, consuming `nats` in batches of `batch`.
+fn settings(data_dir: &std::path::Path, nats: &NatsServer, batch: usize) -> Settings {
+    let mut settings = hub::settings(data_dir);
+    nats.attach(&mut settings).batch_size = batch;
     // The client catches up from the store when it falls behind; give it room to stay live.
     settings.socket.queue_packets = 8192;
     settings
@@ -273,103 +261,4 @@ async fn publish_backlog(js: &jetstream::Context, events: usize) -> Result<(), E
         ack.await?;
     }
     Ok(())
-}
-
-/// Waits until `consumer` has nothing pending or unacked.
-async fn wait_consumed(js: &jetstream::Context, consumer: &str) -> Result<(), Error> {
-    let stream = js.get_stream("PHOTO_EVENTS").await?;
-    let started = Instant::now();
-    loop {
-        let info = stream.consumer_info(consumer).await?;
-        if info.num_pending == 0 && info.num_ack_pending == 0 && info.delivered.stream_sequence > 0
-        {
-            return Ok(());
-        }
-        if started.elapsed() > LIMIT {
-            return Err(format!("{consumer} did not consume the stream in time").into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// The hub, running in this process.
-struct Hub {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), socket_bridge::app::AppError>>,
-}
-
-impl Hub {
-    async fn start(args: &Settings) -> Result<Self, Error> {
-        Ok(Self::run(Application::build(args).await?))
-    }
-
-    fn run(app: Application) -> Self {
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        Self { stop, task }
-    }
-
-    async fn stop(self) -> Result<(), Error> {
-        let _ = self.stop.send(());
-        self.task.await??;
-        Ok(())
-    }
-}
-
-/// A `nats-server -js` with its own port and store dir, killed when dropped.
-struct NatsServer {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    async fn start() -> Result<Self, Error> {
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string()])
-            .arg("-sd")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot start nats-server ({e}); install it: apt-get install -y nats-server"
-                )
-            })?;
-        let server = Self {
-            port,
-            child,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(client) = async_nats::connect(server.url()).await
-                && client.request("$JS.API.INFO", "".into()).await.is_ok()
-            {
-                return Ok(server);
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                return Err("nats-server did not come up".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

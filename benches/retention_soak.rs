@@ -15,6 +15,11 @@
 //!
 //! Under `cargo test` (no `--bench` flag) it does nothing.
 
+// The shared test kit; this bench uses only part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -129,11 +134,12 @@ async fn soak(seconds: u64) {
     log.close().expect("close");
 }
 
-async fn measure_appends(log: &EventLog, tag: &str, duration: Duration) -> Histogram<u64> {
+/// Appends single events (ids `tag-<n>`) one after another while `going_on()`; returns their
+/// latencies, microseconds.
+async fn measure_appends(log: &EventLog, tag: &str, going_on: impl Fn() -> bool) -> Histogram<u64> {
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-    let started = Instant::now();
     let mut n = 0u64;
-    while started.elapsed() < duration {
+    while going_on() {
         let t = Instant::now();
         log.append(vec![event(
             format!("{tag}-{n}"),
@@ -177,7 +183,8 @@ async fn prune_latency() {
         "stored {total} old events in {:.1} s",
         fill.elapsed().as_secs_f64()
     );
-    let baseline = measure_appends(&log, "base", Duration::from_secs(10)).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    let baseline = measure_appends(&log, "base", || Instant::now() < until).await;
     report("appends without a prune (baseline)", &baseline);
     let pruning = {
         let log = log.clone();
@@ -187,23 +194,8 @@ async fn prune_latency() {
         };
         tokio::task::spawn_blocking(move || log.prune(&policy, Timestamp::now(), false))
     };
-    let mut during = Histogram::<u64>::new(3).expect("histogram");
-    let mut n = 0u64;
     let started = Instant::now();
-    while !pruning.is_finished() {
-        let t = Instant::now();
-        log.append(vec![event(
-            format!("during-{n}"),
-            (n as usize) % ROOMS,
-            Timestamp::now(),
-        )])
-        .await
-        .expect("append");
-        during
-            .record(t.elapsed().as_micros() as u64)
-            .expect("record");
-        n += 1;
-    }
+    let during = measure_appends(&log, "during", || !pruning.is_finished()).await;
     let pass = pruning.await.expect("prune task").expect("prune");
     println!(
         "prune removed {} events in {:.1} s ({:.0} events/s)",
@@ -220,11 +212,7 @@ fn main() {
     if !args.iter().any(|a| a == "--bench") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = support::runtime();
     let mode = args
         .iter()
         .find(|a| *a == "soak" || *a == "prune-latency")

@@ -5,7 +5,8 @@
 //! and concurrent appenders share flushes (group commit, see `commit`).
 //!
 //! # Layout
-//! - `keys`: every key of the tree, built in one place (fixed-width big-endian numbers).
+//! - `keys`: every key of the tree, built in one place (fixed-width big-endian numbers); public
+//!   for what writes the layout without the store (the benches' raw sled baseline).
 //! - `codec`: the record encoding (a version byte, then bincode); decoding never panics.
 //! - `records`: what is stored and what appends answer.
 //! - `tree`: reading and decoding records (events, statuses, heads); the other modules read
@@ -26,7 +27,7 @@ mod derived;
 mod error;
 mod faults;
 mod ids;
-mod keys;
+pub mod keys;
 mod lock;
 mod log;
 mod migrate;

@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{progress_batch, spawn_app, uploaded};
+use crate::helpers::{progress_batch, uploaded};
+use crate::support::api::Api;
+use crate::support::hub::TestHub;
 
 const ROUNDS: usize = 15;
 const BATCHES: usize = 12;
@@ -13,28 +15,18 @@ const BATCH: usize = 25;
 /// different moments of the append stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_with_since_during_appends_is_gap_free() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
+    let app = TestHub::spawn().await;
     let mut client = app.client_for("u1").await;
     client.next_named("connection:established").await;
     for round in 0..ROUNDS {
         let photo = format!("h{round}");
         app.publish_ok(&uploaded(&photo, "u1")).await;
         let publisher = {
-            let base = app.base.clone();
+            let api = Api::clone(&app);
             let photo = photo.clone();
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let token = crate::helpers::token("publisher", &["events:publish"]);
                 for _ in 0..BATCHES {
-                    let response = http
-                        .post(format!("{base}/api/events"))
-                        .bearer_auth(&token)
-                        .json(&progress_batch(&photo, BATCH))
-                        .send()
-                        .await
-                        .expect("publish");
-                    assert_eq!(response.status().as_u16(), 200);
+                    api.publish_ok(&progress_batch(&photo, BATCH)).await;
                 }
             })
         };

@@ -1,6 +1,11 @@
 //! End-to-end tests of the bridge: the app on port 0 with a temp data dir, driven by the
 //! `rust_socketio` client, HTTP, and raw websockets.
 
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
 mod handover;
 mod helpers;
 mod protocol;

@@ -6,15 +6,16 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{WAIT, spawn_app, token, uploaded};
+use crate::helpers::uploaded;
+use crate::support::hub::TestHub;
+use crate::support::{WAIT, token};
 
 /// The hub publishes `client.connected`, `client.subscribed` and `client.disconnected` on its bus
 /// with the original design's fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_lifecycle_events_reach_the_bus() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
-    let mut bus = app.bus.subscribe();
+    let app = TestHub::spawn().await;
+    let mut bus = app.bus().subscribe();
     app.publish_ok(&uploaded("p1", "u1")).await;
     let mut client = app
         .client(
@@ -57,8 +58,7 @@ async fn client_lifecycle_events_reach_the_bus() {
 /// and the hub keeps serving others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_packets_are_refused_on_both_transports() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
+    let app = TestHub::spawn().await;
     let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": "big" });
     let huge = "x".repeat(2 * 1024 * 1024);
 

@@ -2,15 +2,16 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{progress_batch, spawn_app, token, uploaded};
+use crate::helpers::{progress_batch, uploaded};
+use crate::support::hub::TestHub;
+use crate::support::token;
 
 /// A client that disconnects and resumes with its last seqs gets exactly the missed seqs of each
 /// room, then `resume:complete` with the heads; a room it may not read is refused, and it stays
 /// connected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_replays_exactly_the_missed_seqs() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
+    let app = TestHub::spawn().await;
     app.publish_ok(&json!([uploaded("p1", "u1"), uploaded("other", "u2")]))
         .await;
     app.publish_ok(&progress_batch("p1", 4)).await;
@@ -80,8 +81,7 @@ async fn resume_replays_exactly_the_missed_seqs() {
 /// data dir; and a resume after the restart only gets newer events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_seqs_survive_a_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
+    let app = TestHub::spawn().await;
     app.publish_ok(&uploaded("p1", "u1")).await;
     app.publish_ok(&json!({ "type": "photo.processing.progress", "data": { "photoId": "p1", "progress": 40 } })).await;
     let mut client = app.client_for("u1").await;
@@ -93,9 +93,7 @@ async fn status_and_seqs_survive_a_restart() {
     assert_eq!(before["progress"], 40);
     assert_eq!(before["lastSeq"], 2);
     client.close().await;
-    app.stop().await;
-
-    let app = crate::helpers::spawn_app(dir.path()).await;
+    let app = app.restart().await;
     let mut client = app.client(json!({ "token": token("u1", &["read:photos"]), "clientId": "c1", "resume": { "photo:p1": 2 } })).await;
     client.next_named("connection:established").await;
     let after = client

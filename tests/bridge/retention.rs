@@ -1,39 +1,32 @@
 //! Retention seen from outside: the scheduled job runs, a resume into a pruned range gets
 //! `replay:truncated` then the kept events, and the `prune` command works on a stopped hub only.
 
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{progress_batch, settings, spawn_app_with, token, uploaded};
+use crate::helpers::{progress_batch, uploaded};
+use crate::support::hub::TestHub;
+use crate::support::{binary, token};
 
 /// With a one-second schedule and 5 events kept per room, the job prunes on its own; a client
 /// resuming from seq 3 gets `replay:truncated` (requested 4, oldest 16, with the status), then
 /// exactly seqs 16..20, then `resume:complete`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_prune_then_truncated_resume() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = settings(dir.path());
-    args.prune_schedule = "* * * * * *".parse().expect("schedule");
-    args.retention.max_events_per_room = 5;
-    let app = spawn_app_with(args).await;
+    let app = TestHub::spawn_with(|settings| {
+        settings.prune_schedule = "* * * * * *".parse().expect("schedule");
+        settings.retention.max_events_per_room = 5;
+    })
+    .await;
     app.publish_ok(&uploaded("p1", "u1")).await;
     app.publish_ok(&progress_batch("p1", 19)).await;
 
-    let http = reqwest::Client::new();
     let reader = token("u1", &["read:photos"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let page: Value = http
-            .get(format!("{}/api/photos/p1/events", app.base))
-            .bearer_auth(&reader)
-            .send()
-            .await
-            .expect("history")
-            .json()
-            .await
-            .expect("json");
+        let page = app.get_json("/api/photos/p1/events", &reader).await;
         if page["events"][0]["seq"] == 16 {
             break;
         }
@@ -43,14 +36,7 @@ async fn scheduled_prune_then_truncated_resume() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("prune_events_removed_total"),
         "prune runs are counted"
@@ -79,22 +65,22 @@ async fn scheduled_prune_then_truncated_resume() {
 /// and refuses a data dir that a running hub holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prune_command_on_a_stopped_hub() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app_with(settings(dir.path())).await;
+    let app = TestHub::spawn().await;
     app.publish_ok(&uploaded("p1", "u1")).await;
     app.publish_ok(&progress_batch("p1", 9)).await;
 
-    let prune = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_socket-bridge"))
-            .args(["prune", "--retention-max-events", "4"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("run prune")
+    let prune = |data_dir: &Path, extra: &[&str]| {
+        let data_dir = data_dir.display().to_string();
+        let flags = [
+            "prune",
+            "--retention-max-events",
+            "4",
+            "--data-dir",
+            &data_dir,
+        ];
+        binary::run(&[&flags, extra].concat())
     };
-    let busy = prune(&[]);
+    let busy = prune(app.data_dir(), &[]);
     assert!(
         !busy.status.success(),
         "prune must refuse a data dir in use"
@@ -104,9 +90,9 @@ async fn prune_command_on_a_stopped_hub() {
         "{}",
         String::from_utf8_lossy(&busy.stderr)
     );
-    app.stop().await;
+    let app = app.stop().await;
 
-    let dry = prune(&["--dry-run"]);
+    let dry = prune(app.data_dir(), &["--dry-run"]);
     assert!(
         dry.status.success(),
         "{}",
@@ -117,13 +103,13 @@ async fn prune_command_on_a_stopped_hub() {
         "{}",
         String::from_utf8_lossy(&dry.stdout)
     );
-    let done = prune(&[]);
+    let done = prune(app.data_dir(), &[]);
     assert!(done.status.success());
     assert!(
         String::from_utf8_lossy(&done.stdout).starts_with("removed 6 events"),
         "{}",
         String::from_utf8_lossy(&done.stdout)
     );
-    let again = prune(&[]);
+    let again = prune(app.data_dir(), &[]);
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("removed 0 events"));
 }

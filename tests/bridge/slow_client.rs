@@ -1,66 +1,18 @@
 //! A client that stops reading must not grow the server's memory or hold back the others.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{SECRET, TestClient, token};
+use crate::support::api::Api;
+use crate::support::binary::HubProcess;
+use crate::support::token;
 
 const BATCHES: usize = 160;
 const BATCH: usize = 25;
 const PAD_BYTES: usize = 16 * 1024;
-
-/// The real binary as a child process.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data_dir: &std::path::Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_socket-bridge"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env("SOCKET_QUEUE_PACKETS", "64")
-        .env("SLOW_CLIENT_TIMEOUT", "2s")
-        .env("STORE_CACHE_MB", "16")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start socket-bridge");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server logs its address")
-            .expect("log line");
-        let Ok(log) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if log["fields"]["message"] == "socket-bridge listening" {
-            break log["fields"]["addr"].as_str().expect("addr").to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -72,15 +24,8 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-async fn connected_clients(http: &reqwest::Client, base: &str) -> u64 {
-    let health: Value = http
-        .get(format!("{base}/health/detailed"))
-        .send()
-        .await
-        .expect("health")
-        .json()
-        .await
-        .expect("json");
+async fn connected_clients(hub: &Api) -> u64 {
+    let health = hub.health().await;
     health["details"]["websocket"]["connectedClients"]
         .as_u64()
         .expect("connectedClients")
@@ -107,14 +52,17 @@ async fn a_client_that_never_reads_is_dropped_without_hurting_others() {
 /// Publishes the events with or without a stalled client; returns the server's RSS growth, MiB.
 async fn run(with_stalled: bool) -> u64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = start_server(dir.path());
-    let http = reqwest::Client::new();
-
-    let mut normal = TestClient::connect(
-        &server.base,
-        json!({ "token": token("u1", &["read:photos"]), "clientId": "normal" }),
-    )
+    let server = HubProcess::start(dir.path(), |command| {
+        command
+            .env("SOCKET_QUEUE_PACKETS", "64")
+            .env("SLOW_CLIENT_TIMEOUT", "2s")
+            .env("STORE_CACHE_MB", "16");
+    })
     .await;
+
+    let mut normal = server
+        .client(json!({ "token": token("u1", &["read:photos"]), "clientId": "normal" }))
+        .await;
     normal.next_named("connection:established").await;
     let expected_clients = if with_stalled { 2 } else { 1 };
     let ws_url = format!(
@@ -133,29 +81,21 @@ async fn run(with_stalled: bool) -> u64 {
         stalled = Some(ws);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while connected_clients(&http, &server.base).await < expected_clients {
+    while connected_clients(&server).await < expected_clients {
         assert!(Instant::now() < deadline, "the raw client did not connect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rss_before = rss_kib(server.child.id());
+    let rss_before = rss_kib(server.pid());
 
     let pad = "x".repeat(PAD_BYTES);
     let publisher = {
-        let (http, base) = (http.clone(), server.base.clone());
+        let api = Api::clone(&server);
         tokio::spawn(async move {
-            let token = token("publisher", &["events:publish"]);
             for b in 0..BATCHES {
                 let batch: Vec<Value> = (0..BATCH)
                     .map(|i| json!({ "type": "system.maintenance", "data": { "n": b * BATCH + i, "pad": pad } }))
                     .collect();
-                let response = http
-                    .post(format!("{base}/api/events"))
-                    .bearer_auth(&token)
-                    .json(&batch)
-                    .send()
-                    .await
-                    .expect("publish");
-                assert_eq!(response.status().as_u16(), 200);
+                api.publish_ok(&Value::Array(batch)).await;
             }
         })
     };
@@ -167,7 +107,7 @@ async fn run(with_stalled: bool) -> u64 {
         "the normal client gets every event once, in order"
     );
     publisher.await.expect("publisher");
-    let rss_after = rss_kib(server.child.id());
+    let rss_after = rss_kib(server.pid());
     let pushed_mib = (total as usize * PAD_BYTES) >> 20;
     let grown_mib = rss_after.saturating_sub(rss_before) >> 10;
     eprintln!(
@@ -179,7 +119,7 @@ async fn run(with_stalled: bool) -> u64 {
     };
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    while connected_clients(&http, &server.base).await > 1 {
+    while connected_clients(&server).await > 1 {
         assert!(
             Instant::now() < deadline,
             "the stalled client was not dropped"

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{TestClient, progress_batch, spawn_app, token, uploaded};
+use crate::helpers::{progress_batch, uploaded};
+use crate::support::hub::TestHub;
+use crate::support::token;
 
 const REPLAYERS: usize = 12;
 const HISTORY: usize = 3000;
@@ -14,8 +16,7 @@ const HISTORY: usize = 3000;
 /// subscriber within a second, before the replays are done; then every replay completes in full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_do_not_stall_live_delivery() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let app = spawn_app(dir.path()).await;
+    let app = TestHub::spawn().await;
     app.publish_ok(&json!([uploaded("big", "u1"), uploaded("live", "u2")]))
         .await;
     for _ in 0..HISTORY / 500 {
@@ -33,7 +34,7 @@ async fn replays_do_not_stall_live_delivery() {
     let mut replayers = Vec::new();
     for i in 0..REPLAYERS {
         let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": format!("r{i}"), "resume": { "photo:big": 0 } });
-        replayers.push(TestClient::connect(&app.base, auth).await);
+        replayers.push(app.client(auth).await);
     }
     let sent = Instant::now();
     app.publish_ok(&json!({ "type": "photo.processing.progress", "data": { "photoId": "live", "progress": 7 } })).await;

@@ -1,32 +1,18 @@
 //! The binary's first hour: serve flags without `serve`, and startup failures that say in one line
 //! what failed, where, and what to do. Each test runs the real binary.
 
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use socket_bridge::store::EventLog;
 
-const BIN: &str = env!("CARGO_BIN_EXE_socket-bridge");
-
-/// Runs the binary with `args` (and a clean environment for its settings) and waits for it.
-fn run(args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
-    for var in [
-        "LISTEN_ADDR",
-        "DATA_DIR",
-        "JWT_SECRET",
-        "NATS_URL",
-        "PRUNE_SCHEDULE",
-    ] {
-        command.env_remove(var);
-    }
-    command
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
+use support::binary::run;
 
 /// The one error line a failed start prints.
 fn error_line(output: &Output) -> String {
@@ -87,10 +73,9 @@ fn held_data_dir_names_the_holder() {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
     let held = EventLog::open(data.join("store")).expect("open the store in this process");
-    let port = free_listener().local_addr().expect("addr").port();
     let line = error_line(&run(&[
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--data-dir",
         &data.display().to_string(),
     ]));
@@ -112,10 +97,9 @@ fn read_only_data_dir_names_the_path() {
     let dir = tempfile::tempdir().expect("dir");
     let read_only = ReadOnlyDir::new(dir.path());
     let data = read_only.path().join("data");
-    let port = free_listener().local_addr().expect("addr").port();
     let line = error_line(&run(&[
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--data-dir",
         &data.display().to_string(),
     ]));

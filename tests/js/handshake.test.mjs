@@ -1,18 +1,11 @@
 // docs/protocol.md, "Connecting": who may connect, and what a refused or accepted handshake looks like.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { RFC3339_MS, badTokens, closeAllClients, signJwt, startHub, token, uid } from './hub.mjs';
+import { RFC3339_MS, badTokens, signJwt, token, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
+const hub = await useHub();
 
 const unauthorized = [
   ['no auth at all', () => undefined],
@@ -31,15 +24,21 @@ const unauthorized = [
   ['a token without sub', () => ({ token: signJwt({ exp: Math.floor(Date.now() / 1000) + 600, permissions: [] }), clientId: uid('c') })],
 ];
 
+/** Connects with `auth`, which must be refused with connect_error `reason` and leave it unconnected; returns the closed client. */
+async function refusedAs(auth, reason) {
+  const client = hub.client(auth);
+  const err = await client.refused();
+  assert.equal(err.message, reason);
+  assert.equal(client.connected, false);
+  client.close();
+  return client;
+}
+
 for (const [name, auth] of unauthorized) {
   // Shows that a handshake with this token is refused with connect_error "unauthorized" and never connects.
   test(`handshake with ${name} is refused as unauthorized`, async () => {
-    const client = hub.client(auth());
-    const err = await client.refused();
-    assert.equal(err.message, 'unauthorized');
-    assert.equal(client.connected, false);
+    const client = await refusedAs(auth(), 'unauthorized');
     assert.equal(client.find('connection:established'), undefined);
-    client.close();
   });
 }
 
@@ -62,11 +61,7 @@ const invalid = [
 for (const [name, auth] of invalid) {
   // Shows that a well-authenticated handshake with this defect is refused with "invalid_handshake".
   test(`handshake with ${name} is refused as invalid_handshake`, async () => {
-    const client = hub.client(auth());
-    const err = await client.refused();
-    assert.equal(err.message, 'invalid_handshake');
-    assert.equal(client.connected, false);
-    client.close();
+    await refusedAs(auth(), 'invalid_handshake');
   });
 }
 

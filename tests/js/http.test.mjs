@@ -1,20 +1,11 @@
 // docs/protocol.md, "Producers" and "HTTP read API": the HTTP ingest and history endpoints, their errors, and CORS.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { RFC3339_MS, badTokens, closeAllClients, ev, publisherToken, startHub, token, uid } from './hub.mjs';
+import { RFC3339_MS, badTokens, ev, publisherToken, range, token, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
-
-const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const hub = await useHub();
 
 /** Asserts an error answer: `status` and a JSON `{ error, detail }` of two non-empty strings. */
 function assertError(res, status, error) {

@@ -1,6 +1,7 @@
 // Helpers for the end-to-end suite: run the real `socket-bridge` binary, mint tokens, publish
 // events over HTTP, and drive official socket.io-client sockets that record what they receive.
-// Every wait has a timeout; every child process and socket is tracked so that nothing leaks.
+// Every wait has a timeout; every hub, child process and socket is tracked so that nothing leaks.
+// Each test file starts its shared hub with `useHub()`, which also registers the cleanup after it.
 
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { io } from 'socket.io-client';
 
@@ -34,6 +36,7 @@ const HUB_ENV = [
 ];
 
 const children = new Set();
+const hubs = new Set();
 const sockets = new Set();
 
 function killChildren() {
@@ -108,6 +111,9 @@ export function withTimeout(promise, ms, what) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The integers `from..=to` (empty when `to < from`). */
+export const range = (from, to) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 
 let counter = 0;
 /** A fresh identifier (valid as photo, user, client id) unique within this run. */
@@ -193,6 +199,7 @@ export async function startHub({ dataDir, secret = SECRET, env = {}, args = [], 
   children.add(child);
   if (child.pid) watch({ add: child.pid, dir, owned: owns });
   const hub = new Hub(child, dir, secret, owns, { env, args });
+  hubs.add(hub);
   try {
     await hub.ready;
   } catch (e) {
@@ -293,6 +300,7 @@ export class Hub {
 
   /** Kills the process if it still runs and removes the data dir it owns. Safe to call twice. */
   async close() {
+    hubs.delete(this);
     if (this.running) {
       this.child.kill('SIGKILL');
       await withTimeout(this.exited, 5000, 'socket-bridge to die after SIGKILL').catch(() => {});
@@ -373,35 +381,20 @@ export class Hub {
 // ---------------------------------------------------------------------------------------------
 // Events
 
+/** An event of `type` with `data`, and the top-level fields in `extra` (`id`, `timestamp`, ...). */
+const event = (type, data, extra) => ({ type, data, ...extra });
+
 export const ev = {
-  uploaded: (photoId, userId, data = {}, extra = {}) => ({
-    type: 'photo.uploaded',
-    data: { photoId, userId, ...data },
-    ...extra,
-  }),
-  started: (photoId, data = {}, extra = {}) => ({
-    type: 'photo.processing.started',
-    data: { photoId, ...data },
-    ...extra,
-  }),
-  progress: (photoId, progress, data = {}, extra = {}) => ({
-    type: 'photo.processing.progress',
-    data: { photoId, progress, ...data },
-    ...extra,
-  }),
-  completed: (photoId, data = {}, extra = {}) => ({
-    type: 'photo.processing.completed',
-    data: { photoId, ...data },
-    ...extra,
-  }),
-  failed: (photoId, error, data = {}, extra = {}) => ({
-    type: 'photo.processing.failed',
-    data: { photoId, error, ...data },
-    ...extra,
-  }),
-  deleted: (photoId, data = {}, extra = {}) => ({ type: 'photo.deleted', data: { photoId, ...data }, ...extra }),
-  maintenance: (data = {}, extra = {}) => ({ type: 'system.maintenance', data, ...extra }),
-  health: (data = {}, extra = {}) => ({ type: 'system.health', data, ...extra }),
+  uploaded: (photoId, userId, data = {}, extra = {}) => event('photo.uploaded', { photoId, userId, ...data }, extra),
+  started: (photoId, data = {}, extra = {}) => event('photo.processing.started', { photoId, ...data }, extra),
+  progress: (photoId, progress, data = {}, extra = {}) =>
+    event('photo.processing.progress', { photoId, progress, ...data }, extra),
+  completed: (photoId, data = {}, extra = {}) => event('photo.processing.completed', { photoId, ...data }, extra),
+  failed: (photoId, error, data = {}, extra = {}) =>
+    event('photo.processing.failed', { photoId, error, ...data }, extra),
+  deleted: (photoId, data = {}, extra = {}) => event('photo.deleted', { photoId, ...data }, extra),
+  maintenance: (data = {}, extra = {}) => event('system.maintenance', data, extra),
+  health: (data = {}, extra = {}) => event('system.health', data, extra),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -514,30 +507,27 @@ export class Client {
     return items.length > 60 ? `... ${items.slice(-60).join(', ')}` : items.join(', ') || '(nothing)';
   }
 
-  /** Connects; resolves once connected, rejects with the connect_error. */
-  open(ms = WAIT_MS) {
+  /** Connects and resolves with the outcome, the `connect` or `connect_error` it recorded. */
+  handshake(what, ms) {
     const from = this.index();
     this.socket.connect();
     return this.until(
-      () => {
-        const r = this.received.slice(from).find((x) => x.event === 'connect' || x.event === 'connect_error');
-        if (r?.event === 'connect_error') throw r.data;
-        return r;
-      },
-      'connect',
+      () => this.received.slice(from).find((x) => x.event === 'connect' || x.event === 'connect_error'),
+      what,
       ms,
-    ).then(() => this);
+    );
+  }
+
+  /** Connects; resolves once connected, rejects with the connect_error. */
+  async open(ms = WAIT_MS) {
+    const r = await this.handshake('connect', ms);
+    if (r.event === 'connect_error') throw r.data;
+    return this;
   }
 
   /** Connects expecting a refusal; resolves with the connect_error's Error. */
   async refused(ms = WAIT_MS) {
-    const from = this.index();
-    this.socket.connect();
-    const r = await this.until(
-      () => this.received.slice(from).find((x) => x.event === 'connect' || x.event === 'connect_error'),
-      'connect_error',
-      ms,
-    );
+    const r = await this.handshake('connect_error', ms);
     if (r.event === 'connect') throw new Error('the handshake was accepted but should have been refused');
     return r.data;
   }
@@ -571,7 +561,17 @@ export class Client {
   }
 }
 
-/** Closes every socket still open (for `after` hooks). */
-export function closeAllClients() {
+/** Closes every socket still open, then every hub started and not closed yet (an `after` hook). */
+export async function closeAll() {
   for (const client of [...sockets]) client.close();
+  for (const hub of [...hubs]) await hub.close();
+}
+
+/**
+ * The shared hub of a test file (`const hub = await useHub();` at its top): started with `options`
+ * as `startHub` takes them, after registering `closeAll` to run once the file's tests are done.
+ */
+export async function useHub(options) {
+  after(closeAll);
+  return startHub(options);
 }

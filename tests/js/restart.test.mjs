@@ -4,18 +4,14 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 
-import { RFC3339_MS, closeAllClients, ev, startHub, token, uid } from './hub.mjs';
+import { RFC3339_MS, closeAll, ev, startHub, token, uid } from './hub.mjs';
 
-const hubs = [];
-after(async () => {
-  closeAllClients();
-  for (const hub of hubs) await hub.close();
-});
+// Each test starts its own hubs; they are all closed after the file.
+after(closeAll);
 
 // Shows that SIGTERM tells connected clients system.shutdown before they are disconnected, and the process exits 0.
 test('SIGTERM: system.shutdown reaches clients before the disconnect, exit code 0', async () => {
   const hub = await startHub();
-  hubs.push(hub);
   const a = await hub.connect(uid('u'));
   const b = await hub.connect(uid('u'));
   const status = await hub.terminate();
@@ -39,7 +35,6 @@ test('SIGTERM: system.shutdown reaches clients before the disconnect, exit code 
 // Shows that status, epoch, seqs and idempotency survive a restart, and a resuming client gets only the newer events.
 test('a restart on the same data dir keeps status, epoch and seqs; resume after it gets only newer events', async () => {
   const first = await startHub();
-  hubs.push(first);
   const user = uid('u');
   const photo = uid('p');
   const photoRoom = `photo:${photo}`;
@@ -67,7 +62,6 @@ test('a restart on the same data dir keeps status, epoch and seqs; resume after 
   client.close();
 
   const second = await first.restart();
-  hubs.push(second);
   assert.equal(second.epoch, epoch, 'the epoch is the store identity and survives restarts');
 
   const reader = await second.connect(user);

@@ -2,27 +2,11 @@
 // refused rooms, and replay:truncated for a wrong epoch or a seq beyond the head.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { closeAllClients, ev, startHub, token, uid } from './hub.mjs';
+import { ev, range, token, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
-
-const range = (from, to) => Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-
-/** Publishes a global marker and waits for `client` to receive it: everything before it has arrived. */
-async function drain(client) {
-  const id = uid('marker');
-  await hub.publishOne(ev.maintenance({ marker: true }, { id }));
-  await client.waitFor('system.maintenance', (d) => d.eventId === id);
-}
+const hub = await useHub();
 
 /**
  * A user with a photo: uploaded (photo 1, user 1), 4 progress (photo 2..5), completed (photo 6,
@@ -80,7 +64,7 @@ test('resume replays exactly k+1..head per room, then resume:complete, then live
   // The photo room was re-joined: live events follow with the next seq, once.
   await hub.publishOne(ev.deleted(h.photo));
   await client.waitForSeqs(h.photoRoom, 5);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(h.photoRoom), [3, 4, 5, 6, 7]);
   assert.deepEqual(client.seqs(h.userRoom), [2, 3, 4]);
   client.close();
@@ -103,7 +87,7 @@ test('resume at the head replays nothing; a resume without epoch is not epoch-ch
     rooms: { [h.photoRoom]: 6, [h.userRoom]: 3, [`client:${clientId}`]: 0, [`session:${sessionId}`]: 0 },
     refused: {},
   });
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(h.photoRoom), []);
   assert.deepEqual(client.seqs(h.userRoom), []);
   assert.equal(client.find('replay:truncated'), undefined);
@@ -161,7 +145,7 @@ test('resume refuses other users\' rooms and unknown photos; the connection stan
   // The refused rooms were not joined.
   await hub.publishOne(ev.progress(other.photo, 50));
   await hub.publishOne(ev.uploaded(uid('p'), other.user));
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.inRoom(other.photoRoom), []);
   assert.deepEqual(client.inRoom(other.userRoom), []);
   // The user's own default rooms still work.
@@ -269,7 +253,7 @@ test('resume while events keep arriving: no gap, no duplicate', async () => {
   await producer;
   const head = 6 + published;
   await client.waitForSeqs(h.photoRoom, head - 1, 8000);
-  await drain(client);
+  await hub.drain(client);
   assert.deepEqual(client.seqs(h.photoRoom), range(2, head));
   client.close();
 });

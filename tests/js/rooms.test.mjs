@@ -1,18 +1,11 @@
 // docs/protocol.md, "After connecting" and "Stored events": the default rooms a socket joins, routing, and the delivered payload.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { RFC3339_MS, closeAllClients, ev, startHub, token, uid } from './hub.mjs';
+import { RFC3339_MS, ev, token, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
+const hub = await useHub();
 
 // Shows that an uploaded photo of the socket's own user reaches it through user:<sub> with the exact payload shape.
 test('photo.uploaded of the own user arrives in user:<sub> as { ...data, eventId, room, seq, timestamp }', async () => {

@@ -1,18 +1,11 @@
 // docs/protocol.md, "Photo status": photo:status:request and the status a photo's events derive.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { closeAllClients, ev, startHub, token, uid } from './hub.mjs';
+import { ev, token, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
+const hub = await useHub();
 
 const at = (second) => `2026-05-06T07:08:${String(second).padStart(2, '0')}.${String(second * 7).padStart(3, '0')}Z`;
 

@@ -2,20 +2,11 @@
 // and refusals (acks and request:error), and ping.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { RFC3339_MS, closeAllClients, ev, sleep, startHub, uid } from './hub.mjs';
+import { RFC3339_MS, ev, range, sleep, uid, useHub } from './hub.mjs';
 
-let hub;
-before(async () => {
-  hub = await startHub();
-});
-after(async () => {
-  closeAllClients();
-  await hub?.close();
-});
-
-const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const hub = await useHub();
 
 /** A photo of `user` with `uploaded` and `progressCount` progress events stored; returns its id. */
 async function photoWith(user, progressCount = 0) {
@@ -27,12 +18,16 @@ async function photoWith(user, progressCount = 0) {
   return photo;
 }
 
+/** A fresh user with a photo (`photoWith`), the photo's room, and a connected socket of that user. */
+async function ownerOfPhoto(progressCount = 0) {
+  const user = uid('u');
+  const photo = await photoWith(user, progressCount);
+  return { user, photo, room: `photo:${photo}`, client: await hub.connect(user) };
+}
+
 // Shows the ack and subscription:confirmed of subscribe:photo, and that live events then arrive in seq order without a replay.
 test('subscribe:photo acks { ok, room, headSeq, epoch }, confirms, then delivers live events in order', async () => {
-  const user = uid('u');
-  const photo = await photoWith(user, 2);
-  const room = `photo:${photo}`;
-  const client = await hub.connect(user);
+  const { photo, room, client } = await ownerOfPhoto(2);
   const ack = await client.ack('subscribe:photo', { photoId: photo });
   assert.deepEqual(ack, { ok: true, room, headSeq: 3, epoch: hub.epoch });
   const confirmed = await client.waitFor('subscription:confirmed');
@@ -105,10 +100,7 @@ test('subscribe with since: 0 replays everything, then live continues with no ga
 
 // Shows that `since: k` replays only k+1..head, and subscribing again with `since` replays again from since+1.
 test('subscribe with since: k replays from k+1, and again on a second subscribe', async () => {
-  const user = uid('u');
-  const photo = await photoWith(user, 5); // seqs 1..6
-  const room = `photo:${photo}`;
-  const client = await hub.connect(user);
+  const { photo, room, client } = await ownerOfPhoto(5); // seqs 1..6
   const ack = await client.ack('subscribe:photo', { photoId: photo, since: 4 });
   assert.equal(ack.headSeq, 6);
   await client.waitForSeqs(room, 2);
@@ -136,10 +128,7 @@ test('subscribe with since: k replays from k+1, and again on a second subscribe'
 
 // Shows that `since` beyond the room's head is treated as truncated: replay:truncated with the status, then everything from the oldest.
 test('subscribe with since beyond the head: replay:truncated, then the events from the oldest', async () => {
-  const user = uid('u');
-  const photo = await photoWith(user, 2); // seqs 1..3
-  const room = `photo:${photo}`;
-  const client = await hub.connect(user);
+  const { user, photo, room, client } = await ownerOfPhoto(2); // seqs 1..3
   const status = await client.ack('photo:status:request', { photoId: photo });
   const ack = await client.ack('subscribe:photo', { photoId: photo, since: 50 });
   assert.equal(ack.ok, true);
@@ -182,10 +171,7 @@ test('a replay of 700 stored events is complete and hands over to live', async (
 
 // Shows that unsubscribe:photo acks { ok: true } and stops delivery of the photo room.
 test('unsubscribe:photo stops delivery', async () => {
-  const user = uid('u');
-  const photo = await photoWith(user);
-  const room = `photo:${photo}`;
-  const client = await hub.connect(user);
+  const { photo, room, client } = await ownerOfPhoto();
   assert.equal((await client.ack('subscribe:photo', { photoId: photo })).ok, true);
   await hub.publishOne(ev.progress(photo, 10));
   await client.waitForSeqs(room, 1);

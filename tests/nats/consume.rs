@@ -1,32 +1,41 @@
 //! Events from JetStream reach clients in order; live-only events are not stored; the hub's own
 //! `client.*` events appear on NATS.
 
+use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::bridge::WAIT;
-use crate::helpers::{IdSource, NatsServer, hub_settings, publish, spawn_hub};
+use crate::helpers::{IdSource, publish, spawn_hub};
+use crate::support::WAIT;
+use crate::support::client::TestClient;
+use crate::support::hub::TestHub;
+use crate::support::nats::NatsServer;
 
-/// Events published on JetStream reach a subscribed Socket.IO client in publish order, with
-/// gap-free seqs and the producers' ids; `system.health` reaches it live and is not stored.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jetstream_events_reach_a_subscribed_client_in_order() {
-    let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
-    hub.wait_for_bus("up").await;
-    let js = nats.jetstream().await;
-
+/// Publishes the upload of photo `p1` by `u1` on JetStream, waits until the hub stored it, and
+/// subscribes a client of `u1` to it; returns the client and the subscribe ack (checked `ok`).
+async fn subscribed_to_p1(hub: &TestHub, js: &jetstream::Context) -> (TestClient, Value) {
     let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
-    publish(&js, "photo.uploaded", uploaded, "up-1", IdSource::Body).await;
+    publish(js, "photo.uploaded", uploaded, "up-1", IdSource::Body).await;
     hub.wait_for_stored("photo:p1", 1).await;
-
     let mut client = hub.client_for("u1").await;
     client.next_named("connection:established").await;
     let ack = client
         .ack("subscribe:photo", json!({ "photoId": "p1" }))
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
+    (client, ack)
+}
+
+/// Events published on JetStream reach a subscribed Socket.IO client in publish order, with
+/// gap-free seqs and the producers' ids; `system.health` reaches it live and is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_events_reach_a_subscribed_client_in_order() {
+    let nats = NatsServer::start().await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+
+    let (mut client, ack) = subscribed_to_p1(&hub, &js).await;
     assert_eq!(ack["headSeq"], 1);
 
     let count = 120;
@@ -91,22 +100,13 @@ async fn jetstream_events_reach_a_subscribed_client_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_events_appear_on_nats() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    let hub = spawn_hub(&nats).await;
     let js = nats.jetstream().await;
     let observer = async_nats::connect(nats.url()).await.expect("connect");
     let mut events = observer.subscribe("client.>").await.expect("subscribe");
     observer.flush().await.expect("flush");
 
-    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
-    publish(&js, "photo.uploaded", uploaded, "up-1", IdSource::Body).await;
-    hub.wait_for_stored("photo:p1", 1).await;
-    let mut client = hub.client_for("u1").await;
-    client.next_named("connection:established").await;
-    let ack = client
-        .ack("subscribe:photo", json!({ "photoId": "p1" }))
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
+    let (client, _) = subscribed_to_p1(&hub, &js).await;
     client.close().await;
 
     let mut seen: Vec<(String, Value)> = Vec::new();

@@ -6,11 +6,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::bridge::WAIT;
-use crate::helpers::{
-    IdSource, NatsServer, consumer_backlog, create_stream, hub_settings, publish, publish_raw,
-    spawn_hub,
-};
+use crate::helpers::{IdSource, publish, publish_raw, spawn_hub};
+use crate::support::WAIT;
+use crate::support::nats::{HUB_CONSUMER, NatsServer, create_stream, wait_consumed};
 
 /// Each kind of bad message (invalid JSON, unknown type, a photo event without `photoId`, a
 /// `type` that differs from the subject, oversized data, an owner mismatch) lands on the
@@ -83,8 +81,7 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_stored() 
         .await;
     }
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    let hub = spawn_hub(&nats).await;
     hub.wait_for_stored("photo:p1", bad.len() + 1).await;
     let stored: Vec<u64> = hub
         .history("photo:p1")
@@ -124,11 +121,7 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_stored() 
     }
 
     // Terminated, not redelivered: nothing pending, and no second copy after the ack wait.
-    let started = std::time::Instant::now();
-    while consumer_backlog(&js).await != (0, 0) {
-        assert!(started.elapsed() < WAIT, "messages left unacked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     let again = tokio::time::timeout(Duration::from_secs(3), dead.next()).await;
     assert!(again.is_err(), "a refused message was redelivered");
     hub.stop().await;

@@ -3,35 +3,26 @@
 
 use std::time::{Duration, Instant};
 
-use crate::bridge::WAIT;
-use crate::helpers::{
-    HubProcess, NatsServer, assert_workload_stored, consumer_backlog, hub_settings, nats_of,
-    publish_workload, spawn_hub,
-};
+use crate::helpers::{assert_workload_stored, consume, publish_workload, spawn_hub, start_binary};
+use crate::support::WAIT;
+use crate::support::hub::TestHub;
+use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_backlog, wait_consumed};
 
 /// 500 events published while the hub is stopped are all stored once it starts, each once, in
 /// order, whatever their id source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_while_the_hub_is_stopped_are_stored_once_it_starts() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    let hub = spawn_hub(&nats).await;
     hub.wait_for_bus("up").await;
-    hub.stop().await;
+    let stopped = hub.stop().await;
 
     let js = nats.jetstream().await;
     let (count, photos) = (500, 5);
     publish_workload(&js, count, photos).await;
 
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
-    let started = Instant::now();
-    while consumer_backlog(&js).await != (0, 0) {
-        assert!(
-            started.elapsed() < WAIT,
-            "the backlog was not consumed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let hub = stopped.start().await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     assert_workload_stored(&hub, count, photos).await;
     hub.stop().await;
 }
@@ -47,7 +38,7 @@ async fn hub_killed_mid_consumption_stores_every_event_exactly_once() {
     let js = nats.jetstream().await;
 
     // A first run creates the stream and consumer; then the backlog is published.
-    let hub = HubProcess::start(dir.path(), &nats.url(), 50).await;
+    let hub = start_binary(dir.path(), &nats, 50).await;
     hub.wait_for_bus("up").await;
     let (count, photos) = (3000, 20);
     publish_workload(&js, count, photos).await;
@@ -67,15 +58,8 @@ async fn hub_killed_mid_consumption_stores_every_event_exactly_once() {
         "the hub was killed after consuming everything: the test needs a bigger backlog"
     );
 
-    let hub = HubProcess::start(dir.path(), &nats.url(), 50).await;
-    let started = Instant::now();
-    while consumer_backlog(&js).await != (0, 0) {
-        assert!(
-            started.elapsed() < WAIT * 3,
-            "the backlog was not consumed in time"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let hub = start_binary(dir.path(), &nats, 50).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT * 3).await;
     assert_workload_stored(&hub, count, photos).await;
 }
 
@@ -85,32 +69,27 @@ async fn hub_killed_mid_consumption_stores_every_event_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_stores_and_acks_the_batch_in_hand() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let js = nats.jetstream().await;
-    let mut args = hub_settings(dir.path(), &nats.url());
-    // A long ack wait: a message left unacked would hold the restarted hub up for all of it.
-    nats_of(&mut args).ack_wait = Duration::from_secs(60);
-    nats_of(&mut args).batch_size = 50;
-    let hub = spawn_hub(args.clone()).await;
+    let hub = TestHub::spawn_with(|settings| {
+        let bus = consume(&nats, settings);
+        // A long ack wait: a message left unacked would hold the restarted hub up for all of it.
+        bus.ack_wait = Duration::from_secs(60);
+        bus.batch_size = 50;
+    })
+    .await;
     hub.wait_for_bus("up").await;
     let (count, photos) = (2000, 10);
     publish_workload(&js, count, photos).await;
     hub.wait_for_stored("photo:p0", 5).await;
-    hub.stop().await;
+    let stopped = hub.stop().await;
 
     let (unacked, undelivered) = consumer_backlog(&js).await;
     assert_eq!(unacked, 0, "a graceful stop leaves nothing unacked");
     assert!(undelivered > 0, "the stop came after the whole backlog");
 
-    let hub = spawn_hub(args).await;
-    let started = Instant::now();
-    while consumer_backlog(&js).await != (0, 0) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the backlog was not consumed before the ack wait"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let hub = stopped.start().await;
+    // Well before the ack wait is over.
+    wait_consumed(&js, HUB_CONSUMER, Duration::from_secs(30)).await;
     assert_workload_stored(&hub, count, photos).await;
     hub.stop().await;
 }

@@ -1,10 +1,10 @@
 //! End-to-end tests of the NATS JetStream bus against a real `nats-server -js` that each test
-//! starts on a free port with its own store dir (docs/protocol.md, "Producers: NATS JetStream").
+//! starts with its own store dir (docs/protocol.md, "Producers: NATS JetStream").
 
-// The bridge suite's Socket.IO client, tokens and settings; this suite uses only part of them.
+// The shared test kit; this suite uses only part of it.
 #[allow(dead_code)]
-#[path = "../bridge/helpers.rs"]
-mod bridge;
+#[path = "../support/mod.rs"]
+mod support;
 
 mod consume;
 mod dead_letter;

@@ -1,25 +1,21 @@
 //! NATS going away: the hub keeps serving, reports the bus down, and consumes again by itself
 //! when NATS is back, losing nothing.
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
-use crate::bridge::WAIT;
 use crate::helpers::{
-    IdSource, NatsServer, assert_workload_stored, consumer_backlog, hub_settings, nats_of, publish,
-    publish_workload, spawn_hub, workload_event,
+    IdSource, assert_workload_stored, consume, publish, publish_workload, spawn_hub, workload_event,
 };
+use crate::support::WAIT;
+use crate::support::hub::TestHub;
+use crate::support::nats::{HUB_CONSUMER, NatsServer, wait_consumed};
 
 /// A NATS restart while the hub is consuming loses nothing: the events published before and
 /// after it are all stored once, in order, and `/health/detailed` shows the bus down, then up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_while_the_hub_runs_loses_nothing() {
     let mut nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut args = hub_settings(dir.path(), &nats.url());
-    nats_of(&mut args).batch_size = 20;
-    let hub = spawn_hub(args).await;
+    let hub = TestHub::spawn_with(|settings| consume(&nats, settings).batch_size = 20).await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;
     let (first, photos) = (1000, 4);
@@ -30,7 +26,7 @@ async fn nats_restart_while_the_hub_runs_loses_nothing() {
     hub.wait_for_bus("down").await;
     let health = hub.health().await;
     assert_eq!(health["details"]["websocket"]["status"], "healthy");
-    nats.launch().await;
+    nats.restart().await;
     hub.wait_for_bus("up").await;
 
     // Publish the rest of the workload on a fresh connection, after the restart.
@@ -40,11 +36,7 @@ async fn nats_restart_while_the_hub_runs_loses_nothing() {
         let (subject, body) = workload_event(n, photos);
         publish(&js, &subject, body, &format!("body-{n}"), IdSource::Body).await;
     }
-    let started = Instant::now();
-    while consumer_backlog(&js).await != (0, 0) {
-        assert!(started.elapsed() < WAIT * 2, "not consumed in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_consumed(&js, HUB_CONSUMER, WAIT * 2).await;
     assert_workload_stored(&hub, total, photos).await;
     hub.stop().await;
 }
@@ -53,9 +45,10 @@ async fn nats_restart_while_the_hub_runs_loses_nothing() {
 /// creates the stream and consumes as soon as NATS is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_starts_without_nats_and_consumes_once_it_is_up() {
-    let mut nats = NatsServer::unstarted();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let hub = spawn_hub(hub_settings(dir.path(), &nats.url())).await;
+    // A first run gives the server its port; it is down when the hub starts.
+    let mut nats = NatsServer::start().await;
+    nats.stop();
+    let hub = spawn_hub(&nats).await;
     let health = hub.health().await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(
@@ -63,7 +56,7 @@ async fn hub_starts_without_nats_and_consumes_once_it_is_up() {
         json!({ "type": "nats", "status": "down" })
     );
 
-    nats.launch().await;
+    nats.restart().await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;
     let body = json!({ "data": { "photoId": "p1", "userId": "u1" } });

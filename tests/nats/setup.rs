@@ -2,14 +2,17 @@
 
 use async_nats::jetstream::consumer::{AckPolicy, pull, push};
 use async_nats::jetstream::stream;
-use socket_bridge::app::Application;
 
-use crate::helpers::{NatsServer, create_stream, hub_settings};
+use crate::helpers::consume;
+use crate::support::hub::TestHub;
+use crate::support::nats::{NatsServer, create_stream};
 
 /// Builds the hub against `nats` and returns its start error.
 async fn start_error(nats: &NatsServer) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    match Application::build(&hub_settings(dir.path(), &nats.url())).await {
+    let started = TestHub::try_spawn_with(|settings| {
+        consume(nats, settings);
+    });
+    match started.await {
         Ok(_) => panic!("the hub started against a conflicting stream or consumer"),
         Err(e) => e.to_string(),
     }

@@ -1,7 +1,11 @@
-//! Event builders shared by the store tests.
+//! Event builders and stores shared by the store tests.
 
 use serde_json::{Map, Value, json};
 use socket_bridge::domain::{Event, EventId, EventType, Timestamp};
+use socket_bridge::store::EventLog;
+use tokio::runtime::Runtime;
+
+pub use crate::support::runtime;
 
 /// A validated event of `event_type` for `photo` owned by `user` (both in `data`).
 pub fn photo_event(
@@ -37,13 +41,12 @@ pub fn maintenance(id: &str) -> Event {
     .expect("valid event")
 }
 
-/// A multi-threaded runtime like the server's.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+/// A new event log in a temp dir, and a runtime to append with.
+pub fn temp_store() -> (tempfile::TempDir, Runtime, EventLog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    (dir, rt, log)
 }
 
 /// Opens a store directory with bare sled, waiting for a just-closed `EventLog` to let go of the

@@ -1,5 +1,10 @@
 //! Tests of the durable event log against a real sled directory.
 
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
 mod crash;
 mod faults;
 mod helpers;

@@ -7,7 +7,7 @@ use serde_json::json;
 use socket_bridge::domain::{Event, EventId, EventType, PhotoId, ProcessingState, Room, Timestamp};
 use socket_bridge::store::{AppendError, EventLog, Receipt, Rejection};
 
-use crate::helpers::{maintenance, photo_event, runtime};
+use crate::helpers::{maintenance, photo_event, runtime, temp_store};
 
 /// What one generated event is: a kind, a photo index, and whether it reuses a shared id.
 #[derive(Debug, Clone)]
@@ -199,13 +199,11 @@ proptest! {
     /// Status derivation follows docs/protocol.md ("Photo status"), checked against a small reference model.
     #[test]
     fn status_follows_the_reference_model(steps in prop::collection::vec((0u8..6, prop::option::of(0u8..=100)), 1..40)) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = runtime();
-        let log = EventLog::open(dir.path()).expect("open");
+        let (_dir, rt, log) = temp_store();
         let photo = PhotoId::parse("p").expect("id");
         let mut model = Model::default();
         for (i, (kind, progress)) in steps.iter().enumerate() {
-            let t = MODEL_TYPES[*kind as usize];
+            let t = model_type(*kind);
             let extra = match progress {
                 Some(p) => json!({"progress": p, "error": format!("e{i}")}),
                 None => json!({"error": format!("e{i}")}),
@@ -223,14 +221,15 @@ proptest! {
     }
 }
 
-const MODEL_TYPES: [EventType; 6] = [
-    EventType::PhotoUploaded,
-    EventType::ProcessingStarted,
-    EventType::ProcessingProgress,
-    EventType::ProcessingCompleted,
-    EventType::ProcessingFailed,
-    EventType::PhotoDeleted,
-];
+/// The photo event type numbered `kind` (0..6): the types the model covers, in their declared
+/// order.
+fn model_type(kind: u8) -> EventType {
+    EventType::ALL
+        .into_iter()
+        .filter(|t| t.is_photo_event())
+        .nth(usize::from(kind))
+        .expect("six photo event types")
+}
 
 /// The status rules written out plainly, as a table of transitions.
 struct Model {
@@ -286,12 +285,18 @@ impl Model {
     }
 }
 
+/// Checks that `err` refused the event at `index` of its batch (any, for `None`) for a reason
+/// that `reason` accepts.
+fn assert_rejected(err: &AppendError, index: Option<usize>, reason: impl Fn(&Rejection) -> bool) {
+    let refused = matches!(err, AppendError::Rejected { index: at, rejection }
+        if index.is_none_or(|i| i == *at) && reason(rejection));
+    assert!(refused, "{err}");
+}
+
 /// An owner mismatch anywhere in a batch rejects the whole batch: nothing of it is stored.
 #[test]
 fn a_rejected_event_rejects_its_whole_batch() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     rt.block_on(log.append(vec![photo_event(
         "a",
         EventType::PhotoUploaded,
@@ -311,16 +316,9 @@ fn a_rejected_event_rejects_its_whole_batch() {
         ),
     ];
     let err = rt.block_on(log.append(batch)).expect_err("owner mismatch");
-    assert!(
-        matches!(
-            err,
-            AppendError::Rejected {
-                index: 1,
-                rejection: Rejection::OwnerMismatch { .. }
-            }
-        ),
-        "{err}"
-    );
+    assert_rejected(&err, Some(1), |r| {
+        matches!(r, Rejection::OwnerMismatch { .. })
+    });
     let p1 = PhotoId::parse("p1").expect("id");
     assert_eq!(
         log.head(&Room::photo(&p1)).expect("head"),
@@ -338,25 +336,14 @@ fn a_rejected_event_rejects_its_whole_batch() {
 /// A photo's first event must name its owner; later ones may omit it.
 #[test]
 fn first_photo_event_needs_an_owner() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let mut event = photo_event("x", EventType::ProcessingStarted, "p9", "u", json!({}));
     event.data.remove("userId");
     event.user_id = None;
     let err = rt
         .block_on(log.append(vec![event.clone()]))
         .expect_err("no owner");
-    assert!(
-        matches!(
-            err,
-            AppendError::Rejected {
-                index: 0,
-                rejection: Rejection::NoOwner { .. }
-            }
-        ),
-        "{err}"
-    );
+    assert_rejected(&err, Some(0), |r| matches!(r, Rejection::NoOwner { .. }));
     let upload = photo_event("up", EventType::PhotoUploaded, "p9", "u", json!({}));
     let receipts = rt
         .block_on(log.append(vec![upload, event]))
@@ -372,9 +359,7 @@ fn first_photo_event_needs_an_owner() {
 /// `system.health` is live-only: the store refuses it.
 #[test]
 fn live_only_events_are_not_stored() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let health = Event::new(
         EventId::generate(),
         EventType::SystemHealth,
@@ -385,16 +370,7 @@ fn live_only_events_are_not_stored() {
     let err = rt
         .block_on(log.append(vec![health]))
         .expect_err("live only");
-    assert!(
-        matches!(
-            err,
-            AppendError::Rejected {
-                rejection: Rejection::LiveOnly(_),
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_rejected(&err, None, |r| matches!(r, Rejection::LiveOnly(_)));
     assert_eq!(log.head(&Room::Global).expect("head"), 0);
 }
 
@@ -402,9 +378,7 @@ fn live_only_events_are_not_stored() {
 /// sets its owner, and the other user cannot read it.
 #[test]
 fn system_events_never_claim_a_photo() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let data = json!({ "photoId": "p7", "userId": "mallory", "message": "maintenance" });
     let claim = Event::new(
         EventId::parse("claim").expect("id"),

@@ -6,7 +6,7 @@ use serde_json::{Map, json};
 use socket_bridge::domain::{Event, EventId, EventType, PhotoId, ProcessingState, Room, Timestamp};
 use socket_bridge::store::{EventLog, RetentionPolicy};
 
-use crate::helpers::{photo_event, runtime};
+use crate::helpers::{photo_event, temp_store};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -34,9 +34,7 @@ fn policy(hours: u64, max_events: u64) -> RetentionPolicy {
 /// the room's seqs keep increasing afterwards (a pruned room never reuses a seq).
 #[test]
 fn age_based_pruning_keeps_exactly_the_young_events() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let photo = PhotoId::parse("p1").expect("id");
     let room = Room::photo(&photo);
     let events: Vec<Event> = (0..10)
@@ -100,9 +98,7 @@ fn age_based_pruning_keeps_exactly_the_young_events() {
 /// rooms stays known by id while one of its copies is kept.
 #[test]
 fn count_based_pruning_keeps_the_newest_per_room() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let now = Timestamp::now().millis();
     let mut events = vec![at(
         photo_event("up-a", EventType::PhotoUploaded, "a", "u1", json!({})),
@@ -158,9 +154,7 @@ fn count_based_pruning_keeps_the_newest_per_room() {
 /// deletion is older than the maximum age.
 #[test]
 fn status_survives_pruning_until_deleted_and_old() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let kept = PhotoId::parse("kept").expect("id");
     let gone = PhotoId::parse("gone").expect("id");
     rt.block_on(log.append(vec![
@@ -221,9 +215,7 @@ fn status_survives_pruning_until_deleted_and_old() {
 /// Appends go on while a large prune runs, and nothing appended during it is lost.
 #[test]
 fn appends_continue_during_a_prune() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = runtime();
-    let log = EventLog::open(dir.path()).expect("open");
+    let (_dir, rt, log) = temp_store();
     let old: Vec<Event> = (0..20_000)
         .map(|i| {
             at(
