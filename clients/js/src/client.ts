@@ -113,14 +113,17 @@ export class SocketBridgeClient {
   }
 
   /**
-   * Subscribes to a photo: the hub replays its events after the last seq this client (or its
-   * storage) has, then sends it live. The subscription is restored on every reconnect until
-   * `unsubscribeFromPhoto`. Resolves with the hub's ack (`ok: false` with `error` when refused).
+   * Subscribes to a photo: the hub replays its events after `since`, then sends them live. `since`
+   * defaults to the last seq of the photo this client, or another client on the same storage,
+   * has handled (0 if none: its whole history). The subscription is restored on every reconnect
+   * until `unsubscribeFromPhoto`. Resolves with the hub's ack (`ok: false` with `error` when refused).
    */
-  async subscribeToPhoto(photoId: string): Promise<SubscribeAck> {
-    if (!ID.test(photoId)) return { ok: false, error: 'invalid_payload' };
+  async subscribeToPhoto(photoId: string, { since }: { since?: number } = {}): Promise<SubscribeAck> {
+    if (!ID.test(photoId) || (since !== undefined && !(Number.isSafeInteger(since) && since >= 0))) {
+      return { ok: false, error: 'invalid_payload' };
+    }
     const room = `photo:${photoId}`;
-    this.#cursor.follow(room); // from now on in every resume, even if this ack is lost
+    this.#cursor.follow(room, since); // from now on in every resume, even if this ack is lost
     await this.#ready();
     const ack = await this.#request<SubscribeAck>('subscribe:photo', { photoId, since: this.#cursor.follow(room) });
     if (!ack.ok) this.#cursor.forget(room);

@@ -52,15 +52,15 @@ export class RoomCursor {
   }
 
   /**
-   * Follows `room` from its last known seq: this client's, else the stored one of the same
-   * epoch, else 0 (its whole history). Returns that seq.
+   * Follows `room` from its last known seq: this client's; else `since`; else the stored one of
+   * the same epoch; else 0 (its whole history). Returns that seq.
    */
-  follow(room: string): number {
+  follow(room: string, since?: number): number {
     const known = this.#seqs.get(room);
     if (known !== undefined) return known;
     const record = this.#saved.read();
     const stored = record.epoch === this.#epoch ? record.seqs[room] : undefined;
-    const seq = stored ?? 0;
+    const seq = since ?? stored ?? 0;
     this.#seqs.set(room, seq);
     return seq;
   }
