@@ -64,8 +64,8 @@ export class SocketBridgeClient {
   readonly #handlers = new Handlers();
   /** The promise `connect()` returned, until `disconnect()`. */
   #started: Pending<ConnectionEstablished> | undefined;
-  /** Requests waiting for a connection. */
-  #waiting: Pending<void>[] = [];
+  /** Requests waiting for a connection (or for its resume to complete). */
+  #waiting: { untilLive: boolean; pending: Pending<void> }[] = [];
 
   constructor(url: string, options: SocketBridgeClientOptions) {
     if (!options.token && !options.getToken) throw new TypeError('socket-bridge-client: give `token` or `getToken`');
@@ -124,7 +124,9 @@ export class SocketBridgeClient {
     }
     const room = `photo:${photoId}`;
     this.#cursor.follow(room, since); // from now on in every resume, even if this ack is lost
-    await this.#ready();
+    // Not while a resume may be re-joining this room: the hub would drop that resume's
+    // catch-up and never send resume:complete.
+    await this.#ready(true);
     const ack = await this.#request<SubscribeAck>('subscribe:photo', { photoId, since: this.#cursor.follow(room) });
     if (!ack.ok) this.#cursor.forget(room);
     return ack;
@@ -134,13 +136,13 @@ export class SocketBridgeClient {
   async unsubscribeFromPhoto(photoId: string): Promise<void> {
     this.#cursor.forget(`photo:${photoId}`);
     if (!this.#connection.running) return;
-    await this.#ready();
+    await this.#ready(false);
     await this.#request('unsubscribe:photo', { photoId });
   }
 
   /** A photo's status; rejects with a `SocketBridgeError` (`forbidden`, `not_found`, ...). */
   async requestPhotoStatus(photoId: string): Promise<PhotoStatus> {
-    await this.#ready();
+    await this.#ready(false);
     const answer = await this.#request<PhotoStatus | { ok: false; error: string }>('photo:status:request', { photoId });
     if ('ok' in answer && answer.ok === false) throw new SocketBridgeError(answer.error);
     return answer as PhotoStatus;
@@ -190,7 +192,7 @@ export class SocketBridgeClient {
         this.#cursor.established(established.epoch, established.rooms ?? {});
         this.#connection.established();
         this.#started?.resolve(established);
-        for (const waiter of this.#waiting.splice(0)) waiter.resolve();
+        this.#release(false);
         break;
       }
       case 'replay:truncated': {
@@ -201,6 +203,7 @@ export class SocketBridgeClient {
       case 'resume:complete': {
         for (const room of Object.keys((payload as ResumeComplete).refused ?? {})) this.#cursor.forget(room);
         this.#connection.resumed();
+        this.#release(true);
         break;
       }
       case 'auth:expired':
@@ -217,19 +220,26 @@ export class SocketBridgeClient {
       const error = change.error ?? new Error('socket-bridge-client: disconnected');
       this.#started?.reject(error);
       this.#started = undefined;
-      for (const waiter of this.#waiting.splice(0)) waiter.reject(error);
+      for (const { pending } of this.#waiting.splice(0)) pending.reject(error);
     }
     this.#handlers.emit('connection', change);
   }
 
-  /** Resolves once a connection is established (at once if one is). */
-  #ready(): Promise<void> {
+  /** Resolves once a connection is established, or with `untilLive` once it is live (at once if it is). */
+  #ready(untilLive: boolean): Promise<void> {
     const state = this.#connection.state;
-    if (state === 'resuming' || state === 'live') return Promise.resolve();
+    if (state === 'live' || (state === 'resuming' && !untilLive)) return Promise.resolve();
     if (!this.#connection.running) return Promise.reject(new Error('socket-bridge-client: call connect() first'));
-    const waiter = pending<void>();
+    const waiter = { untilLive, pending: pending<void>() };
     this.#waiting.push(waiter);
-    return waiter.promise;
+    return waiter.pending.promise;
+  }
+
+  /** Lets the waiting requests go: those waiting for a connection, and with `live` all of them. */
+  #release(live: boolean): void {
+    const go = this.#waiting.filter((waiter) => live || !waiter.untilLive);
+    this.#waiting = this.#waiting.filter((waiter) => !go.includes(waiter));
+    for (const { pending } of go) pending.resolve();
   }
 
   /** Emits a request and resolves with its ack. */
