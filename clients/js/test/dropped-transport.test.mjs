@@ -1,7 +1,7 @@
 // Issue scenario 1: the network drops the connection, twice, while events keep coming. The
 // client reconnects by itself, resumes every room (its photo included), and its handlers get each
-// event exactly once, in seq order, even though the app re-subscribes on every reconnect (as
-// apps written for the seed do) and the hub replays the photo twice over.
+// event exactly once, in seq order, even though the app re-subscribes on every reconnect (as apps
+// written for the seed do) and the hub replays the photo's whole history once more.
 
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
@@ -59,6 +59,9 @@ test('a dropped transport while events keep coming: every event once, in order',
     await sleep(150);
     proxy.cut(300);
     await recorder.waitForState('live', 2);
+    // An overlapping replay, as a subscribe racing a resume gives: the hub sends the photo's
+    // events again from seq 1.
+    client.socket.emit('subscribe:photo', { photoId: photo, since: 0 });
     await sleep(150);
     proxy.cut(300);
     await recorder.waitForState('live', 3);
@@ -69,7 +72,7 @@ test('a dropped transport while events keep coming: every event once, in order',
   // head they were joined at.
   await ledger.assertDelivered(recorder, `photo:${photo}`);
   for (const room of [`user:${user}`, 'global']) await ledger.assertDelivered(recorder, room, { after: rooms[room] });
-  assert.ok(recorder.resumed('global') > 0, 'some events were missed and replayed by a resume');
+  assert.ok(recorder.resumed('global').length > 0, 'some events were missed and replayed by a resume');
   assert.deepEqual(recorder.states.slice(0, 4), ['connecting', 'connected', 'resuming', 'live']);
   assert.equal(client.state, 'live');
 });

@@ -36,9 +36,9 @@ export class Recorder {
     return this.events.filter((e) => e.room === room).map((e) => [e.seq, e.eventId]);
   }
 
-  /** How many events of `room` were delivered during a resume (replayed after a reconnect). */
+  /** The seqs of `room` delivered while the client was resuming (replayed after a (re)connect). */
   resumed(room) {
-    return this.events.filter((e) => e.room === room && e.state === 'resuming').length;
+    return this.events.filter((e) => e.room === room && e.state === 'resuming').map((e) => e.seq);
   }
 
   /** Waits until the handlers got `count` events of `room`. */
@@ -48,7 +48,10 @@ export class Recorder {
 
   /** Waits until the client has been in `state` `times` times. */
   async waitForState(state, times = 1, ms) {
-    await until(() => this.states.filter((s) => s === state).length >= times, `state ${state} x${times}`, ms);
+    await until(() => this.states.filter((s) => s === state).length >= times, `state ${state} x${times}`, ms).catch((e) => {
+      e.message += `; states: ${this.states.join(',')}`;
+      throw e;
+    });
   }
 }
 
