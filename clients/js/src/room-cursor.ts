@@ -46,11 +46,6 @@ export class RoomCursor {
     return Object.fromEntries(this.#seqs);
   }
 
-  /** Whether `room` is followed. */
-  has(room: string): boolean {
-    return this.#seqs.has(room);
-  }
-
   /**
    * Follows `room` from its last known seq: this client's; else `since`; else the stored one of
    * the same epoch; else 0 (its whole history). Returns that seq.
