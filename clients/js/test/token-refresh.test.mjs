@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { SocketBridgeClient } from '../dist/index.js';
 import { ev, sleep, startHub, token, uid } from './support/hub.mjs';
 import { Proxy } from './support/proxy.mjs';
-import { Ledger, Recorder, until } from './support/recorder.mjs';
+import { Ledger, Recorder, until, within } from './support/recorder.mjs';
 
 let hub;
 let proxy;
@@ -107,7 +107,7 @@ test('a fixed token that the hub refuses stops the client with `unauthorized`', 
   cleanup.push(() => client.disconnect());
   const changes = [];
   client.on('connection', (change) => changes.push(change));
-  await assert.rejects(client.connect(), { message: 'unauthorized' });
+  await assert.rejects(within(client.connect(), 3000, 'connect() to reject'), { message: 'unauthorized' });
   await sleep(300);
   assert.equal(client.state, 'offline');
   assert.deepEqual(changes.map((c) => c.state), ['connecting', 'offline'], 'no retry');

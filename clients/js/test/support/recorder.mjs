@@ -15,6 +15,15 @@ export async function until(check, what, ms = 10_000) {
   }
 }
 
+/** Resolves or rejects as `promise` does, or rejects after `ms` naming `what`. */
+export function within(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Records every stored event a client's handlers are called with (and the connection state then),
  * its states and its truncations.
