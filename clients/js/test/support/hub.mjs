@@ -23,7 +23,7 @@ export const SECRET = `socket-bridge-client-test-${randomBytes(12).toString('hex
 const HUB_ENV = [
   'LISTEN_ADDR', 'DATA_DIR', 'JWT_SECRET', 'NATS_URL', 'ALLOWED_ORIGINS', 'SOCKET_PING_TIMEOUT',
   'SOCKET_PING_INTERVAL', 'INSECURE_DEV_AUTH', 'RETENTION_MAX_AGE', 'RETENTION_MAX_EVENTS', 'PRUNE_SCHEDULE',
-  'RUST_LOG', 'LOG_FORMAT',
+  'TOKEN_LEEWAY', 'MAX_CONNECTIONS', 'RUST_LOG', 'LOG_FORMAT',
 ];
 
 const running = new Set();
