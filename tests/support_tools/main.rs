@@ -3,5 +3,6 @@
 //! subcommands with their exit statuses.
 
 mod cli;
+mod console;
 mod hub;
 mod sse;
