@@ -108,7 +108,8 @@ fn stream(
         expires: principal.expires_at.map(instant_of),
         done: false,
     };
-    let sse = Sse::new(events(feed)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE));
+    let sse =
+        Sse::new(events(feed)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"));
     // Tell buffering proxies (nginx) to pass events on as they come.
     (
         [(
