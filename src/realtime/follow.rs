@@ -251,3 +251,113 @@ impl Follower {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Map;
+
+    use super::*;
+    use crate::domain::{Event, EventId, Timestamp};
+
+    fn maintenance(id: &str) -> Event {
+        Event::new(
+            EventId::parse(id).expect("id"),
+            EventType::SystemMaintenance,
+            Map::new(),
+            Timestamp::now(),
+        )
+        .expect("event")
+    }
+
+    /// Appends `id` to `global` and returns the batch the committer published for it.
+    async fn append(
+        log: &EventLog,
+        commits: &mut tokio::sync::mpsc::UnboundedReceiver<Arc<[CommittedEvent]>>,
+        id: &str,
+    ) -> Arc<[CommittedEvent]> {
+        log.append(vec![maintenance(id)]).await.expect("append");
+        commits.recv().await.expect("a committed batch")
+    }
+
+    async fn next(follower: &mut Follower) -> Option<Followed> {
+        tokio::time::timeout(Duration::from_secs(5), follower.next())
+            .await
+            .expect("an item in time")
+            .expect("no store error")
+    }
+
+    async fn next_seq(follower: &mut Follower) -> u64 {
+        match next(follower).await {
+            Some(Followed::Event { seq, .. }) => seq,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    /// Stored events first, then live ones; a live copy of what the store gave is dropped, a live
+    /// seq past the next one sends the follower back to the store, and so does falling behind.
+    #[tokio::test]
+    async fn store_then_live_without_gap_or_duplicate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = EventLog::open(dir.path()).expect("open");
+        let mut commits = log.subscribe_commits();
+        let followers = Followers::default();
+        let early = append(&log, &mut commits, "e1").await;
+        append(&log, &mut commits, "e2").await;
+
+        let mut follower = followers.follow(log.clone(), Room::Global, 0);
+        assert_eq!(followers.open(), 1);
+        assert_eq!(next_seq(&mut follower).await, 1);
+        assert_eq!(next_seq(&mut follower).await, 2);
+        // The hub hands over a batch the store already gave: dropped.
+        followers.publish(&early);
+        let third = append(&log, &mut commits, "e3").await;
+        followers.publish(&third);
+        assert_eq!(next_seq(&mut follower).await, 3);
+
+        // e4's batch never reaches the follower; e5's does: the gap is read from the store.
+        append(&log, &mut commits, "e4").await;
+        let fifth = append(&log, &mut commits, "e5").await;
+        followers.publish(&fifth);
+        assert_eq!(next_seq(&mut follower).await, 4);
+        assert_eq!(next_seq(&mut follower).await, 5);
+
+        // Falling further behind than the live backlog: back to the store, nothing repeated.
+        for _ in 0..LIVE_BACKLOG + 8 {
+            followers.publish(&fifth);
+        }
+        let sixth = append(&log, &mut commits, "e6").await;
+        followers.publish(&sixth);
+        assert_eq!(next_seq(&mut follower).await, 6);
+
+        followers.stop();
+        assert!(
+            next(&mut follower).await.is_none(),
+            "ends once the hub stops"
+        );
+        drop(follower);
+        assert_eq!(followers.open(), 0);
+    }
+
+    /// A cursor beyond the head is reported truncated, then the room is replayed from its start.
+    #[tokio::test]
+    async fn cursor_beyond_the_head_is_truncated() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = EventLog::open(dir.path()).expect("open");
+        let mut commits = log.subscribe_commits();
+        append(&log, &mut commits, "e1").await;
+        let followers = Followers::default();
+        let mut follower = followers.follow(log.clone(), Room::Global, 10);
+        match next(&mut follower).await {
+            Some(Followed::Truncated(notice)) => {
+                assert_eq!(notice["requestedSeq"], 11);
+                assert_eq!(notice["oldestSeq"], 1);
+                assert_eq!(notice["room"], "global");
+                assert!(notice["status"].is_null());
+            }
+            other => panic!("expected replay:truncated, got {other:?}"),
+        }
+        assert_eq!(next_seq(&mut follower).await, 1);
+    }
+}
