@@ -11,9 +11,6 @@ const banner = document.getElementById('banner');
 const nav = document.getElementById('nav');
 const identity = document.getElementById('identity');
 
-/** Expiry leeway the hub allows (docs/protocol.md, "Tokens and permissions"). */
-const LEEWAY_MS = 60000;
-
 let me = null;
 let leave = [];
 let hubBack = [];
@@ -54,7 +51,8 @@ function renderIdentity() {
 function scheduleExpiry() {
   clearTimeout(expiryTimer);
   if (!me?.expiresAt) return;
-  const left = new Date(me.expiresAt) - Date.now() + LEEWAY_MS;
+  // `expiresAt` is when the hub stops accepting the token (its exp plus the leeway).
+  const left = new Date(me.expiresAt) - Date.now();
   expiryTimer = setTimeout(() => api.expired(), Math.max(0, Math.min(left, 2 ** 31 - 1)));
 }
 
