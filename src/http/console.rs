@@ -4,7 +4,7 @@
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 
 /// Every asset: its name under `/console/`, its content type, its bytes.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -49,12 +49,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /console`: to `/console/`, so that the page's relative links work behind a path prefix.
-pub async fn redirect() -> Redirect {
-    Redirect::permanent("console/")
-}
-
-/// `GET /console/`: the page.
+/// `GET /console` and `GET /console/`: the page.
 pub async fn index() -> Response {
     serve("index.html")
 }

@@ -68,7 +68,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/photos/{photo_id}/stream", get(sse::photo_stream))
         .route("/api/me", get(whoami::me))
         .route("/api/overview", get(overview::overview))
-        .route("/console", get(console::redirect))
+        .route("/console", get(console::index))
         .route("/console/", get(console::index))
         .route("/console/{file}", get(console::asset))
         .layer(DefaultBodyLimit::max(max_body))
