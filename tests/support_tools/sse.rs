@@ -44,7 +44,7 @@ async fn resume_with_last_event_id_is_gap_free_while_events_arrive() {
                 publisher.publish(&json!(batch)).await;
                 next += 4;
                 head.store(next - 1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(3)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
     };
