@@ -19,7 +19,7 @@ use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::realtime::{self, Hub, HubOptions, Realtime};
-use crate::retention::{RetentionError, RetentionScheduler};
+use crate::retention::{RetentionError, RetentionScheduler, RetentionView};
 use crate::settings::{AllowedOrigins, CorsSettings, Settings, SettingsError};
 use crate::store::{EventLog, StoreError};
 use crate::telemetry::{self, ErrorChain};
@@ -115,6 +115,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     io: SocketIo,
+    hub: Hub,
     log: EventLog,
     ingest: Ingest,
     bus: Bus,
@@ -195,27 +196,33 @@ impl Application {
 
         let ingest = Ingest::new(log.clone());
         realtime::live::spawn(io.clone(), ingest.live_events());
+        let retention =
+            RetentionScheduler::start(log.clone(), settings.retention, &settings.prune_schedule)
+                .await?;
         let state = AppState {
             log: log.clone(),
-            hub,
+            hub: hub.clone(),
             ingest: ingest.clone(),
             tokens,
             bus: shared_bus,
             metrics: telemetry::metrics_handle(),
             started: Instant::now(),
             max_batch_events: settings.limits.max_batch_events,
+            retention: RetentionView {
+                policy: settings.retention,
+                schedule: settings.prune_schedule.clone(),
+                last_run: retention.last_run(),
+            },
         };
         telemetry::register_metrics();
         let router = http::router(state, socket.max_payload_bytes)
             .layer(socket_layer)
             .layer(cors(&settings.cors));
-        let retention =
-            RetentionScheduler::start(log.clone(), settings.retention, &settings.prune_schedule)
-                .await?;
         Ok(Self {
             listener,
             router,
             io,
+            hub,
             log,
             ingest,
             bus,
@@ -250,7 +257,7 @@ impl Application {
     ) -> Result<(), AppError> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, epoch = self.log.epoch(), "socket-bridge listening");
-        let (io, ingest) = (self.io.clone(), self.ingest.clone());
+        let (io, ingest, hub) = (self.io.clone(), self.ingest.clone(), self.hub.clone());
         let log = self.log.clone();
         let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let failed_flag = Arc::clone(&store_failed);
@@ -277,6 +284,7 @@ impl Application {
                 consumer.stop(NATS_DRAIN_LIMIT).await;
             }
             ingest.close();
+            hub.stop_following();
             let notice = json!({ "message": "Server is shutting down", "timestamp": Timestamp::now().to_rfc3339() });
             if let Err(e) = io.emit("system.shutdown", &notice).await {
                 tracing::debug!(error = %ErrorChain(&e), "system.shutdown did not reach every socket");

@@ -210,6 +210,14 @@ impl Principal {
         }
     }
 
+    /// The permissions it holds, in [`Permission::ALL`] order.
+    pub fn permissions(&self) -> Vec<Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.permissions.contains(p))
+            .collect()
+    }
+
     /// Whether the principal holds `p` (admin holds everything).
     pub fn has(&self, p: Permission) -> bool {
         self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin)

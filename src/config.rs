@@ -1,5 +1,6 @@
 //! The command line and environment (docs/protocol.md, "Running it"): clap parses them once into
-//! [`Settings`] for `serve`, and into plain values for `token` and `prune`. Defaults come from
+//! [`Settings`] for `serve`, and into plain values for `token` and `prune`; the support CLI's
+//! flags are in [`crate::cli::args`]. Defaults come from
 //! [`crate::settings`].
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Permission;
 use crate::bus::nats::{self, NatsError, NatsSettings};
+use crate::cli::args::{HistoryArgs, StatusArgs, TailArgs};
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
     self, AllowedOrigins, CorsSettings, Limits, Settings, SettingsError, SocketSettings,
@@ -51,6 +53,12 @@ pub enum Command {
     Token(TokenArgs),
     /// Run one retention pass on a stopped hub's data dir and print what it removed.
     Prune(PruneArgs),
+    /// Print a photo's (or a room's) event history from a running hub.
+    History(HistoryArgs),
+    /// Print a photo's status from a running hub.
+    Status(StatusArgs),
+    /// Follow a room's events live on a running hub (SSE).
+    Tail(TailArgs),
 }
 
 /// Why the flags cannot be used.

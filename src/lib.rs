@@ -14,12 +14,14 @@
 //! - [`http`]: the API (health, metrics, ingest, history, status).
 //! - [`settings`]: the validated settings the hub is built from; [`config`]: flags and
 //!   environment, parsed once into them.
+//! - [`cli`]: the support CLI (`history`, `status`, `tail`), talking to a running hub over HTTP.
 //! - [`telemetry`]: logs and metric names; [`app`]: wiring and shutdown.
 
 pub mod access;
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;

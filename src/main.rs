@@ -1,4 +1,5 @@
-//! The `socket-bridge` binary: `serve` (the default), `token` and `prune`.
+//! The `socket-bridge` binary: `serve` (the default), `token`, `prune`, and the support CLI
+//! (`history`, `status`, `tail`).
 
 use std::process::ExitCode;
 
@@ -6,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use socket_bridge::app::{AppError, Application};
 use socket_bridge::auth::TokenAuthority;
+use socket_bridge::cli::{self, CliError};
 use socket_bridge::config::{Cli, Command, ServeArgs};
 use socket_bridge::domain::Timestamp;
 use socket_bridge::store::EventLog;
@@ -15,7 +17,7 @@ use socket_bridge::telemetry::{self, ErrorChain};
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs the command; a failure is printed as one line (with what to do, when there is a usual
-/// remedy) and exits with status 1.
+/// remedy) and exits with status 1, or the support CLI's status for its failures.
 fn main() -> ExitCode {
     let outcome = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
@@ -23,6 +25,10 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let cli = e.chain().find_map(|cause| cause.downcast_ref::<CliError>());
+            if cli.is_some_and(CliError::is_closed_output) {
+                return ExitCode::SUCCESS;
+            }
             let hint = e
                 .chain()
                 .find_map(|cause| cause.downcast_ref::<AppError>())
@@ -30,7 +36,7 @@ fn main() -> ExitCode {
                 .map(|hint| format!("; {hint}"))
                 .unwrap_or_default();
             eprintln!("socket-bridge: error: {e:#}{hint}");
-            ExitCode::FAILURE
+            cli.map_or(ExitCode::FAILURE, |e| ExitCode::from(e.exit_code()))
         }
     }
 }
@@ -62,6 +68,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::History(args) => Ok(cli::history(args).await?),
+        Command::Status(args) => Ok(cli::status(args).await?),
+        Command::Tail(args) => Ok(cli::tail(args).await?),
         Command::Token(args) => {
             let (tokens, _) =
                 TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)

@@ -38,10 +38,52 @@ pub enum RetentionError {
     Task(#[source] tokio::task::JoinError),
 }
 
+/// A finished retention pass: when it ended and what it removed, or why it failed.
+#[derive(Debug, Clone)]
+pub struct PruneRun {
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// What it removed, or the failure in words.
+    pub outcome: Result<PruneReport, String>,
+}
+
+/// The last pass the schedule ran since the hub started (for the support console). Cheap to
+/// clone; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct LastPrune(Arc<std::sync::Mutex<Option<PruneRun>>>);
+
+impl LastPrune {
+    /// The last pass, if one ran.
+    pub fn get(&self) -> Option<PruneRun> {
+        self.0.lock().ok().and_then(|run| run.clone())
+    }
+
+    fn record(&self, outcome: Result<PruneReport, String>) {
+        if let Ok(mut run) = self.0.lock() {
+            *run = Some(PruneRun {
+                finished_at: Timestamp::now(),
+                outcome,
+            });
+        }
+    }
+}
+
+/// Retention as operators see it: what it keeps, when it runs, and how its last pass went.
+#[derive(Debug, Clone)]
+pub struct RetentionView {
+    /// What it keeps.
+    pub policy: RetentionPolicy,
+    /// When it runs.
+    pub schedule: PruneSchedule,
+    /// Its last pass.
+    pub last_run: LastPrune,
+}
+
 /// The running schedule.
 pub struct RetentionScheduler {
     scheduler: JobScheduler,
     running: Arc<Mutex<Option<JoinHandle<()>>>>,
+    last_run: LastPrune,
     /// The log the job prunes; emptied at stop, because the scheduler keeps its jobs (and what
     /// they hold) alive after shutdown, and the store's directory lock goes with the last handle.
     log: Arc<std::sync::Mutex<Option<EventLog>>>,
@@ -136,11 +178,12 @@ impl RetentionScheduler {
         let running: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
         let busy = Arc::new(AtomicBool::new(false));
         let log = Arc::new(std::sync::Mutex::new(Some(log)));
+        let last_run = LastPrune::default();
         let job = {
-            let (running, slot) = (Arc::clone(&running), Arc::clone(&log));
+            let (running, slot, last) = (Arc::clone(&running), Arc::clone(&log), last_run.clone());
             Job::new_async(schedule.as_str(), move |_, _| {
                 let log = slot.lock().ok().and_then(|l| l.clone());
-                let (running, busy) = (Arc::clone(&running), Arc::clone(&busy));
+                let (running, busy, last) = (Arc::clone(&running), Arc::clone(&busy), last.clone());
                 Box::pin(async move {
                     let Some(log) = log else {
                         return;
@@ -151,9 +194,13 @@ impl RetentionScheduler {
                         return;
                     }
                     let task = tokio::spawn(async move {
-                        if let Err(e) = run_once(log, policy).await {
-                            metrics::counter!(metric::PRUNE_FAILURES_TOTAL).increment(1);
-                            tracing::error!(error = %ErrorChain(&e), "prune pass failed");
+                        match run_once(log, policy).await {
+                            Ok(report) => last.record(Ok(report)),
+                            Err(e) => {
+                                metrics::counter!(metric::PRUNE_FAILURES_TOTAL).increment(1);
+                                tracing::error!(error = %ErrorChain(&e), "prune pass failed");
+                                last.record(Err(ErrorChain(&e).to_string()));
+                            }
                         }
                         busy.store(false, Ordering::SeqCst);
                     });
@@ -173,8 +220,14 @@ impl RetentionScheduler {
         Ok(Self {
             scheduler,
             running,
+            last_run,
             log,
         })
+    }
+
+    /// The last pass it ran (a handle that follows later passes too).
+    pub fn last_run(&self) -> LastPrune {
+        self.last_run.clone()
     }
 
     /// Stops scheduling and waits (up to `limit`) for a running pass to finish.

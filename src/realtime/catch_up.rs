@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::oneshot;
 
-use super::frame::event_payload;
+use super::frame::{event_payload, truncation_notice};
 use super::hub::Hub;
 use super::subscriptions::GoLive;
 use crate::domain::Room;
@@ -133,16 +132,7 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
 /// Tells the socket that events from `job.cursor + 1` up to `oldest - 1` are gone, and moves
 /// the cursor past them.
 fn truncated(hub: &Hub, job: &mut CatchUp, oldest: u64) -> Result<(), CatchUpError> {
-    let status = match &job.room {
-        Room::Photo(photo) => hub.log().status(photo)?.map(|s| json!(s)),
-        _ => None,
-    };
-    let payload = json!({
-        "room": job.room.to_string(),
-        "requestedSeq": job.cursor.saturating_add(1),
-        "oldestSeq": oldest,
-        "status": status,
-    });
+    let payload = truncation_notice(hub.log(), &job.room, job.cursor.saturating_add(1), oldest)?;
     metrics::counter!(metric::REPLAYS_TRUNCATED_TOTAL).increment(1);
     job.socket
         .emit("replay:truncated", &payload)

@@ -2,8 +2,10 @@
 //! that receives them.
 
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
-use crate::domain::{EventId, Timestamp};
+use crate::domain::{EventId, Room, Timestamp};
+use crate::store::{EventLog, StoreError};
 
 /// `{ ...data, eventId, room, seq, timestamp }` for a stored event (`seq` omitted for live-only
 /// events). `data` is the event's data object as JSON text; the hub's fields come last so they
@@ -41,6 +43,26 @@ pub fn event_payload(
     out.push_str(&timestamp.to_rfc3339());
     out.push_str("\"}");
     RawValue::from_string(out).unwrap_or_else(|_| empty_object())
+}
+
+/// The `replay:truncated` payload (docs/protocol.md, "Truncation"): `{ room, requestedSeq,
+/// oldestSeq, status }`, with the photo's status for a photo room, else null.
+pub fn truncation_notice(
+    log: &EventLog,
+    room: &Room,
+    requested: u64,
+    oldest: u64,
+) -> Result<Value, StoreError> {
+    let status = match room {
+        Room::Photo(photo) => log.status(photo)?.map(|s| json!(s)),
+        _ => None,
+    };
+    Ok(json!({
+        "room": room.to_string(),
+        "requestedSeq": requested,
+        "oldestSeq": oldest,
+        "status": status,
+    }))
 }
 
 fn empty_object() -> Box<RawValue> {

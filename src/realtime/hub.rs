@@ -13,6 +13,7 @@ use socketioxide::{SendError, SocketError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::catch_up::{self, CatchUp};
+use super::follow::{Follower, Followers};
 use super::frame::event_payload;
 use super::subscriptions::{CatchUpStart, Emit, GoLive, Subscriptions};
 use crate::domain::Room;
@@ -41,6 +42,7 @@ struct Inner {
     state: Mutex<Subscriptions<Sid, SocketRef>>,
     catch_up_slots: Semaphore,
     options: HubOptions,
+    followers: Followers,
 }
 
 /// A request to replay a room for a socket before it goes live.
@@ -61,6 +63,7 @@ impl Hub {
                 state: Mutex::new(Subscriptions::default()),
                 catch_up_slots: Semaphore::new(CATCH_UP_SLOTS),
                 options,
+                followers: Followers::default(),
             }),
         }
     }
@@ -144,6 +147,24 @@ impl Hub {
         has || count < max
     }
 
+    /// Follows `room` for a stream (SSE): every stored event after `after`, then each new one,
+    /// with no gap and no duplicate.
+    pub fn follow(&self, room: Room, after: u64) -> Follower {
+        self.inner
+            .followers
+            .follow(self.inner.log.clone(), room, after)
+    }
+
+    /// Ends every follower (at shutdown): their streams finish once they have caught up.
+    pub fn stop_following(&self) {
+        self.inner.followers.stop();
+    }
+
+    /// Followers (SSE streams) open now.
+    pub fn followers_open(&self) -> usize {
+        self.inner.followers.open()
+    }
+
     /// Unsubscribes `socket` from `room`.
     pub fn unsubscribe(&self, socket: Sid, room: &Room) {
         self.lock().unsubscribe(socket, room);
@@ -168,6 +189,7 @@ impl Hub {
                     }
                 }
             }
+            self.inner.followers.publish(&batch);
             metrics::counter!(metric::EVENTS_DELIVERED_TOTAL).increment(delivered);
             metrics::counter!(metric::HUB_SLOW_SUBSCRIPTIONS_TOTAL)
                 .increment(catch_ups.len() as u64);

@@ -6,10 +6,12 @@
 //! - `hub`: the subscription handle and the dispatcher of live events.
 //! - `subscriptions`: the pure subscription state and its delivery rules.
 //! - `catch_up`: replaying a room from the store to one socket (replay, resume, slow clients).
+//! - [`follow`]: the same replay-then-live handover for a stream (SSE) instead of a socket.
 //! - `frame`: the payload of a delivered event.
 //! - [`live`]: broadcasting the live-only events ingest passes on.
 
 mod catch_up;
+pub mod follow;
 mod frame;
 mod handlers;
 mod handshake;
@@ -18,7 +20,8 @@ pub mod live;
 mod request;
 mod subscriptions;
 
-pub use frame::event_payload;
+pub use follow::{Followed, Follower};
+pub use frame::{event_payload, truncation_notice};
 pub use handlers::register;
 pub use handshake::{Handshake, HandshakeError};
 pub use hub::{Hub, HubOptions, Replay};

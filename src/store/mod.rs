@@ -18,6 +18,7 @@
 //! - `derived`: photo statuses and id records, written behind the committer and recovered at
 //!   open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
+//! - `survey`: rooms kept and the oldest kept event, for the hub overview.
 //! - `lock`: the store directory's lock file (one process at a time).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
@@ -33,6 +34,7 @@ mod log;
 mod migrate;
 mod prune;
 mod records;
+mod survey;
 mod tree;
 
 pub use error::{AppendError, Rejection, StoreError};
@@ -41,3 +43,4 @@ pub use log::{EventLog, StoreOptions};
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{PruneReport, RetentionPolicy};
 pub use records::{CommittedEvent, Receipt, StoredEvent};
+pub use survey::{OldestEvent, StoreSurvey};

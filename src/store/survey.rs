@@ -1,0 +1,66 @@
+//! A store-wide survey for operators (the support console's hub overview): how many rooms keep
+//! events, and the oldest event kept. It visits rooms by jumping from one room's key range to the
+//! next, reading one record per room, never every event.
+
+use super::keys;
+use super::tree::decode_event;
+use super::{EventLog, StoreError};
+use crate::domain::{Room, Timestamp};
+
+/// What the store keeps, in brief.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreSurvey {
+    /// Rooms that keep at least one event.
+    pub rooms: u64,
+    /// The oldest kept event: the earliest of the rooms' first kept events.
+    pub oldest: Option<OldestEvent>,
+}
+
+/// Where the oldest kept event is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldestEvent {
+    /// Its room.
+    pub room: Room,
+    /// Its seq there.
+    pub seq: u64,
+    /// Its timestamp.
+    pub timestamp: Timestamp,
+}
+
+impl EventLog {
+    /// Surveys the kept events. Blocking (one read per room): call it from a blocking thread.
+    pub fn survey(&self) -> Result<StoreSurvey, StoreError> {
+        let db = self.db();
+        let mut survey = StoreSurvey::default();
+        let mut from = vec![keys::EVENT];
+        while let Some(entry) = db.range(from.clone()..).next() {
+            let (key, value) = entry?;
+            if key.first() != Some(&keys::EVENT) {
+                break;
+            }
+            let (room, _) = keys::parse_event(&key).ok_or_else(|| StoreError::Corrupt {
+                key: keys::display(&key),
+                reason: "malformed event key".into(),
+            })?;
+            let event = decode_event(&key, &value)?;
+            survey.rooms += 1;
+            if survey
+                .oldest
+                .as_ref()
+                .is_none_or(|oldest| event.timestamp < oldest.timestamp)
+            {
+                let room = room.parse().map_err(|_| StoreError::Corrupt {
+                    key: keys::display(&key),
+                    reason: "invalid room name".into(),
+                })?;
+                survey.oldest = Some(OldestEvent {
+                    room,
+                    seq: event.seq,
+                    timestamp: event.timestamp,
+                });
+            }
+            from = keys::after_room(room);
+        }
+        Ok(survey)
+    }
+}
