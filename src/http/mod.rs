@@ -1,4 +1,5 @@
-//! The HTTP API (docs/protocol.md, "Producers" and "HTTP read API"): health, metrics, ingest, history, status.
+//! The HTTP API (docs/protocol.md, "Producers", "HTTP read API" and "Photos"): health, metrics,
+//! ingest, history, status, photo upload, files and delete.
 
 mod auth;
 mod error;
@@ -6,13 +7,14 @@ mod events;
 mod health;
 mod history;
 mod metrics;
+mod photos;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
@@ -20,6 +22,7 @@ pub use error::ApiError;
 use crate::auth::TokenAuthority;
 use crate::bus::EventBus;
 use crate::ingest::Ingest;
+use crate::photos::Photos;
 use crate::realtime::Hub;
 use crate::store::EventLog;
 
@@ -42,10 +45,18 @@ pub struct AppState {
     pub started: Instant,
     /// Most events in one ingest batch.
     pub max_batch_events: usize,
+    /// Photo uploads, files and deletes.
+    pub photos: Photos,
 }
 
-/// The API routes. `max_body` limits request bodies (413 above it).
+/// The API routes. `max_body` limits request bodies (413 above it), but for uploads, which may
+/// be as large as the photo limit.
 pub fn router(state: AppState, max_body: usize) -> Router {
+    let upload_body = state
+        .photos
+        .max_upload_bytes()
+        .saturating_add(photos::MULTIPART_OVERHEAD);
+    let upload_body = usize::try_from(upload_body).unwrap_or(usize::MAX);
     Router::new()
         .route("/health", get(health::health))
         .route("/health/detailed", get(health::detailed))
@@ -54,6 +65,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/photos/{photo_id}/status", get(history::photo_status))
         .route("/api/photos/{photo_id}/events", get(history::photo_events))
         .route("/api/rooms/{room}/events", get(history::room_events))
+        .route(
+            "/api/photos",
+            post(photos::upload).layer(DefaultBodyLimit::max(upload_body)),
+        )
+        .route("/api/photos/{photo_id}", delete(photos::delete))
+        .route("/api/photos/{photo_id}/original", get(photos::original))
+        .route(
+            "/api/photos/{photo_id}/thumbnails/{size}",
+            get(photos::thumbnail),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
