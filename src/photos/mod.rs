@@ -13,11 +13,13 @@
 //! - `jobs`: the job and the queue.
 //! - `recovery`: at start, the jobs still to do, derived from what is durable.
 //! - `thumbnail`: decode, scale, encode: the CPU work, on bytes only.
+//! - `jpeg`: whether a JPEG is whole (the decoder forgives a cut-off file).
 //! - `worker`: the embedded worker: attempts, stages, events, retries.
 
 mod delete;
 mod files;
 mod jobs;
+mod jpeg;
 mod kind;
 mod recovery;
 pub mod thumbnail;

@@ -8,13 +8,13 @@
 //! arithmetic), measured in docs/benchmarks.md against a convolution filter and a SIMD resizer.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, Rgb, RgbImage};
 
-use super::ImageKind;
+use super::{ImageKind, jpeg};
 
 /// The long sides of the thumbnails made for every photo.
 pub const SIZES: [u32; 2] = [256, 1024];
@@ -28,6 +28,9 @@ pub enum ThumbnailError {
     /// The file could not be read.
     #[error("the original could not be read: {0}")]
     Read(#[source] std::io::Error),
+    /// The JPEG ends before its end-of-image marker.
+    #[error("the image cannot be decoded: the JPEG is cut off before its end")]
+    Truncated,
     /// The bytes are not a whole image of their format (corrupt or truncated).
     #[error("the image cannot be decoded: {0}")]
     Decode(#[source] image::ImageError),
@@ -84,18 +87,14 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
 }
 
-fn reader(
-    path: &Path,
-    kind: ImageKind,
-    max_pixels: u64,
-) -> Result<ImageReader<BufReader<File>>, ThumbnailError> {
-    let file = File::open(path).map_err(ThumbnailError::Read)?;
-    let mut reader = ImageReader::with_format(BufReader::new(file), kind.format());
+/// A reader of `input` as `kind`, allowed the memory `max_pixels` pixels need.
+fn reader<R: BufRead + Seek>(input: R, kind: ImageKind, max_pixels: u64) -> ImageReader<R> {
+    let mut reader = ImageReader::with_format(input, kind.format());
     let mut limits = Limits::default();
     // The decoded pixels (at most 8 bytes each) plus the decoders' own buffers.
     limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
-    Ok(reader)
+    reader
 }
 
 fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ThumbnailError> {
@@ -116,7 +115,8 @@ pub fn dimensions(
     kind: ImageKind,
     max_pixels: u64,
 ) -> Result<(u32, u32), ThumbnailError> {
-    let (width, height) = reader(path, kind, max_pixels)?
+    let file = File::open(path).map_err(ThumbnailError::Read)?;
+    let (width, height) = reader(BufReader::new(file), kind, max_pixels)
         .into_dimensions()
         .map_err(ThumbnailError::Decode)?;
     check_pixels(width, height, max_pixels)?;
@@ -124,9 +124,14 @@ pub fn dimensions(
 }
 
 /// Decodes the image at `path` into 8-bit RGB (transparency laid over white), with its EXIF
-/// orientation. The pixel count is checked from the header before anything is decoded.
+/// orientation. The pixel count is checked from the header before anything is decoded, and a
+/// JPEG must be whole.
 pub fn decode(path: &Path, kind: ImageKind, max_pixels: u64) -> Result<Decoded, ThumbnailError> {
-    let mut decoder = reader(path, kind, max_pixels)?
+    let bytes = std::fs::read(path).map_err(ThumbnailError::Read)?;
+    if kind == ImageKind::Jpeg && !jpeg::is_whole(&bytes) {
+        return Err(ThumbnailError::Truncated);
+    }
+    let mut decoder = reader(Cursor::new(bytes), kind, max_pixels)
         .into_decoder()
         .map_err(ThumbnailError::Decode)?;
     let (width, height) = decoder.dimensions();
