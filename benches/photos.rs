@@ -95,7 +95,12 @@ fn stages(path: &Path) {
             .map(|s| thumbnail::encode(s).expect("encode").bytes.len())
             .sum::<usize>()
     });
-    println!("decode {}  scale {}  encode {}", ms(decode), ms(scale), ms(encode));
+    println!(
+        "decode {}  scale {}  encode {}",
+        ms(decode),
+        ms(scale),
+        ms(encode)
+    );
 }
 
 fn resizers(bytes: &[u8]) {
@@ -195,7 +200,11 @@ fn uploads(big: &[u8]) {
         }));
         let token = TokenAuthority::new(SECRET.as_bytes())
             .expect("secret")
-            .mint("bench", &[Permission::WritePhotos], Duration::from_secs(3600))
+            .mint(
+                "bench",
+                &[Permission::WritePhotos],
+                Duration::from_secs(3600),
+            )
             .expect("token");
         upload_latency("12 MP JPEG", &base, &token, big).await;
         upload_latency("small JPEG", &base, &token, &jpeg(400, 300)).await;

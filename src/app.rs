@@ -203,11 +203,16 @@ impl Application {
 
         let ingest = Ingest::new(log.clone());
         realtime::live::spawn(io.clone(), hub.clone(), ingest.live_events());
+        let nats_client = match &bus {
+            Bus::Nats(bus, _) => Some(bus.client()),
+            Bus::InProcess(_) => None,
+        };
         let (photos, worker) = Photos::start(
             &settings.photos,
             &settings.data_dir,
             log.clone(),
             ingest.clone(),
+            nats_client,
         )
         .await?;
         let state = AppState {

@@ -10,7 +10,7 @@
 //! - `files`: where a photo's files live; the only code that names them.
 //! - `upload`: receiving an upload, streamed to disk, checked, kept, announced, queued.
 //! - `delete`: `photo.deleted`, then the files go.
-//! - `jobs`: the job and the queue.
+//! - `jobs`: the job and the queue (in-process, or `jetstream` with NATS).
 //! - `recovery`: at start, the jobs still to do, derived from what is durable.
 //! - `thumbnail`: decode, scale, encode: the CPU work, on bytes only.
 //! - `jpeg`: whether a JPEG is whole (the decoder forgives a cut-off file).
@@ -18,6 +18,7 @@
 
 mod delete;
 mod files;
+mod jetstream;
 mod jobs;
 mod jpeg;
 mod kind;
@@ -80,20 +81,22 @@ pub struct Photos {
     ingest: Ingest,
     queue: JobQueue,
     settings: PhotoSettings,
-    /// The in-process queue's receiving side, kept while no worker takes from it, so that jobs
-    /// wait (they are derived again at the next start anyway).
+    /// The queue's receiving side, kept while no embedded worker takes from it, so that
+    /// in-process jobs wait (they are derived again at the next start anyway).
     _parked: Option<std::sync::Arc<JobSource>>,
 }
 
 impl Photos {
     /// Sets up the photos under `data_dir`: clears half-received uploads, removes the files of
     /// photos the log does not keep, queues the jobs still to do, and starts the embedded worker
-    /// when `settings.worker` says so.
+    /// when `settings.worker` says so. With `nats`, jobs go to JetStream (which keeps them
+    /// itself; only photos still `pending` are queued again, under the same message id).
     pub async fn start(
         settings: &PhotoSettings,
         data_dir: &Path,
         log: EventLog,
         ingest: Ingest,
+        nats: Option<async_nats::Client>,
     ) -> Result<(Self, Option<WorkerHandle>), PhotoError> {
         let files = PhotoFiles::new(data_dir);
         let pending = {
@@ -102,15 +105,20 @@ impl Photos {
                 .await
                 .map_err(PhotoError::Task)??
         };
-        let (queue, source) = JobQueue::local();
-        if !pending.is_empty() {
+        let (queue, source) = match nats {
+            None => JobQueue::local(),
+            Some(client) => JobQueue::jetstream(client),
+        };
+        let mut again = pending.pending;
+        if queue.is_in_process() {
+            again.extend(pending.processing);
+        }
+        if !again.is_empty() {
             tracing::info!(
-                jobs = pending.len(),
+                jobs = again.len(),
                 "queueing the photo jobs left by the last stop"
             );
-        }
-        for job in pending {
-            let _ = queue.enqueue(job).await;
+            tokio::spawn(requeue(queue.clone(), again));
         }
         let worker = settings.worker.then(|| {
             worker::Worker {
@@ -162,6 +170,27 @@ impl Photos {
                 tracing::warn!(photo = %photo, error = %crate::telemetry::ErrorChain(&e), "cannot remove a photo's files")
             }
             Err(e) => tracing::warn!(photo = %photo, error = %e, "removing a photo's files failed"),
+        }
+    }
+}
+
+/// Queues `jobs`, trying again (with a growing pause) while the queue refuses them (NATS not
+/// reachable yet).
+async fn requeue(queue: JobQueue, jobs: Vec<Job>) {
+    let mut backoff = crate::bus::Backoff::new(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(30),
+    );
+    for job in jobs {
+        loop {
+            match queue.enqueue(job.clone()).await {
+                Ok(()) => break,
+                Err(QueueError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(photo = %job.photo_id, error = %crate::telemetry::ErrorChain(&e), "cannot queue a photo job again yet; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
         }
     }
 }

@@ -26,10 +26,19 @@ pub enum RecoveryError {
     Store(#[from] StoreError),
 }
 
+/// The jobs of the photos left unfinished by the last stop.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    /// Photos still `pending`: their job may never have been queued.
+    pub pending: Vec<Job>,
+    /// Photos left `processing`: an attempt was cut off.
+    pub processing: Vec<Job>,
+}
+
 /// The jobs to queue again, after removing the files of photos that should have none. Blocking.
-pub fn recover(files: &PhotoFiles, log: &EventLog) -> Result<Vec<Job>, RecoveryError> {
+pub fn recover(files: &PhotoFiles, log: &EventLog) -> Result<Unfinished, RecoveryError> {
     files.prepare()?;
-    let mut jobs = Vec::new();
+    let mut jobs = Unfinished::default();
     for photo in files.photos()? {
         let status = log.status(&photo)?;
         match status.as_ref().map(|s| s.status) {
@@ -38,7 +47,12 @@ pub fn recover(files: &PhotoFiles, log: &EventLog) -> Result<Vec<Job>, RecoveryE
                     continue;
                 };
                 let Some(status) = status else { continue };
-                jobs.push(Job {
+                let list = if status.status == ProcessingState::Pending {
+                    &mut jobs.pending
+                } else {
+                    &mut jobs.processing
+                };
+                list.push(Job {
                     original_url: original_url(&photo),
                     photo_id: photo,
                     user_id: status.user_id,

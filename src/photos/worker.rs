@@ -135,17 +135,18 @@ impl Worker {
 
     /// Runs one job to its end: an attempt, then what [`after_attempt`] says.
     async fn run(&self, delivery: Delivery) {
-        let job = delivery.job;
+        let job = delivery.job.clone();
         let photo = job.photo_id.clone();
         let attempt = match self.next_attempt(&photo) {
             Ok(Some(attempt)) => attempt,
             Ok(None) => {
                 tracing::debug!(photo = %photo, "no processing to do for this photo");
+                delivery.finish().await;
                 return;
             }
             Err(e) => {
                 tracing::error!(photo = %photo, error = %ErrorChain(&e), "cannot read the photo's attempts; trying later");
-                self.requeue_later(job);
+                delivery.retry(&self.queue, STORE_RETRY_DELAY).await;
                 return;
             }
         };
@@ -156,56 +157,31 @@ impl Worker {
             ))
         } else {
             let started = Instant::now();
-            let outcome = self.attempt(&job, attempt).await;
-            match &outcome {
-                Outcome::Completed => {
-                    metrics::counter!(metric::PHOTO_JOBS_TOTAL, "outcome" => "completed")
-                        .increment(1);
-                    metrics::histogram!(metric::PHOTO_PROCESSING_SECONDS)
-                        .record(started.elapsed().as_secs_f64());
-                    tracing::info!(photo = %photo, attempt, ms = started.elapsed().as_millis() as u64, "photo processed");
-                }
-                Outcome::Unprocessable(e) => {
-                    tracing::info!(photo = %photo, attempt, error = %ErrorChain(e), "photo cannot be processed")
-                }
-                Outcome::Broken(reason) => {
-                    tracing::warn!(photo = %photo, attempt, reason, "processing attempt broke")
-                }
-                Outcome::Deleted => {
-                    tracing::info!(photo = %photo, "photo deleted while processing")
-                }
-                Outcome::Store(e) => {
-                    tracing::error!(photo = %photo, attempt, error = %ErrorChain(e), "cannot store the processing events")
-                }
-            }
+            let outcome = match self.stages(&delivery, attempt).await {
+                Ok(()) => Outcome::Completed,
+                Err(outcome) => outcome,
+            };
+            log_outcome(&photo, attempt, &outcome, started);
             after_attempt(&outcome, attempt, self.settings.max_attempts)
         };
         match next {
-            Next::Done => {}
+            Next::Done => delivery.finish().await,
             Next::Fail(error) => {
                 metrics::counter!(metric::PHOTO_JOBS_TOTAL, "outcome" => "failed").increment(1);
-                if let Err(e) = self.store_failed(&job, attempt, &error).await {
-                    tracing::error!(photo = %photo, error = %ErrorChain(&e), "cannot store photo.processing.failed; trying later");
-                    self.requeue_later(job);
+                match self.store_failed(&job, attempt, &error).await {
+                    Ok(()) => delivery.finish().await,
+                    Err(e) => {
+                        tracing::error!(photo = %photo, error = %ErrorChain(&e), "cannot store photo.processing.failed; trying later");
+                        delivery.retry(&self.queue, STORE_RETRY_DELAY).await;
+                    }
                 }
             }
             Next::Retry => {
                 metrics::counter!(metric::PHOTO_JOBS_TOTAL, "outcome" => "retried").increment(1);
-                if self.queue.enqueue(job).await.is_err() {
-                    tracing::warn!(photo = %photo, "the job queue is closed; the photo is tried again at the next start");
-                }
+                delivery.retry(&self.queue, Duration::ZERO).await;
             }
-            Next::RetryLater => self.requeue_later(job),
+            Next::RetryLater => delivery.retry(&self.queue, STORE_RETRY_DELAY).await,
         }
-    }
-
-    /// Queues `job` again after [`STORE_RETRY_DELAY`].
-    fn requeue_later(&self, job: Job) {
-        let queue = self.queue.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(STORE_RETRY_DELAY).await;
-            let _ = queue.enqueue(job).await;
-        });
     }
 
     /// The number of the attempt to make now (one more than the last `started` stored), or
@@ -224,14 +200,8 @@ impl Worker {
     }
 
     /// One attempt: started, the four stages with their progress, completed.
-    async fn attempt(&self, job: &Job, attempt: u32) -> Outcome {
-        match self.stages(job, attempt).await {
-            Ok(()) => Outcome::Completed,
-            Err(outcome) => outcome,
-        }
-    }
-
-    async fn stages(&self, job: &Job, attempt: u32) -> Result<(), Outcome> {
+    async fn stages(&self, delivery: &Delivery, attempt: u32) -> Result<(), Outcome> {
+        let job = &delivery.job;
         let photo = &job.photo_id;
         self.store(
             job,
@@ -255,6 +225,7 @@ impl Worker {
                 other => Outcome::Unprocessable(other),
             })?;
         let (width, height) = decoded.dimensions();
+        delivery.working().await;
         self.progress(
             job,
             attempt,
@@ -267,6 +238,7 @@ impl Worker {
         let scaled = blocking(move || thumbnail::scale(&decoded, &SIZES))
             .await
             .map_err(Outcome::Broken)?;
+        delivery.working().await;
         self.progress(job, attempt, "resize", 50, json!({})).await?;
 
         let encoded = blocking(move || {
@@ -278,6 +250,7 @@ impl Worker {
         .await
         .map_err(Outcome::Broken)?
         .map_err(Outcome::Unprocessable)?;
+        delivery.working().await;
         self.progress(job, attempt, "encode", 75, json!({})).await?;
 
         let thumbnails: Vec<Value> = encoded
@@ -304,6 +277,7 @@ impl Worker {
         if let Err(e) = written {
             return Err(self.gone_or_broken(photo.clone(), &file_error(&e)));
         }
+        delivery.working().await;
         self.progress(job, attempt, "store", 90, json!({})).await?;
         self.store(
             job,
@@ -406,6 +380,29 @@ fn last_attempt(log: &EventLog, photo: &PhotoId) -> Result<u32, StoreError> {
             last = last.max(attempt);
         }
         after = end;
+    }
+}
+
+/// Logs how an attempt ended and counts a completion.
+fn log_outcome(photo: &PhotoId, attempt: u32, outcome: &Outcome, started: Instant) {
+    let ms = started.elapsed().as_millis() as u64;
+    match outcome {
+        Outcome::Completed => {
+            metrics::counter!(metric::PHOTO_JOBS_TOTAL, "outcome" => "completed").increment(1);
+            metrics::histogram!(metric::PHOTO_PROCESSING_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            tracing::info!(photo = %photo, attempt, ms, "photo processed");
+        }
+        Outcome::Unprocessable(e) => {
+            tracing::info!(photo = %photo, attempt, error = %ErrorChain(e), "photo cannot be processed")
+        }
+        Outcome::Broken(reason) => {
+            tracing::warn!(photo = %photo, attempt, reason, "processing attempt broke")
+        }
+        Outcome::Deleted => tracing::info!(photo = %photo, "photo deleted while processing"),
+        Outcome::Store(e) => {
+            tracing::error!(photo = %photo, attempt, error = %ErrorChain(e), "cannot store the processing events")
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod files;
 mod helpers;
 mod images;
+mod nats;
 mod refusals;
 mod restart;
 mod upload;
