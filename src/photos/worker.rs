@@ -237,7 +237,8 @@ impl Worker {
 
         let scaled = blocking(move || thumbnail::scale(&decoded, &SIZES))
             .await
-            .map_err(Outcome::Broken)?;
+            .map_err(Outcome::Broken)?
+            .map_err(Outcome::Unprocessable)?;
         delivery.working().await;
         self.progress(job, attempt, "resize", 50, json!({})).await?;
 
