@@ -2,6 +2,7 @@
 //! uploaded to the app on port 0, and the processing events are watched over a real Socket.IO
 //! client; the files are read back over HTTP.
 
+mod crash;
 mod files;
 mod helpers;
 mod images;
