@@ -49,12 +49,13 @@ pub async fn upload(
             })),
         )),
         Err(e) => {
-            let answer = ApiError::from(&e);
+            let photo_id = e.photo_id().cloned();
+            let answer = ApiError::from(e);
             metrics::counter!(metric::PHOTO_UPLOADS_REFUSED_TOTAL, "error" => answer.code())
                 .increment(1);
             state
                 .photos
-                .upload_failed(&caller.user, e.photo_id(), answer.detail());
+                .upload_failed(&caller.user, photo_id.as_ref(), answer.detail());
             Err(answer)
         }
     }
@@ -98,8 +99,8 @@ fn body_error(e: MultipartError) -> BodyError {
     }
 }
 
-impl From<&UploadError> for ApiError {
-    fn from(e: &UploadError) -> Self {
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
         match e {
             UploadError::NoFile | UploadError::Malformed(_) => ApiError::bad_request(e.to_string()),
             UploadError::TooLarge { .. } => ApiError::new(
@@ -115,12 +116,12 @@ impl From<&UploadError> for ApiError {
             UploadError::Unsupported(detail) => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                detail.clone(),
+                detail,
             ),
-            UploadError::Files(_) => ApiError::internal(e, "the photo could not be written"),
-            UploadError::Ingest(inner) => {
-                ApiError::internal(inner, "photo.uploaded could not be stored")
+            UploadError::Files(ref inner) => {
+                ApiError::internal(inner, "the photo could not be written")
             }
+            UploadError::Ingest(inner) => inner.into(),
             UploadError::Queue { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "queue_unavailable",
