@@ -5,8 +5,8 @@
 //! What a thumbnail keeps of the original is its pixels only: it is encoded afresh from them, so
 //! EXIF (GPS position, camera, time) and every other metadata block is left behind. Scaling is a
 //! Lanczos3 convolution by `fast_image_resize` (SIMD): measured in docs/benchmarks.md ("Photos"),
-//! it takes 18 ms for 12 megapixels to 1024x768 where the `image` crate's own Lanczos3 takes
-//! 177 ms and its cheaper area reduction 43 ms.
+//! it takes 12-18 ms for 12 megapixels to 1024x768 where the `image` crate's own Lanczos3 takes
+//! 171-177 ms and its cheaper area reduction 43 ms.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Seek};
