@@ -18,6 +18,7 @@ use crate::bus::{EventBus, InProcessBus, Publisher};
 use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
+use crate::photos::{PhotoError, PhotoFiles, Photos, WorkerHandle};
 use crate::realtime::{self, Hub, HubOptions, Realtime};
 use crate::retention::{RetentionError, RetentionScheduler, RetentionView};
 use crate::settings::{AllowedOrigins, CorsSettings, Settings, SettingsError};
@@ -54,6 +55,9 @@ pub enum AppError {
     /// The NATS bus cannot be used (bad settings, or a conflicting stream or consumer).
     #[error(transparent)]
     Nats(#[from] NatsError),
+    /// The photos could not be set up.
+    #[error(transparent)]
+    Photos(#[from] PhotoError),
 }
 
 impl AppError {
@@ -99,6 +103,9 @@ const STORE_FAILURE_GRACE: Duration = Duration::from_secs(2);
 /// How long the hub waits for NATS at start before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
 
+/// How long shutdown waits for the photos being processed.
+const WORKER_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
 /// How long shutdown waits for the NATS consumer to store and ack its last batch.
 const NATS_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -120,6 +127,7 @@ pub struct Application {
     ingest: Ingest,
     bus: Bus,
     retention: RetentionScheduler,
+    worker: Option<WorkerHandle>,
 }
 
 impl Application {
@@ -195,10 +203,26 @@ impl Application {
         hub.start();
 
         let ingest = Ingest::new(log.clone());
-        realtime::live::spawn(io.clone(), ingest.live_events());
-        let retention =
-            RetentionScheduler::start(log.clone(), settings.retention, &settings.prune_schedule)
-                .await?;
+        realtime::live::spawn(io.clone(), hub.clone(), ingest.live_events());
+        let nats_client = match &bus {
+            Bus::Nats(bus, _) => Some(bus.client()),
+            Bus::InProcess(_) => None,
+        };
+        let (photos, worker) = Photos::start(
+            &settings.photos,
+            &settings.data_dir,
+            log.clone(),
+            ingest.clone(),
+            nats_client,
+        )
+        .await?;
+        let retention = RetentionScheduler::start(
+            log.clone(),
+            settings.retention,
+            &settings.prune_schedule,
+            Arc::new(PhotoFiles::new(&settings.data_dir)),
+        )
+        .await?;
         let state = AppState {
             log: log.clone(),
             hub: hub.clone(),
@@ -213,6 +237,7 @@ impl Application {
                 schedule: settings.prune_schedule.clone(),
                 last_run: retention.last_run(),
             },
+            photos,
         };
         telemetry::register_metrics();
         let router = http::router(state, socket.max_payload_bytes)
@@ -227,6 +252,7 @@ impl Application {
             ingest,
             bus,
             retention,
+            worker,
         })
     }
 
@@ -250,7 +276,8 @@ impl Application {
 
     /// Serves (and consumes NATS, when configured) until `shutdown` resolves; then stores and acks
     /// the NATS batch in hand, sends `system.shutdown` to every client, closes the sockets, stops
-    /// accepting, waits for in-flight requests and flushes the store.
+    /// accepting, waits for in-flight requests and the photos being processed, and flushes the
+    /// store.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -299,7 +326,12 @@ impl Application {
                 addr: addr.to_string(),
                 source,
             })?;
-        self.retention.stop(Duration::from_secs(2)).await;
+        let worker = async {
+            if let Some(worker) = self.worker {
+                worker.stop(WORKER_DRAIN_LIMIT).await;
+            }
+        };
+        tokio::join!(self.retention.stop(Duration::from_secs(2)), worker);
         let closed = self.log.close();
         if store_failed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(AppError::StoreFailed);
@@ -317,7 +349,7 @@ fn cors(settings: &CorsSettings) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(origin)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             axum::http::header::AUTHORIZATION,
             axum::http::header::CONTENT_TYPE,

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::Permission;
 use crate::bus::nats::{self, NatsError, NatsSettings};
 use crate::cli::args::{HistoryArgs, StatusArgs, TailArgs};
+use crate::photos::PhotoSettings;
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
     self, AllowedOrigins, CorsSettings, Limits, Settings, SettingsError, SocketSettings,
@@ -73,6 +74,9 @@ pub enum ConfigError {
     /// A NATS setting is invalid.
     #[error(transparent)]
     Nats(#[from] NatsError),
+    /// A count that must be at least one is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
     /// A size does not fit this machine's address space.
     #[error("{flag} {value} is larger than this machine can address")]
     TooLarge {
@@ -193,6 +197,52 @@ pub struct ServeArgs {
     /// Most events in one `POST /api/events` batch (413 `batch_too_large` beyond).
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = settings::DEFAULT_MAX_BATCH_EVENTS)]
     pub max_batch_events: usize,
+    #[command(flatten)]
+    pub photos: PhotoArgs,
+}
+
+/// Photo uploads and the embedded thumbnail worker.
+#[derive(Debug, Clone, Args)]
+pub struct PhotoArgs {
+    /// Largest photo `POST /api/photos` accepts, bytes (413 above it).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = settings::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: u64,
+    /// Largest photo accepted, in pixels (width times height; 413 above it).
+    #[arg(long, env = "MAX_IMAGE_PIXELS", default_value_t = settings::DEFAULT_MAX_IMAGE_PIXELS)]
+    pub max_image_pixels: u64,
+    /// Run the embedded thumbnail worker (the default; `--no-worker` leaves the jobs to
+    /// external workers).
+    #[arg(long, env = "PHOTO_WORKER", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", overrides_with = "no_worker")]
+    pub worker: bool,
+    /// Do not run the embedded thumbnail worker.
+    #[arg(long, overrides_with = "worker")]
+    pub no_worker: bool,
+    /// Photos the embedded worker processes at once (each on a blocking thread).
+    #[arg(long, env = "WORKER_THREADS", default_value_t = settings::default_worker_threads())]
+    pub worker_threads: usize,
+    /// Times a photo's processing is tried (an attempt that panicked or was cut off by a stop
+    /// counts) before it is failed.
+    #[arg(long, env = "PHOTO_MAX_ATTEMPTS", default_value_t = settings::DEFAULT_PHOTO_MAX_ATTEMPTS)]
+    pub photo_max_attempts: u32,
+}
+
+impl PhotoArgs {
+    fn into_settings(self) -> Result<PhotoSettings, ConfigError> {
+        if self.worker_threads == 0 || self.photo_max_attempts == 0 {
+            return Err(ConfigError::Zero(if self.worker_threads == 0 {
+                "--worker-threads"
+            } else {
+                "--photo-max-attempts"
+            }));
+        }
+        Ok(PhotoSettings {
+            max_upload_bytes: self.max_upload_bytes,
+            max_image_pixels: self.max_image_pixels,
+            worker: self.worker && !self.no_worker,
+            worker_threads: self.worker_threads,
+            max_attempts: self.photo_max_attempts,
+        })
+    }
 }
 
 /// Parses a duration such as `30s`, `15m`, `1h` or `7d`, with an error that says so.
@@ -246,6 +296,7 @@ impl ServeArgs {
                 cache_capacity_bytes: self.store_cache_mb.saturating_mul(1024 * 1024),
                 ..StoreOptions::default()
             },
+            photos: self.photos.into_settings()?,
             insecure_dev_auth: self.insecure_dev_auth,
             token_leeway: self.token_leeway.into(),
             limits: Limits {
@@ -372,6 +423,30 @@ mod tests {
             err.to_string().contains("use e.g. 30s, 15m, 1h or 7d"),
             "{err}"
         );
+    }
+
+    /// `--worker` is the default, `--no-worker` (or `PHOTO_WORKER=false`) turns it off, and the
+    /// last of the two flags wins.
+    #[test]
+    fn worker_flags() {
+        let worker = |args: &[&str]| {
+            let Ok(Command::Serve(serve)) = parse(args) else {
+                panic!("{args:?} parses");
+            };
+            serve.into_settings().expect("valid").photos.worker
+        };
+        assert!(worker(&[]));
+        assert!(!worker(&["--no-worker"]));
+        assert!(worker(&["--no-worker", "--worker"]));
+        assert!(!worker(&["--worker", "--no-worker"]));
+        assert!(!worker(&["--worker", "false"]));
+        let Ok(Command::Serve(serve)) = parse(&["--worker-threads", "0"]) else {
+            panic!("parses");
+        };
+        assert!(matches!(
+            serve.into_settings(),
+            Err(ConfigError::Zero("--worker-threads"))
+        ));
     }
 
     /// A bad schedule is refused when the settings are built.

@@ -1,11 +1,14 @@
-//! Ingest: the one path by which producers' events enter the hub, whether they came over HTTP
-//! (`POST /api/events`) or NATS. It validates a batch (all or nothing), stores the stored kinds in
-//! one durable append, and hands the live-only kinds (`system.health`) to whoever listens with
-//! [`Ingest::live_events`] (the realtime side), in order, without storing them.
+//! Ingest: the one path by which events enter the hub, whether producers sent them over HTTP
+//! (`POST /api/events`) or NATS, or the hub made them (photo uploads and processing). It validates
+//! a batch (all or nothing), stores the stored kinds in one durable append, and hands the
+//! live-only kinds (`system.health` to everyone, and the hub's own notices to one room, such as
+//! `photo.upload.failed` to `user:<id>`) to whoever listens with [`Ingest::live_events`] (the
+//! realtime side), in order, without storing them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp};
@@ -43,11 +46,39 @@ pub struct Ingested {
     pub duplicate: bool,
 }
 
+/// A live-only event: emitted to the sockets of `room` as it is now, never stored, without a seq.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEvent {
+    /// The event name the sockets receive.
+    pub name: &'static str,
+    /// Who receives it: the sockets subscribed to this room (`global`: every socket).
+    pub room: Room,
+    /// Its id (`eventId` on the wire).
+    pub id: EventId,
+    /// Its data.
+    pub data: Map<String, Value>,
+    /// When it happened.
+    pub timestamp: Timestamp,
+}
+
+impl LiveEvent {
+    /// A producer's live-only event (`system.health`): for every socket.
+    fn broadcast(event: Event) -> Self {
+        Self {
+            name: event.event_type.as_str(),
+            room: Room::Global,
+            id: event.id,
+            data: event.data,
+            timestamp: event.timestamp,
+        }
+    }
+}
+
 /// Validates, stores, and passes live-only events on. Cheap to clone.
 #[derive(Clone)]
 pub struct Ingest {
     log: EventLog,
-    live: broadcast::Sender<Arc<Event>>,
+    live: broadcast::Sender<Arc<LiveEvent>>,
     closing: Arc<AtomicBool>,
 }
 
@@ -63,8 +94,27 @@ impl Ingest {
 
     /// Every live-only event accepted from now on, in order. A receiver that falls more than
     /// [`LIVE_QUEUE`] events behind loses the oldest (live-only events are not kept anyway).
-    pub fn live_events(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub fn live_events(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.live.subscribe()
+    }
+
+    /// Passes on a live-only notice of the hub's own (such as `photo.upload.failed`) to the
+    /// sockets of `room`; it is not stored.
+    pub fn notify(&self, name: &'static str, room: Room, data: Map<String, Value>) {
+        self.pass_on(LiveEvent {
+            name,
+            room,
+            id: EventId::generate(),
+            data,
+            timestamp: Timestamp::now(),
+        });
+    }
+
+    fn pass_on(&self, event: LiveEvent) {
+        if !self.closing.load(Ordering::SeqCst) {
+            // No receiver (no realtime side yet) is not an error: live-only events are not kept.
+            let _ = self.live.send(Arc::new(event));
+        }
     }
 
     /// Stops passing live-only events on (the hub is shutting down).
@@ -123,11 +173,8 @@ impl Ingest {
                 slot.duplicate = receipt.duplicate;
             }
         }
-        if !self.closing.load(Ordering::SeqCst) {
-            for event in live {
-                // No receiver (no realtime side yet) is not an error: live-only events are not kept.
-                let _ = self.live.send(Arc::new(event));
-            }
+        for event in live {
+            self.pass_on(LiveEvent::broadcast(event));
         }
         Ok(out)
     }

@@ -10,8 +10,10 @@
 //! - [`realtime`]: Socket.IO handshake, handlers, and gap-free delivery (replay, resume, slow clients).
 //! - [`bus`]: the event bus seam, the in-process bus, and the NATS JetStream consumer and publisher.
 //! - [`ingest`]: the one path by which events enter (validate, store, broadcast live-only ones).
+//! - [`photos`]: uploads kept under the data dir, the processing job queue, the embedded
+//!   thumbnail worker.
 //! - [`retention`]: the scheduled prune job.
-//! - [`http`]: the API (health, metrics, ingest, history, status).
+//! - [`http`]: the API (health, metrics, ingest, history, status, photos).
 //! - [`settings`]: the validated settings the hub is built from; [`config`]: flags and
 //!   environment, parsed once into them.
 //! - [`cli`]: the support CLI (`history`, `status`, `tail`), talking to a running hub over HTTP.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod photos;
 pub mod realtime;
 pub mod retention;
 pub mod settings;

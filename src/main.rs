@@ -10,6 +10,8 @@ use socket_bridge::auth::TokenAuthority;
 use socket_bridge::cli::{self, CliError};
 use socket_bridge::config::{Cli, Command, ServeArgs};
 use socket_bridge::domain::Timestamp;
+use socket_bridge::photos::PhotoFiles;
+use socket_bridge::retention::ForgetPhotos;
 use socket_bridge::store::EventLog;
 use socket_bridge::telemetry::{self, ErrorChain};
 
@@ -53,13 +55,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .prune(&args.retention.policy(), Timestamp::now(), args.dry_run)
                 .context("pruning")?;
             log.close().context("closing the store")?;
+            if !args.dry_run {
+                PhotoFiles::new(&args.data_dir).forget(&report.photos_forgotten);
+            }
             let verb = if args.dry_run {
                 "would remove"
             } else {
                 "removed"
             };
             println!(
-                "{verb} {} events from {} of {} rooms and {} deleted photos' status in {} ms",
+                "{verb} {} events from {} of {} rooms and {} deleted photos' status and files in {} ms",
                 report.events_removed,
                 report.rooms_pruned,
                 report.rooms,

@@ -1,5 +1,6 @@
 //! Scheduled retention: runs the store's prune pass on a cron schedule (tokio-cron-scheduler),
-//! never two at once, logging and counting each run.
+//! never two at once, logging and counting each run, and hands the photos a pass forgot to
+//! [`ForgetPhotos`] (which removes their files).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::domain::Timestamp;
+use crate::domain::{PhotoId, Timestamp};
 use crate::store::{EventLog, PruneReport, RetentionPolicy, StoreError};
 use crate::telemetry::{ErrorChain, metric};
 
@@ -79,6 +80,13 @@ pub struct RetentionView {
     pub last_run: LastPrune,
 }
 
+/// Whoever keeps something per photo outside the event log (the photos' files): told which
+/// photos a prune pass forgot, so that it lets go of them too.
+pub trait ForgetPhotos: Send + Sync + 'static {
+    /// Lets go of everything kept for `photos`. Blocking.
+    fn forget(&self, photos: &[PhotoId]);
+}
+
 /// The running schedule.
 pub struct RetentionScheduler {
     scheduler: JobScheduler,
@@ -135,13 +143,18 @@ impl std::str::FromStr for PruneSchedule {
     }
 }
 
-/// Runs one pass now, on a blocking thread, recording metrics and logging the outcome.
+/// Runs one pass now, on a blocking thread, hands the photos it forgot to `forget`, records
+/// metrics and logs the outcome.
 pub async fn run_once(
     log: EventLog,
     policy: RetentionPolicy,
+    forget: Arc<dyn ForgetPhotos>,
 ) -> Result<PruneReport, RetentionError> {
     let report = tokio::task::spawn_blocking(move || {
         let report = log.prune(&policy, Timestamp::now(), false);
+        if let Ok(report) = &report {
+            forget.forget(&report.photos_forgotten);
+        }
         (report, log.size_on_disk())
     })
     .await
@@ -166,11 +179,13 @@ pub async fn run_once(
 }
 
 impl RetentionScheduler {
-    /// Schedules the prune pass on `schedule`. A run that would overlap a running one is skipped.
+    /// Schedules the prune pass on `schedule`, telling `forget` what each pass forgot. A run
+    /// that would overlap a running one is skipped.
     pub async fn start(
         log: EventLog,
         policy: RetentionPolicy,
         schedule: &PruneSchedule,
+        forget: Arc<dyn ForgetPhotos>,
     ) -> Result<Self, RetentionError> {
         let scheduler = JobScheduler::new()
             .await
@@ -183,7 +198,12 @@ impl RetentionScheduler {
             let (running, slot, last) = (Arc::clone(&running), Arc::clone(&log), last_run.clone());
             Job::new_async(schedule.as_str(), move |_, _| {
                 let log = slot.lock().ok().and_then(|l| l.clone());
-                let (running, busy, last) = (Arc::clone(&running), Arc::clone(&busy), last.clone());
+                let (running, busy, last, forget) = (
+                    Arc::clone(&running),
+                    Arc::clone(&busy),
+                    last.clone(),
+                    Arc::clone(&forget),
+                );
                 Box::pin(async move {
                     let Some(log) = log else {
                         return;
@@ -194,7 +214,7 @@ impl RetentionScheduler {
                         return;
                     }
                     let task = tokio::spawn(async move {
-                        match run_once(log, policy).await {
+                        match run_once(log, policy, forget).await {
                             Ok(report) => last.record(Ok(report)),
                             Err(e) => {
                                 metrics::counter!(metric::PRUNE_FAILURES_TOTAL).increment(1);

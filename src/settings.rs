@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 
 use crate::bus::nats::NatsSettings;
+use crate::photos::PhotoSettings;
 use crate::retention::PruneSchedule;
 use crate::store::{RetentionPolicy, StoreOptions};
 
@@ -43,13 +44,26 @@ pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
 pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of events kept per room.
 pub const DEFAULT_RETENTION_MAX_EVENTS: u64 = 10_000;
+/// Default largest photo upload, bytes (20 MiB).
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 20 * 1024 * 1024;
+/// Default largest photo, in pixels (width times height): a guard against decompression bombs.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 64_000_000;
+/// Default number of times a photo's processing is tried (an attempt that panicked or was cut
+/// off by a stop counts) before it is failed.
+pub const DEFAULT_PHOTO_MAX_ATTEMPTS: u32 = 3;
+
+/// Default number of photos the embedded worker processes at once: half the cores, at least one.
+pub fn default_worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
 
 /// Everything the hub is built from, valid by construction.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Address to listen on (port 0 picks a free one; see `Application::local_addr`).
     pub listen: SocketAddr,
-    /// Data directory: the event log (`store/`) and the generated token secret.
+    /// Data directory: the event log (`store/`), the photos (`photos/`) and the generated token
+    /// secret.
     pub data_dir: PathBuf,
     /// HS256 secret; `None` uses (or creates) the one kept in the data dir.
     pub jwt_secret: Option<String>,
@@ -65,6 +79,8 @@ pub struct Settings {
     pub prune_schedule: PruneSchedule,
     /// Event log tuning.
     pub store: StoreOptions,
+    /// Photo uploads, the job queue and the embedded worker.
+    pub photos: PhotoSettings,
     /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development
     /// only: refused unless the hub listens on a loopback address.
     pub insecure_dev_auth: bool,
@@ -159,6 +175,18 @@ impl Default for SocketSettings {
     }
 }
 
+impl Default for PhotoSettings {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
+            worker: true,
+            worker_threads: default_worker_threads(),
+            max_attempts: DEFAULT_PHOTO_MAX_ATTEMPTS,
+        }
+    }
+}
+
 impl Default for RetentionPolicy {
     fn default() -> Self {
         Self {
@@ -200,6 +228,7 @@ impl Settings {
             retention: RetentionPolicy::default(),
             prune_schedule: PruneSchedule::default(),
             store: StoreOptions::default(),
+            photos: PhotoSettings::default(),
             insecure_dev_auth: false,
             token_leeway: DEFAULT_TOKEN_LEEWAY,
             limits: Limits::default(),

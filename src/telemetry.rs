@@ -95,6 +95,12 @@ pub mod metric {
     pub const NATS_MESSAGES_NACKED_TOTAL: &str = "nats_messages_nacked_total";
     /// NATS messages stored.
     pub const NATS_MESSAGES_STORED_TOTAL: &str = "nats_messages_stored_total";
+    /// Photo processing jobs ended, by outcome (`completed`, `failed`, `retried`).
+    pub const PHOTO_JOBS_TOTAL: &str = "photo_jobs_total";
+    /// Photo uploads accepted (answered 202).
+    pub const PHOTO_UPLOADS_TOTAL: &str = "photo_uploads_total";
+    /// Photo uploads refused or failed after the token was accepted, by error code.
+    pub const PHOTO_UPLOADS_REFUSED_TOTAL: &str = "photo_uploads_refused_total";
     /// Events removed by retention.
     pub const PRUNE_EVENTS_REMOVED_TOTAL: &str = "prune_events_removed_total";
     /// Retention passes that failed.
@@ -123,6 +129,8 @@ pub mod metric {
     pub const EVENT_LOG_APPEND_SECONDS: &str = "event_log_append_seconds";
     /// Time to write and flush one group commit.
     pub const EVENT_LOG_GROUP_COMMIT_SECONDS: &str = "event_log_group_commit_seconds";
+    /// Time to process one photo, from `started` to `completed`.
+    pub const PHOTO_PROCESSING_SECONDS: &str = "photo_processing_seconds";
     /// Duration of retention passes.
     pub const PRUNE_DURATION_SECONDS: &str = "prune_duration_seconds";
     /// Events replayed per catch-up before going live.
@@ -144,6 +152,9 @@ pub mod metric {
         NATS_MESSAGES_LIVE_TOTAL,
         NATS_MESSAGES_NACKED_TOTAL,
         NATS_MESSAGES_STORED_TOTAL,
+        PHOTO_JOBS_TOTAL,
+        PHOTO_UPLOADS_REFUSED_TOTAL,
+        PHOTO_UPLOADS_TOTAL,
         PRUNE_EVENTS_REMOVED_TOTAL,
         PRUNE_FAILURES_TOTAL,
         PRUNE_RUNS_SKIPPED_TOTAL,
@@ -164,6 +175,7 @@ pub mod metric {
     pub const HISTOGRAMS: &[&str] = &[
         EVENT_LOG_APPEND_SECONDS,
         EVENT_LOG_GROUP_COMMIT_SECONDS,
+        PHOTO_PROCESSING_SECONDS,
         PRUNE_DURATION_SECONDS,
         REPLAY_EVENTS,
     ];

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::access::AccessError;
 use crate::ingest::IngestError;
+use crate::photos::DeleteError;
 use crate::store::{AppendError, StoreError};
 use crate::telemetry::ErrorChain;
 
@@ -48,7 +49,7 @@ impl ApiError {
     }
 
     /// 500 `internal`, for a failure already logged.
-    pub fn internal() -> Self {
+    pub fn logged_internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -59,6 +60,31 @@ impl ApiError {
     /// 403 `forbidden`.
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// 500 `internal`: logs `cause` with its chain and answers `detail`, without library text.
+    pub fn internal(cause: &(dyn std::error::Error + 'static), detail: &str) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{detail}; the hub's log says why"),
+        )
+    }
+
+    /// The short code (`error` in the body).
+    pub fn code(&self) -> &'static str {
+        self.error
+    }
+
+    /// The human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -96,6 +122,18 @@ impl From<AccessError> for ApiError {
             AccessError::Forbidden => Self::forbidden("you may not read this"),
             AccessError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "unknown photo"),
             AccessError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<DeleteError> for ApiError {
+    fn from(e: DeleteError) -> Self {
+        match e {
+            DeleteError::Access(AccessError::Forbidden) => {
+                Self::forbidden("deleting needs the owner's write:photos, or admin")
+            }
+            DeleteError::Access(e) => e.into(),
+            DeleteError::Ingest(e) => e.into(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP API (docs/protocol.md, "Producers", "HTTP read API" and "Support tools"): health,
-//! metrics, ingest, history, status, SSE streams, and the support console.
+//! The HTTP API (docs/protocol.md, "Producers", "HTTP read API", "Photos" and "Support tools"):
+//! health, metrics, ingest, history, status, photo upload, files and delete, SSE streams, and the
+//! support console.
 
 mod auth;
 mod console;
@@ -9,6 +10,7 @@ mod health;
 mod history;
 mod metrics;
 mod overview;
+mod photos;
 mod room_info;
 mod sse;
 mod whoami;
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
@@ -26,6 +28,7 @@ pub use error::ApiError;
 use crate::auth::TokenAuthority;
 use crate::bus::EventBus;
 use crate::ingest::Ingest;
+use crate::photos::Photos;
 use crate::realtime::Hub;
 use crate::retention::RetentionView;
 use crate::store::EventLog;
@@ -51,10 +54,18 @@ pub struct AppState {
     pub max_batch_events: usize,
     /// Retention settings and last pass (for the overview).
     pub retention: RetentionView,
+    /// Photo uploads, files and deletes.
+    pub photos: Photos,
 }
 
-/// The API routes. `max_body` limits request bodies (413 above it).
+/// The API routes. `max_body` limits request bodies (413 above it), but for uploads, which may
+/// be as large as the photo limit.
 pub fn router(state: AppState, max_body: usize) -> Router {
+    let upload_body = state
+        .photos
+        .max_upload_bytes()
+        .saturating_add(photos::MULTIPART_OVERHEAD);
+    let upload_body = usize::try_from(upload_body).unwrap_or(usize::MAX);
     Router::new()
         .route("/health", get(health::health))
         .route("/health/detailed", get(health::detailed))
@@ -71,6 +82,16 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
         .route("/console/{file}", get(console::asset))
+        .route(
+            "/api/photos",
+            post(photos::upload).layer(DefaultBodyLimit::max(upload_body)),
+        )
+        .route("/api/photos/{photo_id}", delete(photos::delete))
+        .route("/api/photos/{photo_id}/original", get(photos::original))
+        .route(
+            "/api/photos/{photo_id}/thumbnails/{size}",
+            get(photos::thumbnail),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

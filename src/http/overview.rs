@@ -28,7 +28,7 @@ pub async fn overview(
         .await
         .map_err(|e| {
             tracing::error!(error = %ErrorChain(&e), "store survey task failed");
-            ApiError::internal()
+            ApiError::logged_internal()
         })??;
     let (sockets, subscribed) = state.hub.stats();
     let size = state.log.size_on_disk()?;

@@ -165,6 +165,12 @@ impl Hub {
         self.inner.followers.open()
     }
 
+    /// The sockets subscribed to `room` now, live or catching up (for live-only events, which
+    /// have no seq to keep in order with).
+    pub fn sockets_in(&self, room: &Room) -> Vec<SocketRef> {
+        self.lock().sockets_in(room)
+    }
+
     /// Unsubscribes `socket` from `room`.
     pub fn unsubscribe(&self, socket: Sid, room: &Room) {
         self.lock().unsubscribe(socket, room);

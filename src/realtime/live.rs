@@ -1,5 +1,7 @@
-//! Live-only events (`system.health`, docs/protocol.md "Control events"): one task broadcasts
-//! what ingest passes on to every connected socket, in order, unstored and without a seq.
+//! Live-only events (docs/protocol.md, "Control events" and "Photos"): one task emits what ingest
+//! passes on, in order, unstored and without a seq: `global` events to every connected socket,
+//! an event for another room (`photo.upload.failed` to `user:<id>`) to the sockets subscribed to
+//! that room, as the hub's subscriptions say.
 
 use std::sync::Arc;
 
@@ -7,22 +9,23 @@ use socketioxide::SocketIo;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
+use super::Hub;
 use super::frame::event_payload;
-use crate::domain::Event;
+use crate::domain::Room;
+use crate::ingest::LiveEvent;
 use crate::telemetry::{ErrorChain, metric};
 
-/// Starts broadcasting `events` on `io` until the sender side is gone.
-pub fn spawn(io: SocketIo, mut events: broadcast::Receiver<Arc<Event>>) -> JoinHandle<()> {
+/// Starts emitting `events` on `io` (to the sockets `hub` knows in a room) until the sender side
+/// is gone.
+pub fn spawn(
+    io: SocketIo,
+    hub: Hub,
+    mut events: broadcast::Receiver<Arc<LiveEvent>>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(event) => {
-                    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into());
-                    let payload = event_payload(&data, &event.id, "global", None, event.timestamp);
-                    if let Err(e) = io.emit(event.event_type.as_str(), &*payload).await {
-                        tracing::debug!(error = %ErrorChain(&e), "a live event reached not every socket");
-                    }
-                }
+                Ok(event) => emit(&io, &hub, &event).await,
                 Err(RecvError::Lagged(missed)) => {
                     metrics::counter!(metric::LIVE_EVENTS_DROPPED_TOTAL).increment(missed);
                     tracing::warn!(
@@ -34,4 +37,21 @@ pub fn spawn(io: SocketIo, mut events: broadcast::Receiver<Arc<Event>>) -> JoinH
             }
         }
     })
+}
+
+async fn emit(io: &SocketIo, hub: &Hub, event: &LiveEvent) {
+    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into());
+    let room = event.room.to_string();
+    let payload = event_payload(&data, &event.id, &room, None, event.timestamp);
+    if event.room == Room::Global {
+        if let Err(e) = io.emit(event.name, &*payload).await {
+            tracing::debug!(error = %ErrorChain(&e), "a live event reached not every socket");
+        }
+        return;
+    }
+    for socket in hub.sockets_in(&event.room) {
+        if let Err(e) = socket.emit(event.name, &*payload) {
+            tracing::debug!(socket = %socket.id, room, error = %ErrorChain(&e), "a live event did not reach a socket");
+        }
+    }
 }

@@ -149,6 +149,14 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         })
     }
 
+    /// The sockets subscribed to `room`, whatever their mode.
+    pub fn sockets_in(&self, room: &Room) -> Vec<S> {
+        self.rooms
+            .get(room)
+            .map(|subs| subs.subs.values().map(|sub| sub.socket.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Unsubscribes a socket from one room.
     pub fn unsubscribe(&mut self, key: K, room: &Room) {
         if let Some(rooms) = self.by_socket.get_mut(&key) {
@@ -276,6 +284,21 @@ mod tests {
             got,
             catch_ups.iter().map(|c| (c.socket, c.cursor)).collect(),
         )
+    }
+
+    /// The sockets of a room are those subscribed to it, live or catching up, until they leave.
+    #[test]
+    fn sockets_in_a_room() {
+        let mut subs = Subs::default();
+        assert!(subs.sockets_in(&room()).is_empty());
+        subs.join_live(&room(), 1, &1, 0);
+        subs.replay(&room(), 2, &2, 0, 0);
+        subs.join_live(&Room::Global, 3, &3, 0);
+        let mut sockets = subs.sockets_in(&room());
+        sockets.sort();
+        assert_eq!(sockets, vec![1, 2]);
+        subs.remove_socket(1);
+        assert_eq!(subs.sockets_in(&room()), vec![2]);
     }
 
     /// A live socket gets each next seq once; old seqs are not sent again.

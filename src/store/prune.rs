@@ -5,7 +5,9 @@
 //! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
 //! leave their id records too. A photo's status stays (it answers `photo:status:request`)
-//! until the photo is deleted and its last status change is older than the maximum age.
+//! until the photo is deleted and its last status change is older than the maximum age; the
+//! photos forgotten so are listed in the report, so that whoever keeps anything else per photo
+//! (its files) can let it go too. The store knows nothing of those.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,7 @@ use super::keys;
 use super::records::StatusRecord;
 use super::tree::{decode_event, stored_head};
 use super::{EventLog, StoreError};
-use crate::domain::{ProcessingState, Room, Timestamp};
+use crate::domain::{PhotoId, ProcessingState, Room, Timestamp};
 
 /// Removals per `apply_batch`: small enough that a batch holds sled's writers back for well
 /// under a millisecond.
@@ -44,6 +46,8 @@ pub struct PruneReport {
     pub events_removed: u64,
     /// Status snapshots removed (deleted photos past the maximum age).
     pub statuses_removed: u64,
+    /// The photos whose status was removed: the store no longer knows them.
+    pub photos_forgotten: Vec<PhotoId>,
     /// How long the pass took, milliseconds.
     pub duration_ms: u64,
 }
@@ -80,7 +84,8 @@ impl EventLog {
             }
             from = keys::after_room(&room);
         }
-        report.statuses_removed = prune_statuses(db, cutoff, dry_run)?;
+        report.photos_forgotten = prune_statuses(db, cutoff, dry_run)?;
+        report.statuses_removed = report.photos_forgotten.len() as u64;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
     }
@@ -148,9 +153,10 @@ fn prune_room(
     Ok(removed)
 }
 
-/// Removes the status of deleted photos whose last status change is older than `cutoff`.
-fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<u64, StoreError> {
-    let mut removed = 0;
+/// Removes the status of deleted photos whose last status change is older than `cutoff`; returns
+/// those photos.
+fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<Vec<PhotoId>, StoreError> {
+    let mut removed = Vec::new();
     let mut batch = sled::Batch::default();
     for entry in db.scan_prefix([keys::STATUS]) {
         let (key, value) = entry?;
@@ -160,11 +166,11 @@ fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<u64, Stor
             reason: reason.into(),
         })?;
         if status.status == ProcessingState::Deleted && status.updated_at.millis() < cutoff {
-            removed += 1;
+            removed.push(status.photo_id);
             batch.remove(key);
         }
     }
-    if !dry_run && removed > 0 {
+    if !dry_run && !removed.is_empty() {
         db.apply_batch(batch)?;
     }
     Ok(removed)

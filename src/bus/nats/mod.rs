@@ -245,6 +245,11 @@ impl NatsBus {
         }
     }
 
+    /// The NATS client, for other JetStream users of the same connection (the photo jobs).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// Starts consuming the stream: every decoded message goes through `ingest`.
     pub fn start_consumer(&self, settings: &NatsSettings, ingest: Ingest) -> ConsumerHandle {
         let (stop, stopped) = watch::channel(false);
