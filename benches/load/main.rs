@@ -79,10 +79,10 @@ struct Globals {
 #[derive(Subcommand)]
 enum Scenario {
     /// (a) Fan-out 100: clients spread over a few photo rooms, events posted as fast as answered.
-    FanOut(Throughput<1000, 10, 2000, 100>),
+    FanOut(Throughput),
     /// (b) Fan-out 1: one client per photo room, many events per room in large posts.
     #[command(name = "fan-out-1")]
-    FanOutOne(Throughput<100, 100, 2000, 1000>),
+    FanOutOne(Throughput),
     /// (c) Idle clients: connects per second and server RSS per 1000 connections.
     Idle(IdleArgs),
     /// (d) Paced delivery: latency from publish to receipt at a set rate, durable.
@@ -91,22 +91,21 @@ enum Scenario {
     Storm(StormArgs),
 }
 
-/// Arguments of the throughput scenarios, with their defaults as const parameters.
+/// Arguments of the throughput scenarios; unset ones take the scenario's defaults.
 #[derive(Args)]
-struct Throughput<const CLIENTS: usize, const ROOMS: usize, const EVENTS: usize, const BATCH: usize>
-{
-    /// Connected clients.
-    #[arg(long, default_value_t = CLIENTS)]
-    clients: usize,
-    /// Photo rooms the clients are spread over.
-    #[arg(long, default_value_t = ROOMS)]
-    rooms: usize,
-    /// Events posted per room.
-    #[arg(long, default_value_t = EVENTS)]
-    events_per_room: usize,
-    /// Events per POST.
-    #[arg(long, default_value_t = BATCH)]
-    batch: usize,
+struct Throughput {
+    /// Connected clients [fan-out: 1000, fan-out-1: 100].
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Photo rooms the clients are spread over [fan-out: 10, fan-out-1: 100].
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// Events posted per room [2000].
+    #[arg(long)]
+    events_per_room: Option<usize>,
+    /// Events per POST [fan-out: 100, fan-out-1: 1000].
+    #[arg(long)]
+    batch: Option<usize>,
     /// POSTs outstanding at once.
     #[arg(long, default_value_t = 2)]
     in_flight: usize,
@@ -115,14 +114,23 @@ struct Throughput<const CLIENTS: usize, const ROOMS: usize, const EVENTS: usize,
     count_syscalls: bool,
 }
 
-impl<const C: usize, const R: usize, const E: usize, const B: usize> Throughput<C, R, E, B> {
-    fn plan(&self, scenario: &'static str, cli: &Globals) -> throughput::Plan {
+/// Defaults of a throughput scenario: clients, rooms, events per room, events per POST.
+struct ThroughputDefaults(usize, usize, usize, usize);
+
+impl Throughput {
+    fn plan(
+        &self,
+        scenario: &'static str,
+        defaults: ThroughputDefaults,
+        cli: &Globals,
+    ) -> throughput::Plan {
+        let ThroughputDefaults(clients, rooms, events, batch) = defaults;
         throughput::Plan {
             scenario,
-            clients: self.clients,
-            rooms: self.rooms,
-            events_per_room: self.events_per_room,
-            batch: self.batch,
+            clients: self.clients.unwrap_or(clients),
+            rooms: self.rooms.unwrap_or(rooms),
+            events_per_room: self.events_per_room.unwrap_or(events),
+            batch: self.batch.unwrap_or(batch),
             in_flight: self.in_flight,
             connecting: cli.connecting,
             count_syscalls: self.count_syscalls,
@@ -247,8 +255,14 @@ async fn run(cli: &Globals, scenario: Scenario) -> anyhow::Result<()> {
     };
     let limit = Duration::from_secs(cli.limit_s);
     let report = match scenario {
-        Scenario::FanOut(args) => throughput::run(&target, &args.plan("fan-out", cli)).await?,
-        Scenario::FanOutOne(args) => throughput::run(&target, &args.plan("fan-out-1", cli)).await?,
+        Scenario::FanOut(args) => {
+            let plan = args.plan("fan-out", ThroughputDefaults(1000, 10, 2000, 100), cli);
+            throughput::run(&target, &plan).await?
+        }
+        Scenario::FanOutOne(args) => {
+            let plan = args.plan("fan-out-1", ThroughputDefaults(100, 100, 2000, 1000), cli);
+            throughput::run(&target, &plan).await?
+        }
         Scenario::Idle(args) => {
             let plan = idle::Plan {
                 clients: args.clients,
@@ -286,6 +300,6 @@ async fn run(cli: &Globals, scenario: Scenario) -> anyhow::Result<()> {
             storm::run(&target, &plan).await?
         }
     };
-    report.print();
+    print!("{}", report.render());
     Ok(())
 }

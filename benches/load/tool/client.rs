@@ -23,8 +23,15 @@ use super::measure::{latency_histogram, now_us};
 use super::wire::{self, EventFields, Packet, Socket};
 
 /// How long one connect (websocket, Socket.IO connect, `connection:established` or
-/// `resume:complete`, and the subscription ack) may take.
-const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+/// `resume:complete`, and the subscription ack) may take: socket.io-client's default `timeout`.
+const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+/// Reconnect attempts before a client gives up (socket.io-client would go on forever).
+const RECONNECT_ATTEMPTS: u32 = 8;
+/// First delay between reconnect attempts, doubled after each failure up to
+/// `MAX_RECONNECT_DELAY`, each randomized by ±50%: socket.io-client's defaults.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Longest delay between reconnect attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// Failure messages kept in full; later ones are only counted.
 const FAILURES_KEPT: usize = 20;
 
@@ -55,6 +62,8 @@ pub struct Shared {
     pub resumed: AtomicUsize,
     /// Of those, the ones Node's socket.io recovered itself (`resume:complete` says `recovered`).
     pub recovered: AtomicUsize,
+    /// Reconnect attempts that failed (refused, timed out, closed) and were tried again.
+    pub retries: AtomicUsize,
     /// Latency histograms (publish to receipt, µs) of the clients that measure; events go to
     /// the one at index `window`.
     latency: Mutex<Vec<Histogram<u64>>>,
@@ -75,6 +84,7 @@ impl Shared {
             ready: AtomicUsize::new(0),
             resumed: AtomicUsize::new(0),
             recovered: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
             latency: Mutex::new((0..windows.max(1)).map(|_| latency_histogram()).collect()),
             window: AtomicUsize::new(0),
             resume: Mutex::new(latency_histogram()),
@@ -265,17 +275,33 @@ impl Client {
         self.shared.fail(format!("{}: {message}", self.spec.name));
     }
 
-    /// Reconnects after a random delay below `spread`, resuming every room; `None` on failure.
+    /// Reconnects after a random delay below `spread`, resuming every room; a failed attempt is
+    /// tried again after socket.io-client's backoff, up to `RECONNECT_ATTEMPTS`; `None` when
+    /// they all failed. Events received during a failed attempt count (their seqs are kept), so
+    /// the next attempt resumes after them.
     async fn reconnect(
         &mut self,
         base: &str,
         gate: &Semaphore,
         spread: Duration,
     ) -> Option<Socket> {
-        let delay = spread.mul_f64(rand::random::<f64>());
-        tokio::time::sleep(delay).await;
-        self.resume_complete = false;
-        match self.connect(base, gate, Expect::ResumeComplete).await {
+        tokio::time::sleep(spread.mul_f64(rand::random::<f64>())).await;
+        let mut backoff = RECONNECT_DELAY;
+        let mut attempt = 1;
+        let connected = loop {
+            self.resume_complete = false;
+            match self.connect(base, gate, Expect::ResumeComplete).await {
+                Ok(socket) => break Ok(socket),
+                Err(e) if attempt >= RECONNECT_ATTEMPTS => break Err(e),
+                Err(_) => {
+                    self.shared.retries.fetch_add(1, Ordering::Relaxed);
+                    attempt += 1;
+                    tokio::time::sleep(backoff.mul_f64(0.5 + rand::random::<f64>())).await;
+                    backoff = (backoff * 2).min(MAX_RECONNECT_DELAY);
+                }
+            }
+        };
+        match connected {
             Ok(socket) => {
                 let from = *self.shared.reconnect_from.lock().expect("reconnect lock");
                 if let Some(from) = from {
@@ -290,7 +316,7 @@ impl Client {
                 Some(socket)
             }
             Err(e) => {
-                self.fail(format!("reconnect: {e:#}"));
+                self.fail(format!("reconnect, {RECONNECT_ATTEMPTS} attempts: {e:#}"));
                 None
             }
         }
@@ -419,14 +445,12 @@ impl Client {
             self.fail(format!("seq {seq} of {room}, a room it never joined"));
             return;
         };
-        if seq != *last + 1 {
-            let what = if seq <= *last { "repeated" } else { "gap" };
-            let message = format!("{what}: seq {seq} of {room} after {last}");
-            *last = (*last).max(seq);
-            self.fail(message);
+        let checked = next_seq(*last, seq);
+        *last = (*last).max(seq);
+        if let Err(what) = checked {
+            self.fail(format!("{what}: seq {seq} of {room}"));
             return;
         }
-        *last = seq;
         self.shared.delivered.fetch_add(1, Ordering::Relaxed);
         if let (true, Some(sent)) = (self.spec.measure, sent_us) {
             let micros = now_us().saturating_sub(sent).max(1);
@@ -493,6 +517,17 @@ impl Client {
             }
             _ => self.fail(format!("subscribe:photo refused: {args}")),
         }
+    }
+}
+
+/// Checks that `seq` follows `last` in a room: a repeat or a gap is an error saying which.
+pub fn next_seq(last: u64, seq: u64) -> Result<(), String> {
+    if seq == last + 1 {
+        Ok(())
+    } else if seq <= last {
+        Err(format!("repeated (last was {last})"))
+    } else {
+        Err(format!("gap of {} (last was {last})", seq - last - 1))
     }
 }
 

@@ -169,9 +169,12 @@ pub async fn wait_for(
         if done() {
             return Ok(start.elapsed());
         }
-        let (failures, _) = shared.failures();
+        let (failures, first) = shared.failures();
         if failures > 0 {
-            bail!("{failures} client failures while waiting for {what}");
+            bail!(
+                "{failures} client failures while waiting for {what}, the first:\n  {}",
+                first.join("\n  ")
+            );
         }
         if start.elapsed() > limit {
             bail!("{what}: not within {limit:?}");

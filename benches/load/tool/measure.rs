@@ -1,6 +1,7 @@
-//! What the tool measures besides deliveries: CPU time and run-queue wait of a process (the
-//! server's from `/proc/<pid>`, its own from `/proc/self`), resident memory, the load average,
-//! and the tool's clock for latencies.
+//! What the tool measures besides deliveries: CPU time of a process (the server's from
+//! `/proc/<pid>`, its own from `/proc/self`) and the other work on the core it is pinned to,
+//! resident memory, the load average, system calls (with `perf stat`), and the tool's clock for
+//! latencies.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -55,15 +56,15 @@ impl Proc {
     }
 }
 
-/// CPU time and run-queue wait of a process at one moment.
+/// CPU time of a process at one moment, and of the core it is pinned to.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuSample {
     at: Instant,
     /// utime + stime of every thread, from `stat` (clock ticks turned into time).
     cpu: Duration,
-    /// Time its threads were runnable but waiting for a CPU, summed over the threads alive now
-    /// (`task/*/schedstat`): what other work on the same core took from it.
-    wait: Duration,
+    /// Busy time of the one core the process may run on (`/proc/stat`), when it is pinned to
+    /// one: the part of it that is not the process's own is other work on that core.
+    core: Option<Duration>,
 }
 
 impl CpuSample {
@@ -89,16 +90,21 @@ impl CpuSample {
         Ok(Self {
             at: Instant::now(),
             cpu,
-            wait: run_queue_wait(&dir),
+            core: pinned_core(&dir).and_then(core_busy),
         })
     }
 
     /// What happened between `self` and the later `end`.
     pub fn until(&self, end: &CpuSample) -> CpuUse {
+        let cpu = end.cpu.saturating_sub(self.cpu);
+        let others = match (self.core, end.core) {
+            (Some(start), Some(end)) => Some(end.saturating_sub(start).saturating_sub(cpu)),
+            _ => None,
+        };
         CpuUse {
             wall: end.at.duration_since(self.at),
-            cpu: end.cpu.saturating_sub(self.cpu),
-            wait: end.wait.saturating_sub(self.wait),
+            cpu,
+            others,
         }
     }
 }
@@ -110,8 +116,9 @@ pub struct CpuUse {
     pub wall: Duration,
     /// CPU time (user + system) the process used in it.
     pub cpu: Duration,
-    /// Time its threads waited for a CPU while runnable.
-    pub wait: Duration,
+    /// Busy time of its core that was not its own (other processes, interrupts), when it is
+    /// pinned to one core: how disturbed the run was.
+    pub others: Option<Duration>,
 }
 
 impl CpuUse {
@@ -131,22 +138,37 @@ fn ticks_to_duration(ticks: u64) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-/// Sum of the run-queue wait of the threads of the process at `dir`; zero where the kernel does
-/// not keep schedstats.
-fn run_queue_wait(dir: &str) -> Duration {
-    let Ok(tasks) = std::fs::read_dir(format!("{dir}/task")) else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok())
-        })
+/// The core the process at `dir` is pinned to, if it may run on exactly one.
+fn pinned_core(dir: &str) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    list.parse().ok()
+}
+
+/// Busy time of core `core` since boot: every `/proc/stat` column but idle and iowait.
+fn core_busy(core: usize) -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{core}");
+    let line = stat
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(name.as_str()))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
         .sum();
-    Duration::from_nanos(nanos)
+    Some(ticks_to_duration(busy))
 }
 
 /// The 1-minute load average.

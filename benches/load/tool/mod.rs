@@ -6,8 +6,8 @@
 //! - [`client`]: one load client that checks every seq it receives; [`fleet`]: many of them
 //!   steered together, the server under load ([`fleet::Target`]), and the exactly-once check.
 //! - [`publish`]: tokens and `POST /api/events`, keeping each room's head from the answers.
-//! - [`measure`]: CPU, run-queue wait and RSS from `/proc`, system calls with `perf stat`, the
-//!   latency clock.
+//! - [`measure`]: CPU (and other work on a pinned core) and RSS from `/proc`, system calls with
+//!   `perf stat`, the latency clock.
 //! - [`report`]: figures of a run, and the table of medians and ranges over runs.
 //! - Scenarios: [`throughput`] (a) fan-out 100 and (b) fan-out 1, [`idle`] (c), [`paced`] (d),
 //!   [`storm`] (e).

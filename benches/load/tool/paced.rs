@@ -66,7 +66,10 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let mut slipped = 0u64;
     for n in 0..events {
         ticks.tick().await;
-        while posts.len() >= MAX_OUTSTANDING {
+        while let Some(done) = posts.try_join_next() {
+            joined(Some(done))?;
+        }
+        if posts.len() >= MAX_OUTSTANDING {
             slipped += 1;
             joined(posts.join_next().await)?;
         }

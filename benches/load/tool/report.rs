@@ -59,7 +59,13 @@ impl Report {
         self.num(&format!("{who}_cpu_s"), used.cpu.as_secs_f64(), "s");
         self.num(&format!("{who}_us_per_{per}"), used.micros_per(count), "µs");
         self.num(&format!("{who}_util"), used.utilization(), "cores");
-        self.num(&format!("{who}_wait_s"), used.wait.as_secs_f64(), "s");
+        if let Some(others) = used.others {
+            self.num(
+                &format!("{who}_core_others"),
+                others.as_secs_f64() / used.wall.as_secs_f64().max(1e-9),
+                "cores",
+            );
+        }
     }
 
     /// Adds p50, p99, p99.9 and max of a µs histogram, in milliseconds, as `<prefix>_p50_ms` ...
@@ -100,15 +106,15 @@ impl Report {
         }
     }
 
-    /// Prints the figures, then the `RESULT` line.
-    pub fn print(mut self) {
+    /// The figures for people, then the `RESULT` line.
+    pub fn render(mut self) -> String {
         self.num("load_avg_end", load_average(), "");
-        println!("== {} against {}", self.scenario, self.server);
+        let mut out = format!("== {} against {}\n", self.scenario, self.server);
         for (name, value, unit) in &self.figures {
-            println!("  {name:<28} {value} {unit}");
+            let _ = writeln!(out, "  {name:<28} {value} {unit}");
         }
         for note in &self.notes {
-            println!("  note: {note}");
+            let _ = writeln!(out, "  note: {note}");
         }
         let figures: Vec<Value> = self
             .figures
@@ -116,7 +122,8 @@ impl Report {
             .map(|(name, value, _)| json!([name, value]))
             .collect();
         let line = json!({ "scenario": self.scenario, "server": self.server, "figures": figures });
-        println!("{RESULT_PREFIX}{line}");
+        let _ = writeln!(out, "{RESULT_PREFIX}{line}");
+        out
     }
 }
 

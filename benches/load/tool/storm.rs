@@ -4,14 +4,18 @@
 //! latency.
 //!
 //! The storm clients are spread over `rooms` photo rooms, the live ones over `live_rooms` others.
-//! A publisher posts one event to every room each `1 / rate` s (one array per tick, so each room
-//! gets `rate` events/s) for the whole run. Timeline: all connect and subscribe; `warm` of live
+//! A publisher posts one event to every room each `1 / rate` s (each room gets `rate` events/s)
+//! for the whole run: per tick one array for the storm rooms and, at the same time, one for the
+//! live rooms, as two producers would, so that live events never wait behind the storm rooms'
+//! events of their own request. Timeline: all connect and subscribe; `warm` of live
 //! traffic; the storm clients drop their connections (no close handshake); they stay away for
 //! `missed / rate` s; they all reconnect within `spread` (each after a random delay, like
 //! socket.io-client's randomized reconnection delay) with `resume` set to their last seqs (and, for
 //! Node's socket.io, the recovery `pid` and `offset`). A client is resumed when `resume:complete`
-//! arrives, which both servers send after the missed events. Latency is recorded in three windows:
-//! before the storm, from the reconnect until every client has resumed, and one second after.
+//! arrives, which both servers send after the missed events; a failed attempt is tried again with
+//! socket.io-client's backoff. Live latency is recorded in four windows: before the drop, while
+//! the storm clients are away, from the reconnect until every client has resumed, and one second
+//! after.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,7 +66,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let all_rooms = plan.rooms + plan.live_rooms;
     let publisher = Arc::new(target.publisher()?);
     target.create_photos(&publisher, 0, all_rooms).await?;
-    let shared = Shared::new(3);
+    let shared = Shared::new(4);
     let gate = Arc::new(Semaphore::new(plan.connecting));
     let storm_specs = target.owner_clients(0, plan.clients, false, |i| i % plan.rooms)?;
     let live_specs = target.owner_clients(plan.clients, plan.live_clients, true, |i| {
@@ -77,6 +81,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let feeding = tokio::spawn(feed(
         Arc::clone(&publisher),
         photos.clone(),
+        plan.rooms,
         plan.rate,
         Arc::clone(&stop),
         plan.limit,
@@ -90,6 +95,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
             .collect()
     };
     let at_drop = storm_heads(&publisher);
+    shared.record_into(1);
     storm.set(Phase::Drop);
     tokio::time::sleep(Duration::from_secs_f64(
         plan.missed as f64 / plan.rate as f64,
@@ -99,7 +105,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let missed: u64 = at_reconnect.iter().zip(&at_drop).map(|(r, d)| r - d).sum();
     let missed_avg = missed as f64 / plan.rooms as f64;
 
-    shared.record_into(1);
+    shared.record_into(2);
     shared.reconnect_starts();
     let window = Window::start(target)?;
     storm.set(Phase::Reconnect {
@@ -110,7 +116,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     })
     .await?;
     let (server, tool) = window.end(target)?;
-    shared.record_into(2);
+    shared.record_into(3);
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     let (ticks, slipped) = feeding.await.context("publisher task")??;
@@ -135,6 +141,10 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
         "recovered_by_socket_io",
         shared.recovered.load(Ordering::Relaxed) as u64,
     );
+    report.count(
+        "reconnect_retries",
+        shared.retries.load(Ordering::Relaxed) as u64,
+    );
     report.num("deadline_s", plan.deadline.as_secs_f64(), "s");
     let resume = shared.resume_times();
     for (name, q) in [("resume_p50_s", 0.5), ("resume_p99_s", 0.99)] {
@@ -142,8 +152,9 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     }
     report.count("replayed", missed * (plan.clients / plan.rooms) as u64);
     report.latency("live_before", &shared.latency(0));
-    report.latency("live_storm", &shared.latency(1));
-    report.latency("live_after", &shared.latency(2));
+    report.latency("live_away", &shared.latency(1));
+    report.latency("live_storm", &shared.latency(2));
+    report.latency("live_after", &shared.latency(3));
     if let Some(server) = &server {
         report.cpu("server", server, plan.clients as u64, "resume");
     }
@@ -162,11 +173,13 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Posts one event to each photo every `1 / rate` s until `stop` (or `limit`); returns the ticks
-/// posted and how many of them came late.
+/// Posts one event to each photo every `1 / rate` s until `stop` (or `limit`), the first
+/// `split` photos and the others in two concurrent requests; returns the ticks posted and how many
+/// of them came late.
 async fn feed(
     publisher: Arc<Publisher>,
     photos: Vec<String>,
+    split: usize,
     rate: u64,
     stop: Arc<AtomicBool>,
     limit: Duration,
@@ -182,8 +195,11 @@ async fn feed(
             slipped += 1;
         }
         let sent = now_us();
-        let body = batch(photos.iter().map(|photo| progress(photo, n, sent)));
-        publisher.post(body).await?;
+        let (storm, live) = photos.split_at(split);
+        let body = |photos: &[String]| batch(photos.iter().map(|photo| progress(photo, n, sent)));
+        let (storm, live) = tokio::join!(publisher.post(body(storm)), publisher.post(body(live)));
+        storm?;
+        live?;
         n += 1;
     }
     Ok((n, slipped))

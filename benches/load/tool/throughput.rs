@@ -75,7 +75,12 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let ends = fleet.stop().await?;
     check_exactly_once(&shared, &ends, &publisher)?;
 
-    let mut report = Report::new(plan.scenario, &target.name);
+    let label = if plan.count_syscalls {
+        format!("{} (perf stat)", plan.scenario)
+    } else {
+        plan.scenario.to_owned()
+    };
+    let mut report = Report::new(&label, &target.name);
     report.count("clients", plan.clients as u64);
     report.count("rooms", plan.rooms as u64);
     report.count("events", events as u64);
