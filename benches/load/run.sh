@@ -100,7 +100,10 @@ for scenario in $SCENARIOS; do
     for run in $(seq "$RUNS"); do
       start_server "$server"
       echo "== $scenario, $server, run $run ($(uptime | sed 's/.*load/load/'))" >&2
-      tool "$scenario" | tee -a "$results" >&2
+      # A failed run (a broken exactly-once check, a wait that ran out) is kept in the results.
+      if ! tool "$scenario" 2>&1 | tee -a "$results" >&2; then
+        echo "FAILED $scenario against $server, run $run" | tee -a "$results" >&2
+      fi
       stop_server
     done
   done
@@ -110,7 +113,7 @@ if [ "$SYSCALLS" = 1 ] && [[ " $SCENARIOS " == *" fan-out "* ]]; then
   for server in $SERVERS; do
     start_server "$server"
     echo "== fan-out with perf stat, $server" >&2
-    tool fan-out --count-syscalls | tee -a "$results" >&2
+    tool fan-out --count-syscalls 2>&1 | tee -a "$results" >&2 || true
     stop_server
   done
 fi
@@ -120,9 +123,10 @@ if [ "$PROFILE" = 1 ]; then
     start_server socket-bridge
     server=socket-bridge
     echo "== $scenario under perf record, socket-bridge" >&2
-    perf record -g -o "$OUT/perf-$scenario.data" -p "$server_pid" 2>/dev/null &
+    perf record -F 999 --call-graph dwarf,16384 -o "$OUT/perf-$scenario.data" -p "$server_pid" \
+      2>/dev/null &
     perf_pid=$!
-    tool "$scenario" >>"$OUT/profiled-runs.txt"
+    tool "$scenario" >>"$OUT/profiled-runs.txt" 2>&1 || true
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
     perf report -i "$OUT/perf-$scenario.data" --no-children --percent-limit 1 --stdio \

@@ -128,7 +128,8 @@ impl Report {
 }
 
 /// A markdown table of the median and range of every numeric figure, per scenario and server,
-/// from `RESULT` lines (other lines are skipped).
+/// from `RESULT` lines, after a list of the `FAILED` lines `run.sh` writes for failed runs (other
+/// lines are skipped).
 pub fn summarize(text: &str) -> String {
     // (scenario, server) -> figure -> values, in first-seen order of figures.
     type Figures = Vec<(String, Vec<Value>)>;
@@ -158,6 +159,9 @@ pub fn summarize(text: &str) -> String {
         }
     }
     let mut out = String::new();
+    for failed in text.lines().filter(|line| line.starts_with("FAILED ")) {
+        let _ = writeln!(out, "- {failed}");
+    }
     for ((scenario, server), figures) in &runs {
         let n = counts[&(scenario.clone(), server.clone())];
         let _ = writeln!(out, "\n### {scenario}: {server} ({n} runs)\n");
