@@ -7,12 +7,15 @@
 #   benches/load/run.sh                      # every scenario, both servers, 3 runs each
 #   SCENARIOS="fan-out idle" SERVERS=socket-bridge RUNS=1 benches/load/run.sh
 #   PROFILE=1 benches/load/run.sh            # also `perf record -g` socket-bridge under (a), (b)
+#   RUNS=0 SYSCALLS=0 PROFILE=1 benches/load/run.sh   # only the profiles
 #
 # Settings (environment): SCENARIOS (fan-out fan-out-1 idle paced storm), SERVERS (socket-bridge
 # node), RUNS (3), SYSCALLS (1: one more fan-out run per server under `perf stat` counting system
 # calls), PROFILE (0), OUT (a new directory under /tmp: every run's output, the summary, the
 # profiles), SERVER_CPU (0) and TOOL_CPU (1), the cores; TOOL_ARGS: extra arguments for every
-# tool run. Needs cargo, node >= 20 with npm, taskset; perf for SYSCALLS and PROFILE.
+# tool run; HUB_BIN: another socket-bridge binary to measure (e.g. an experiment), reported as
+# HUB_LABEL (default socket-bridge). Needs cargo, node >= 20 with npm, taskset; perf for SYSCALLS
+# and PROFILE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -37,7 +40,8 @@ tool=$(cargo bench --locked --bench load --no-run --message-format=json 2>/dev/n
   grep -o '"executable":"[^"]*load-[^"]*"' | tail -1 | cut -d'"' -f4)
 [ -x "$tool" ] || { echo "error: could not find the load tool's executable" >&2; exit 1; }
 target_dir=$(cargo metadata --format-version 1 --no-deps | grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)
-hub_bin="$target_dir/release/socket-bridge"
+hub_bin=${HUB_BIN:-$target_dir/release/socket-bridge}
+HUB_LABEL=${HUB_LABEL:-socket-bridge}
 (cd benches/peer && npm ci --no-audit --no-fund --silent)
 
 server_pid=""
@@ -90,11 +94,14 @@ start_server() {
 # tool ARGS...: the tool pinned to TOOL_CPU against the running server.
 tool() {
   # shellcheck disable=SC2086
-  taskset -c "$TOOL_CPU" "$tool" --url "$url" --server-pid "$server_pid" --server-name "$server" \
+  local name=$server
+  [ "$server" = socket-bridge ] && name=$HUB_LABEL
+  taskset -c "$TOOL_CPU" "$tool" --url "$url" --server-pid "$server_pid" --server-name "$name" \
     $TOOL_ARGS "$@"
 }
 
 results="$OUT/results.txt"
+touch "$results"
 for scenario in $SCENARIOS; do
   for server in $SERVERS; do
     for run in $(seq "$RUNS"); do
@@ -129,10 +136,11 @@ if [ "$PROFILE" = 1 ]; then
     tool "$scenario" >>"$OUT/profiled-runs.txt" 2>&1 || true
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
-    perf report -i "$OUT/perf-$scenario.data" --no-children --percent-limit 1 --stdio \
-      --sort symbol 2>/dev/null | grep -v '^$' | head -80 >"$OUT/profile-$scenario.txt"
-    perf report -i "$OUT/perf-$scenario.data" --children --percent-limit 3 --stdio \
-      --sort symbol -g none 2>/dev/null | grep -v '^$' | head -80 >"$OUT/profile-$scenario-children.txt"
+    # Self time per function, then time including callees.
+    perf report -i "$OUT/perf-$scenario.data" --no-children --percent-limit 0.5 --stdio \
+      --sort symbol -g none >"$OUT/profile-$scenario.txt" 2>/dev/null || true
+    perf report -i "$OUT/perf-$scenario.data" --children --percent-limit 2 --stdio \
+      --sort symbol -g none >"$OUT/profile-$scenario-children.txt" 2>/dev/null || true
     stop_server
   done
 fi

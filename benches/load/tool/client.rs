@@ -182,6 +182,8 @@ struct Client {
     offset: Option<String>,
     established: bool,
     resume_complete: bool,
+    /// Whether the last `resume:complete` said Node's socket.io recovered the session itself.
+    recovered: bool,
     /// The subscription ack, when one is awaited: its id and whether it came.
     ack: Option<(u64, bool)>,
     next_ack: u64,
@@ -204,6 +206,7 @@ pub async fn run(
         offset: None,
         established: false,
         resume_complete: false,
+        recovered: false,
         ack: None,
         next_ack: 1,
     };
@@ -313,6 +316,9 @@ impl Client {
                         .saturating_record(micros.max(1));
                 }
                 self.shared.resumed.fetch_add(1, Ordering::Relaxed);
+                if self.recovered {
+                    self.shared.recovered.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(socket)
             }
             Err(e) => {
@@ -490,9 +496,7 @@ impl Client {
                 {
                     self.fail(format!("resume refused rooms: {refused:?}"));
                 }
-                if payload["recovered"] == Value::Bool(true) {
-                    self.shared.recovered.fetch_add(1, Ordering::Relaxed);
-                }
+                self.recovered = payload["recovered"] == Value::Bool(true);
                 self.resume_complete = true;
             }
             "replay:truncated" => self.fail(format!("unexpected {array}")),
