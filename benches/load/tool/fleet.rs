@@ -55,14 +55,9 @@ impl Target {
         (format!("{}-p{k}", self.run), format!("{}-u{k}", self.run))
     }
 
-    /// Stores a `photo.uploaded` for photos `first..first + count` (owners as [`Self::photo`]).
-    pub async fn create_photos(
-        &self,
-        publisher: &Publisher,
-        first: usize,
-        count: usize,
-    ) -> anyhow::Result<()> {
-        let events: Vec<String> = (first..first + count)
+    /// Stores a `photo.uploaded` for photos `0..count` (owners as [`Self::photo`]).
+    pub async fn create_photos(&self, publisher: &Publisher, count: usize) -> anyhow::Result<()> {
+        let events: Vec<String> = (0..count)
             .map(|k| {
                 let (photo, owner) = self.photo(k);
                 uploaded(&photo, &owner)

@@ -51,7 +51,7 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let events_per_s = (plan.rate / fan_out).max(1);
     let events = (events_per_s as f64 * plan.duration.as_secs_f64()).round() as u64;
     let publisher = Arc::new(target.publisher()?);
-    target.create_photos(&publisher, 0, plan.rooms).await?;
+    target.create_photos(&publisher, plan.rooms).await?;
     let shared = Shared::new(1);
     let gate = Arc::new(Semaphore::new(plan.connecting));
     let specs = target.owner_clients(0, plan.clients, true, |i| i % plan.rooms)?;

@@ -65,7 +65,7 @@ pub struct Plan {
 pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let all_rooms = plan.rooms + plan.live_rooms;
     let publisher = Arc::new(target.publisher()?);
-    target.create_photos(&publisher, 0, all_rooms).await?;
+    target.create_photos(&publisher, all_rooms).await?;
     let shared = Shared::new(4);
     let gate = Arc::new(Semaphore::new(plan.connecting));
     let storm_specs = target.owner_clients(0, plan.clients, false, |i| i % plan.rooms)?;
