@@ -6,10 +6,15 @@
 #[path = "../../benches/load/tool/mod.rs"]
 mod tool;
 
-mod hub;
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use support::binary::HubProcess;
 
 use tool::client::next_seq;
 use tool::fleet::Target;
@@ -21,15 +26,19 @@ use tool::{idle, paced, storm, throughput};
 /// Longest any wait of a smoke run may take.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// The tool's view of a freshly started hub.
-fn target(hub: &hub::Hub, run: &str) -> Target {
-    Target {
+/// A fresh hub (the real binary on port 0 with its own temp data dir) and the tool's view of it,
+/// its ids prefixed with `run`. Bound in this order, the hub is killed before its dir goes.
+async fn start(run: &str) -> (tempfile::TempDir, HubProcess, Target) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let hub = HubProcess::start(data.path(), |_| {}).await;
+    let target = Target {
         base: Arc::from(hub.base.as_str()),
         pid: Some(hub.pid()),
         name: "socket-bridge (debug)".to_owned(),
-        tokens: Tokens::new(hub::SECRET).expect("secret"),
+        tokens: Tokens::new(support::SECRET).expect("secret"),
         run: run.to_owned(),
-    }
+    };
+    (data, hub, target)
 }
 
 /// Prints a report (shown with `--nocapture`) and checks that `summarize` reads it back.
@@ -42,7 +51,7 @@ fn show(report: Report) {
 /// (a) at a tiny size: 20 clients in 2 photo rooms, 50 events per room in posts of 10.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_delivers_every_seq_once_in_order() {
-    let hub = hub::Hub::start().await;
+    let (_data, _hub, target) = start("smoke-a").await;
     let plan = throughput::Plan {
         scenario: "fan-out",
         clients: 20,
@@ -54,9 +63,7 @@ async fn fan_out_delivers_every_seq_once_in_order() {
         count_syscalls: false,
         limit: LIMIT,
     };
-    let report = throughput::run(&target(&hub, "smoke-a"), &plan)
-        .await
-        .expect("fan-out run");
+    let report = throughput::run(&target, &plan).await.expect("fan-out run");
     show(report);
 }
 
@@ -64,7 +71,7 @@ async fn fan_out_delivers_every_seq_once_in_order() {
 /// 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_one_delivers_every_seq_once_in_order() {
-    let hub = hub::Hub::start().await;
+    let (_data, _hub, target) = start("smoke-b").await;
     let plan = throughput::Plan {
         scenario: "fan-out-1",
         clients: 10,
@@ -76,7 +83,7 @@ async fn fan_out_one_delivers_every_seq_once_in_order() {
         count_syscalls: false,
         limit: LIMIT,
     };
-    let report = throughput::run(&target(&hub, "smoke-b"), &plan)
+    let report = throughput::run(&target, &plan)
         .await
         .expect("fan-out-1 run");
     show(report);
@@ -85,23 +92,21 @@ async fn fan_out_one_delivers_every_seq_once_in_order() {
 /// (c) at a tiny size: 50 idle clients, then one global event reaches each once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clients_all_connect_and_stay_alive() {
-    let hub = hub::Hub::start().await;
+    let (_data, _hub, target) = start("smoke-c").await;
     let plan = idle::Plan {
         clients: 50,
         connecting: 20,
         settle: Duration::from_millis(100),
         limit: LIMIT,
     };
-    let report = idle::run(&target(&hub, "smoke-c"), &plan)
-        .await
-        .expect("idle run");
+    let report = idle::run(&target, &plan).await.expect("idle run");
     show(report);
 }
 
 /// (d) at a tiny size: one second at 200 deliveries/s to 20 clients.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paced_events_arrive_once_in_order() {
-    let hub = hub::Hub::start().await;
+    let (_data, _hub, target) = start("smoke-d").await;
     let plan = paced::Plan {
         clients: 20,
         rooms: 2,
@@ -110,9 +115,7 @@ async fn paced_events_arrive_once_in_order() {
         connecting: 10,
         limit: LIMIT,
     };
-    let report = paced::run(&target(&hub, "smoke-d"), &plan)
-        .await
-        .expect("paced run");
+    let report = paced::run(&target, &plan).await.expect("paced run");
     show(report);
 }
 
@@ -120,7 +123,7 @@ async fn paced_events_arrive_once_in_order() {
 /// others stay live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storm_clients_resume_gap_free() {
-    let hub = hub::Hub::start().await;
+    let (_data, _hub, target) = start("smoke-e").await;
     let plan = storm::Plan {
         clients: 40,
         rooms: 4,
@@ -134,9 +137,7 @@ async fn storm_clients_resume_gap_free() {
         connecting: 20,
         limit: LIMIT,
     };
-    let report = storm::run(&target(&hub, "smoke-e"), &plan)
-        .await
-        .expect("storm run");
+    let report = storm::run(&target, &plan).await.expect("storm run");
     show(report);
 }
 
