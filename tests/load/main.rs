@@ -1,0 +1,195 @@
+//! Smoke runs of the load tool (`benches/load`) against the real `socket-bridge` binary: every
+//! scenario at a tiny size, each checking that every client got every seq exactly once and in
+//! order, so that the tool keeps working as the hub changes. The figures are not checked: a debug
+//! build on a shared machine says nothing about speed.
+
+#[path = "../../benches/load/tool/mod.rs"]
+mod tool;
+
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::binary::HubProcess;
+
+use tool::client::next_seq;
+use tool::fleet::Target;
+use tool::publish::Tokens;
+use tool::report::{Report, summarize};
+use tool::wire::{EventFields, Packet};
+use tool::{idle, paced, storm, throughput};
+
+/// Longest any wait of a smoke run may take.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A fresh hub (the real binary on port 0 with its own temp data dir) and the tool's view of it,
+/// its ids prefixed with `run`. Bound in this order, the hub is killed before its dir goes.
+async fn start(run: &str) -> (tempfile::TempDir, HubProcess, Target) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let hub = HubProcess::start(data.path(), |_| {}).await;
+    let target = Target {
+        base: Arc::from(hub.base.as_str()),
+        pid: Some(hub.pid()),
+        name: "socket-bridge (debug)".to_owned(),
+        tokens: Tokens::new(support::SECRET).expect("secret"),
+        run: run.to_owned(),
+    };
+    (data, hub, target)
+}
+
+/// Prints a report (shown with `--nocapture`) and checks that `summarize` reads it back.
+fn show(report: Report) {
+    let text = report.render();
+    println!("{text}");
+    assert!(summarize(&text).contains("| figure | median | range |"));
+}
+
+/// (a) at a tiny size: 20 clients in 2 photo rooms, 50 events per room in posts of 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_delivers_every_seq_once_in_order() {
+    let (_data, _hub, target) = start("smoke-a").await;
+    let plan = throughput::Plan {
+        scenario: "fan-out",
+        clients: 20,
+        rooms: 2,
+        events_per_room: 50,
+        batch: 10,
+        in_flight: 2,
+        connecting: 10,
+        count_syscalls: false,
+        limit: LIMIT,
+    };
+    let report = throughput::run(&target, &plan).await.expect("fan-out run");
+    show(report);
+}
+
+/// (b) at a tiny size: 10 clients each alone in its photo room, 100 events per room in posts of
+/// 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_one_delivers_every_seq_once_in_order() {
+    let (_data, _hub, target) = start("smoke-b").await;
+    let plan = throughput::Plan {
+        scenario: "fan-out-1",
+        clients: 10,
+        rooms: 10,
+        events_per_room: 100,
+        batch: 500,
+        in_flight: 2,
+        connecting: 10,
+        count_syscalls: false,
+        limit: LIMIT,
+    };
+    let report = throughput::run(&target, &plan)
+        .await
+        .expect("fan-out-1 run");
+    show(report);
+}
+
+/// (c) at a tiny size: 50 idle clients, then one global event reaches each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_all_connect_and_stay_alive() {
+    let (_data, _hub, target) = start("smoke-c").await;
+    let plan = idle::Plan {
+        clients: 50,
+        connecting: 20,
+        settle: Duration::from_millis(100),
+        limit: LIMIT,
+    };
+    let report = idle::run(&target, &plan).await.expect("idle run");
+    show(report);
+}
+
+/// (d) at a tiny size: one second at 200 deliveries/s to 20 clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_events_arrive_once_in_order() {
+    let (_data, _hub, target) = start("smoke-d").await;
+    let plan = paced::Plan {
+        clients: 20,
+        rooms: 2,
+        rate: 200,
+        duration: Duration::from_secs(1),
+        connecting: 10,
+        limit: LIMIT,
+    };
+    let report = paced::run(&target, &plan).await.expect("paced run");
+    show(report);
+}
+
+/// (e) at a tiny size: 40 clients drop, miss about 10 events each, and resume gap-free while 4
+/// others stay live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_clients_resume_gap_free() {
+    let (_data, _hub, target) = start("smoke-e").await;
+    let plan = storm::Plan {
+        clients: 40,
+        rooms: 4,
+        live_clients: 4,
+        live_rooms: 2,
+        rate: 20,
+        missed: 10,
+        warm: Duration::from_millis(300),
+        spread: Duration::from_millis(200),
+        deadline: Duration::from_secs(10),
+        connecting: 20,
+        limit: LIMIT,
+    };
+    let report = storm::run(&target, &plan).await.expect("storm run");
+    show(report);
+}
+
+/// The seq check takes the next seq and names a repeat or a gap.
+#[test]
+fn seq_check_names_repeats_and_gaps() {
+    assert_eq!(next_seq(4, 5), Ok(()));
+    assert!(next_seq(4, 4).is_err_and(|e| e.starts_with("repeated")));
+    assert!(next_seq(4, 7).is_err_and(|e| e.starts_with("gap of 2")));
+}
+
+/// Both servers' event shapes give the same fields; Node's recovery offset is found.
+#[test]
+fn scans_events_of_both_servers() {
+    let hub = r#"["photo.processing.progress",{"eventId":"e1","loadSentUs":1234,"photoId":"p1","progress":5,"room":"photo:p1","seq":42,"timestamp":"2026-01-01T00:00:00.000Z"}]"#;
+    let fields = EventFields::scan(hub).expect("an event");
+    assert_eq!(fields.name, "photo.processing.progress");
+    assert_eq!(fields.room, Some("photo:p1"));
+    assert_eq!(fields.seq, Some(42));
+    assert_eq!(fields.sent_us, Some(1234));
+    assert_eq!(fields.offset, None);
+    let node = r#"["photo.uploaded",{"photoId":"p1","room":"user:u1","seq":7},"MzXk2a"]"#;
+    let fields = EventFields::scan(node).expect("an event");
+    assert_eq!(fields.room, Some("user:u1"));
+    assert_eq!(fields.seq, Some(7));
+    assert_eq!(fields.offset, Some("MzXk2a"));
+}
+
+/// Packets are told apart by their type digits.
+#[test]
+fn parses_packets() {
+    assert_eq!(Packet::parse("2"), Packet::Ping);
+    assert_eq!(
+        Packet::parse(r#"40{"sid":"a","pid":"b"}"#),
+        Packet::Connected { pid: Some("b") }
+    );
+    assert_eq!(
+        Packet::parse(r#"40{"sid":"a"}"#),
+        Packet::Connected { pid: None }
+    );
+    assert_eq!(
+        Packet::parse(r#"431[{"ok":true}]"#),
+        Packet::Ack {
+            id: 1,
+            args: r#"[{"ok":true}]"#
+        }
+    );
+    assert_eq!(
+        Packet::parse(r#"44{"message":"unauthorized"}"#),
+        Packet::Refused(r#"{"message":"unauthorized"}"#)
+    );
+    assert_eq!(Packet::parse("42[\"x\"]"), Packet::Event("[\"x\"]"));
+    assert_eq!(Packet::parse("41"), Packet::Closed);
+    assert_eq!(Packet::parse("3"), Packet::Other);
+}
