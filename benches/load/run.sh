@@ -27,7 +27,7 @@ PROFILE=${PROFILE:-0}
 SERVER_CPU=${SERVER_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
 TOOL_ARGS=${TOOL_ARGS:-}
-OUT=${OUT:-$(mktemp -d /tmp/socket-bridge-load.XXXXXX)}
+OUT=${OUT:-$(mktemp -d /tmp/load-runs.XXXXXX)}
 mkdir -p "$OUT"
 export JWT_SECRET="load-secret-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
@@ -61,7 +61,7 @@ trap stop_server EXIT
 
 # start_server NAME: starts it pinned to SERVER_CPU; sets server_pid and url.
 start_server() {
-  server_dir=$(mktemp -d /tmp/socket-bridge-load-server.XXXXXX)
+  server_dir=$(mktemp -d "$OUT/server.XXXXXX")
   local log="$server_dir/log"
   case $1 in
     socket-bridge)
