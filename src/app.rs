@@ -138,12 +138,10 @@ impl Application {
             return Err(SettingsError::InsecureOnPublicAddress(settings.listen).into());
         }
         let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| AppError::Listen {
-                    addr: settings.listen.to_string(),
-                    source,
-                })?;
+            http::listener::bind(settings.listen).map_err(|source| AppError::Listen {
+                addr: settings.listen.to_string(),
+                source,
+            })?;
         let log = EventLog::open_with(settings.store_dir(), settings.store.clone())?;
         let (tokens, generated) =
             TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;
@@ -319,7 +317,7 @@ impl Application {
             tokio::time::sleep(Duration::from_millis(100)).await;
             io.close().await;
         };
-        axum::serve(self.listener, self.router)
+        axum::serve(http::listener::serving(self.listener), self.router)
             .with_graceful_shutdown(graceful)
             .await
             .map_err(|source| AppError::Listen {

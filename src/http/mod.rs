@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod health;
 mod history;
+pub mod listener;
 mod metrics;
 mod overview;
 mod photos;
