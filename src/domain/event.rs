@@ -143,6 +143,9 @@ pub struct Event {
     pub progress: Option<u8>,
     /// `data.error`, when given on a `photo.processing.failed`.
     pub error: Option<String>,
+    /// Whether the hub generated `id` for this event just now (128 random bits): such an id
+    /// cannot be stored yet, so the store does not look it up before storing the event.
+    pub id_generated: bool,
 }
 
 impl Event {
@@ -151,9 +154,9 @@ impl Event {
     pub fn from_input(input: EventInput, now: Timestamp) -> Result<Self, DomainError> {
         let type_name = input.event_type.ok_or(DomainError::MissingField("type"))?;
         let event_type: EventType = type_name.parse()?;
-        let id = match input.id {
-            Some(id) => EventId::parse(&id)?,
-            None => EventId::generate(),
+        let (id, id_generated) = match input.id {
+            Some(id) => (EventId::parse(&id)?, false),
+            None => (EventId::generate(), true),
         };
         let timestamp = match input.timestamp {
             Some(ts) => Timestamp::parse_rfc3339(&ts)?,
@@ -169,7 +172,9 @@ impl Event {
                 });
             }
         };
-        Self::new(id, event_type, data, timestamp)
+        let mut event = Self::new(id, event_type, data, timestamp)?;
+        event.id_generated = id_generated;
+        Ok(event)
     }
 
     /// Validates the parts of an event (docs/protocol.md, "Stored events").
@@ -225,6 +230,7 @@ impl Event {
             user_id,
             progress,
             error,
+            id_generated: false,
         })
     }
 }

@@ -9,8 +9,9 @@ use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// Connections the kernel may hold completed but not yet accepted (capped by the system's
-/// `net.core.somaxconn`). A deploy's reconnect storm brings thousands of handshakes at once; the
-/// default queue of 128 made clients wait for SYN retransmits.
+/// `net.core.somaxconn`). A deploy's reconnect storm brings thousands of handshakes at once; with
+/// tokio's default of 1,024 the queue overflowed at about 1,000 handshakes in flight and clients
+/// waited a second for their SYN to be retried (docs/benchmarks.md).
 const ACCEPT_BACKLOG: u32 = 4096;
 
 /// Binds `addr` with a deep accept queue.

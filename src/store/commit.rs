@@ -300,7 +300,12 @@ impl Committer {
         if !event.event_type.is_stored() {
             return Ok(Err(Rejection::LiveOnly(event.event_type.as_str())));
         }
-        if let Some(rooms) = self.stored_placement(stage, &event.id)? {
+        let stored = if event.id_generated {
+            None
+        } else {
+            self.stored_placement(stage, &event.id)?
+        };
+        if let Some(rooms) = stored {
             return Ok(Ok(Receipt {
                 event_id: event.id.clone(),
                 rooms,

@@ -7,6 +7,7 @@ mod support;
 
 mod crash;
 mod faults;
+mod generated_ids;
 mod helpers;
 mod migrations;
 mod props;
