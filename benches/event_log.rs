@@ -23,6 +23,9 @@
 //! samples (warm-up excluded): events/s, per-append latency p50/p90/p99/p99.9/max, and the group
 //! commits the store formed (events per commit, time per commit), which the store reports through
 //! the `metrics` facade and this bench captures with a small recorder.
+//!
+//! Under `cargo test` (no `--bench` flag) criterion runs each benchmark once, the replayed room
+//! holds 2,000 events, and no figures are printed.
 
 // The shared test kit; this bench uses only part of it.
 #[allow(dead_code)]
@@ -55,6 +58,8 @@ const RAW_BATCHES: [usize; 3] = [1, 16, 64];
 const DATA_BYTES: usize = 200;
 /// Events in the replayed room.
 const REPLAY_EVENTS: u64 = 100_000;
+/// Events in the replayed room under `cargo test`, which only checks that the bench works.
+const REPLAY_EVENTS_TEST_MODE: u64 = 2_000;
 /// Page size of the replay reads.
 const REPLAY_PAGE: usize = 1000;
 /// Samples per benchmark.
@@ -255,8 +260,13 @@ fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 
-/// Prints the last [`SAMPLES`] samples (the measured ones) of each id to stderr.
+/// Prints the last [`SAMPLES`] samples (the measured ones) of each id to stderr; under
+/// `cargo test`, where each id ran once, only that there are no figures.
 fn report(group: &str, what: &str, runs: &[(String, Samples)]) {
+    if !support::benching() {
+        eprintln!("{group}: (test mode, no figures)");
+        return;
+    }
     eprintln!("\n== {group}: over the {SAMPLES} measured samples (warm-up excluded) ==");
     for (id, samples) in runs {
         let samples = samples.lock().expect("samples lock");
@@ -555,16 +565,16 @@ fn replay(log: &EventLog, room: &Room) -> u64 {
     read
 }
 
-/// A store whose room `photo:photo-0000` holds [`REPLAY_EVENTS`] events, reopened after filling
-/// (as a restarted hub would serve a resuming client).
-fn replay_store(room: &Room) -> (tempfile::TempDir, EventLog) {
+/// A store whose room `photo:photo-0000` holds `events` events, reopened after filling (as a
+/// restarted hub would serve a resuming client).
+fn replay_store(room: &Room, events: u64) -> (tempfile::TempDir, EventLog) {
     let rt = runtime();
     let dir = temp_dir();
     let photo = photo_name(0);
     let log = EventLog::open_with(dir.path(), StoreOptions::default()).expect("open store");
     let filled = Instant::now();
     let mut appended = 0;
-    while appended < REPLAY_EVENTS {
+    while appended < events {
         let batch = (appended..appended + REPLAY_PAGE as u64)
             .map(|i| progress_event(&photo, "user-000", i % 101))
             .collect();
@@ -573,25 +583,33 @@ fn replay_store(room: &Room) -> (tempfile::TempDir, EventLog) {
     }
     log.close().expect("close store");
     drop(log);
-    eprintln!(
-        "replay setup: appended {REPLAY_EVENTS} events to {room} in batches of {REPLAY_PAGE} in {:.2} s",
-        filled.elapsed().as_secs_f64()
-    );
+    let filled = filled.elapsed();
     let log = EventLog::open_with(dir.path(), StoreOptions::default()).expect("reopen store");
-    assert_eq!(log.head(room).expect("head"), REPLAY_EVENTS);
+    assert_eq!(log.head(room).expect("head"), events);
     let first = Instant::now();
-    assert_eq!(replay(&log, room), REPLAY_EVENTS);
+    assert_eq!(replay(&log, room), events);
     let first = first.elapsed();
-    eprintln!(
-        "replay: first replay after reopen {:.1} ms = {:.0} events/s",
-        first.as_secs_f64() * 1000.0,
-        REPLAY_EVENTS as f64 / first.as_secs_f64()
-    );
+    if support::benching() {
+        eprintln!(
+            "replay setup: appended {events} events to {room} in batches of {REPLAY_PAGE} in {:.2} s",
+            filled.as_secs_f64()
+        );
+        eprintln!(
+            "replay: first replay after reopen {:.1} ms = {:.0} events/s",
+            first.as_secs_f64() * 1000.0,
+            events as f64 / first.as_secs_f64()
+        );
+    }
     (dir, log)
 }
 
 fn bench_replay(c: &mut Criterion) {
     let room = Room::photo(&PhotoId::parse(&photo_name(0)).expect("photo id"));
+    let events = if support::benching() {
+        REPLAY_EVENTS
+    } else {
+        REPLAY_EVENTS_TEST_MODE
+    };
     // Filled on first use only, so a run filtered to other benchmarks skips it.
     let mut store: Option<(tempfile::TempDir, EventLog)> = None;
     let mut group = c.benchmark_group("replay");
@@ -599,12 +617,12 @@ fn bench_replay(c: &mut Criterion) {
         .sample_size(SAMPLES)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
-        .throughput(Throughput::Elements(REPLAY_EVENTS));
+        .throughput(Throughput::Elements(events));
     group.bench_function("100k_one_room_pages_of_1000", |b| {
-        let (_, log) = store.get_or_insert_with(|| replay_store(&room));
+        let (_, log) = store.get_or_insert_with(|| replay_store(&room, events));
         b.iter(|| {
             let read = replay(log, &room);
-            assert_eq!(read, REPLAY_EVENTS);
+            assert_eq!(read, events);
             read
         });
     });

@@ -208,10 +208,10 @@ async fn prune_latency() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--bench") {
+    if !support::benching() {
         return;
     }
+    let args: Vec<String> = std::env::args().collect();
     let runtime = support::runtime();
     let mode = args
         .iter()

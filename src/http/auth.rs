@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::auth::Principal;
+use crate::auth::{AuthError, Principal};
 
 /// The authenticated caller of an API request (`Authorization: Bearer <token>`).
 pub struct Caller(pub Principal);
@@ -17,14 +17,19 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+            .ok_or_else(|| missing("missing bearer token"))?;
         let token = header
             .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
+            .ok_or_else(|| missing("expected `Authorization: Bearer <token>`"))?;
         state
             .tokens
             .verify(token.trim())
             .map(Caller)
             .map_err(|e| ApiError::unauthorized(e.to_string()).with_reason(e.reason()))
     }
+}
+
+/// 401 for a request without a bearer token: reason `missing`, the word a handshake without a token gets.
+fn missing(detail: &str) -> ApiError {
+    ApiError::unauthorized(detail).with_reason(AuthError::Missing.reason())
 }

@@ -10,7 +10,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
 use super::Realtime;
-use super::handshake::{self, Handshake, HandshakeError};
+use super::handshake::{self, Handshake, HandshakeError, Refusal};
 use super::hub::Replay;
 use super::request::{Reply, RequestError, parse_photo_request};
 use crate::access::{AccessError, authorize_photo, authorize_room};
@@ -22,12 +22,13 @@ pub fn register(io: &SocketIo) {
     io.ns("/", on_connect.with(authenticate));
 }
 
-/// Connect middleware: refuses the handshake with `unauthorized` or `invalid_handshake`.
+/// Connect middleware: refuses the handshake with `unauthorized`, `invalid_handshake` or
+/// `overloaded`, and the reason in `data`.
 async fn authenticate(
     socket: SocketRef,
     TryData(auth): TryData<Value>,
     State(rt): State<Realtime>,
-) -> Result<(), HandshakeError> {
+) -> Result<(), Refusal> {
     let handshake = if rt.hub.stats().0 >= rt.limits.max_connections {
         Err(HandshakeError::Overloaded)
     } else {
@@ -41,7 +42,7 @@ async fn authenticate(
         Err(e) => {
             metrics::counter!(metric::HANDSHAKES_REFUSED_TOTAL, "reason" => e.to_string())
                 .increment(1);
-            Err(e)
+            Err(Refusal(e))
         }
     }
 }

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -136,6 +137,86 @@ fn unknown_permission_is_refused() {
     assert!(!out.status.success());
     assert!(text.contains("unknown permission `read:photo`"), "{text}");
     assert!(text.contains("read:photos, write:photos"), "{text}");
+}
+
+/// Every long flag of `serve --help` is a row of README's configuration table with the same
+/// environment variable, and every flag the table lists exists.
+#[test]
+fn readme_configuration_table_lists_every_serve_flag() {
+    let help = run(&["serve", "--help"]);
+    assert!(help.status.success(), "{help:?}");
+    let help = help_flags(&String::from_utf8_lossy(&help.stdout));
+    let readme = readme_flags();
+    let in_help: BTreeSet<&String> = help.keys().collect();
+    let in_readme: BTreeSet<&String> = readme.keys().collect();
+    assert!(
+        in_help.difference(&in_readme).next().is_none(),
+        "serve flags missing from README.md's configuration table: {:?}",
+        in_help.difference(&in_readme).collect::<Vec<_>>()
+    );
+    assert!(
+        in_readme.difference(&in_help).next().is_none(),
+        "README.md's configuration table lists flags `serve --help` lacks: {:?}",
+        in_readme.difference(&in_help).collect::<Vec<_>>()
+    );
+    for (flag, env) in &help {
+        if let Some(env) = env {
+            assert_eq!(
+                readme[flag].as_deref(),
+                Some(env.as_str()),
+                "README.md's env var for {flag}"
+            );
+        }
+    }
+}
+
+/// The long flags of a `--help` text (without `--help` itself), each with the environment
+/// variable it names (`[env: NAME=...]`), if any.
+fn help_flags(help: &str) -> BTreeMap<String, Option<String>> {
+    let mut flags = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in help.lines() {
+        let option = line.trim_start().trim_start_matches("-h, ");
+        if let Some(rest) = option.strip_prefix("--") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let flag = format!("--{name}");
+            current = (flag != "--help").then(|| flag.clone());
+            if let Some(flag) = &current {
+                flags.insert(flag.clone(), None);
+            }
+        }
+        if let (Some(flag), Some((_, env))) = (&current, line.split_once("[env: ")) {
+            let env = env.split(['=', ']']).next().unwrap_or_default();
+            flags.insert(flag.clone(), Some(env.to_owned()));
+        }
+    }
+    flags
+}
+
+/// The flags of README.md's configuration table (first column), each with its env var column.
+fn readme_flags() -> BTreeMap<String, Option<String>> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a Configuration section");
+    let mut flags = BTreeMap::new();
+    for row in section.lines().filter(|l| l.starts_with("| `--")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let env = cells
+            .get(2)
+            .map(|cell| cell.trim_matches('`').to_owned())
+            .filter(|env| !env.is_empty());
+        for flag in cells[1].split('`').filter(|part| part.starts_with("--")) {
+            flags.insert(flag.to_owned(), env.clone());
+        }
+    }
+    flags
 }
 
 /// A directory in which nothing can be created. Root ignores permission bits, so as root it is

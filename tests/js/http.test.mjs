@@ -135,15 +135,26 @@ test('history access: 403 for others, 404 for unknown photos, 401 without a vali
   assertError(await hub.get(`/api/rooms/photo:${unknown}/events`, token(user)), 404, 'not_found');
   assertError(await hub.get(`/api/photos/${unknown}/status`, token(user)), 404, 'not_found');
 
-  assertError(await hub.get(`/api/photos/${photo}/events`), 401, 'unauthorized');
-  assertError(await hub.get(`/api/rooms/user:${user}/events`), 401, 'unauthorized');
-  for (const bad of [badTokens.garbage(), badTokens.expired(user), badTokens.wrongSecret(user), badTokens.algNone(user), badTokens.hs384(user)]) {
-    assertError(await hub.get(`/api/photos/${photo}/events`, bad), 401, 'unauthorized');
+  // A 401 says why in `reason`, with the words of the handshake's connect_error `data.reason`.
+  const unauthorized = (res, reason) => {
+    assertError(res, 401, 'unauthorized');
+    assert.equal(res.body.reason, reason, JSON.stringify(res.body));
+  };
+  unauthorized(await hub.get(`/api/photos/${photo}/events`), 'missing');
+  unauthorized(await hub.get(`/api/rooms/user:${user}/events`), 'missing');
+  const bad = [
+    [badTokens.garbage(), 'malformed'],
+    [badTokens.expired(user), 'expired'],
+    [badTokens.wrongSecret(user), 'bad_signature'],
+    [badTokens.algNone(user), 'malformed'],
+    [badTokens.hs384(user), 'bad_signature'],
+  ];
+  for (const [bearer, reason] of bad) {
+    unauthorized(await hub.get(`/api/photos/${photo}/events`, bearer), reason);
   }
-  assertError(
+  unauthorized(
     await hub.get(`/api/photos/${photo}/events`, undefined, { headers: { authorization: `Basic ${token(user)}` } }),
-    401,
-    'unauthorized',
+    'missing',
   );
 
   for (const permissions of [['support:read'], ['admin']]) {

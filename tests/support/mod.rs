@@ -9,8 +9,8 @@
 //! - [`nats`]: a real `nats-server -js` and what the tests read from JetStream.
 //! - [`process`]: child processes that are ready when their output says so.
 //!
-//! This module owns what they all share: the token secret, the longest wait, tokens, and the
-//! runtime the store is driven with.
+//! This module owns what they all share: the token secret, the longest wait, tokens, the
+//! runtime the store is driven with, and whether a bench is measuring.
 
 pub mod api;
 pub mod binary;
@@ -49,4 +49,11 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Whether a bench binary is measuring: `cargo bench` passes `--bench`; `cargo test --benches`
+/// (and `--all-targets`) runs it without, once, to check that it works. Figures from such a run
+/// mean nothing, so a bench prints none then.
+pub fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
 }
