@@ -12,6 +12,7 @@ mod metrics;
 mod overview;
 mod photos;
 mod room_info;
+pub mod serve;
 mod sse;
 mod whoami;
 

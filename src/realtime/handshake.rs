@@ -14,7 +14,8 @@ pub enum HandshakeError {
     /// Missing, bad or expired token.
     #[error("unauthorized")]
     Unauthorized,
-    /// Missing `clientId`, malformed `resume` or other malformed field.
+    /// Missing `clientId`, malformed `resume` (or one naming more rooms than allowed) or other
+    /// malformed field.
     #[error("invalid_handshake")]
     InvalidHandshake,
     /// The hub holds the most connections it allows.
@@ -34,11 +35,12 @@ pub struct Handshake {
     pub epoch: Option<String>,
 }
 
-/// Parses and authenticates a handshake.
+/// Parses and authenticates a handshake whose `resume` may name up to `max_resume_rooms` rooms.
 pub fn parse(
     auth: Option<&Value>,
     tokens: &TokenAuthority,
     insecure_dev_auth: bool,
+    max_resume_rooms: usize,
 ) -> Result<Handshake, HandshakeError> {
     let empty = serde_json::Map::new();
     let auth = match auth {
@@ -69,6 +71,9 @@ pub fn parse(
     let epoch = optional_str(auth, "epoch")?.map(str::to_owned);
     let resume = match auth.get("resume") {
         None | Some(Value::Null) => None,
+        Some(Value::Object(rooms)) if rooms.len() > max_resume_rooms => {
+            return Err(HandshakeError::InvalidHandshake);
+        }
         Some(Value::Object(rooms)) => Some(
             rooms
                 .iter()
@@ -124,6 +129,7 @@ mod tests {
             Some(&json!({"token": token, "clientId": "c1", "resume": {"photo:p1": 4}})),
             &t,
             false,
+            1,
         )
         .expect("valid");
         assert_eq!(ok.resume.map(|r| r.len()), Some(1));
@@ -154,20 +160,29 @@ mod tests {
                 json!({"token": token, "clientId": "c1", "resume": [1]}),
                 HandshakeError::InvalidHandshake,
             ),
+            (
+                json!({"token": token, "clientId": "c1", "resume": {"photo:p1": 4, "global": 0}}),
+                HandshakeError::InvalidHandshake,
+            ),
         ];
         for (auth, expected) in cases {
             assert_eq!(
-                parse(Some(&auth), &t, false).err(),
+                parse(Some(&auth), &t, false, 1).err(),
                 Some(expected),
                 "{auth}"
             );
         }
         assert_eq!(
-            parse(None, &t, false).err(),
+            parse(None, &t, false, 1).err(),
             Some(HandshakeError::Unauthorized)
         );
-        let dev =
-            parse(Some(&json!({"userId": "u9", "clientId": "c1"})), &t, true).expect("dev auth");
+        let dev = parse(
+            Some(&json!({"userId": "u9", "clientId": "c1"})),
+            &t,
+            true,
+            1,
+        )
+        .expect("dev auth");
         assert_eq!(dev.identity.principal.user.as_str(), "u9");
     }
 }

@@ -41,6 +41,12 @@ pub enum RequestError {
         /// The photo.
         photo_id: PhotoId,
     },
+    /// The socket sent requests faster than its budget allows.
+    #[error("too many requests")]
+    RateLimited {
+        /// The photo id, when the payload names one.
+        photo_id: Option<String>,
+    },
     /// The store failed while subscribing.
     #[error("photo {photo_id}: subscribing failed")]
     Internal {
@@ -53,20 +59,23 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// The wire code: `invalid_payload`, `forbidden`, `not_found`, `too_many_subscriptions` or
-    /// `internal`.
+    /// The wire code: `invalid_payload`, `forbidden`, `not_found`, `too_many_subscriptions`,
+    /// `rate_limited` or `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             RequestError::InvalidPayload { .. } => "invalid_payload",
             RequestError::Access { source, .. } => source.code(),
             RequestError::TooManySubscriptions { .. } => "too_many_subscriptions",
+            RequestError::RateLimited { .. } => "rate_limited",
             RequestError::Internal { .. } => "internal",
         }
     }
 
     fn photo_id(&self) -> Option<String> {
         match self {
-            RequestError::InvalidPayload { photo_id } => photo_id.clone(),
+            RequestError::InvalidPayload { photo_id } | RequestError::RateLimited { photo_id } => {
+                photo_id.clone()
+            }
             RequestError::Access { photo_id, .. }
             | RequestError::TooManySubscriptions { photo_id }
             | RequestError::Internal { photo_id, .. } => Some(photo_id.to_string()),
