@@ -17,8 +17,9 @@ const EVENTS_PER_FLOOD_ROOM: usize = 300;
 const FLOOD_SUBSCRIBES: usize = 3000;
 
 /// While one socket sends 3,000 `subscribe:photo { since: 0 }` over 100 rooms of 300 events
-/// each, another socket's resume completes within a second and a live event reaches it within a
-/// second, and the flood was still being replayed when both were measured.
+/// each, another socket's resume completes within a second of its `connection:established` and a
+/// live event reaches it within a second, and the flood was still being replayed when both were
+/// measured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_socket_does_not_delay_another_sockets_resume() {
     let app = TestHub::spawn_with(|settings| {
@@ -73,8 +74,11 @@ async fn a_flooding_socket_does_not_delay_another_sockets_resume() {
             "resume": { "photo:v": 0, "photo:vlive": 1 },
         }))
         .await;
+    victim.next_named("connection:established").await;
+    let established = victim.last_received_at;
     let complete = victim.next_named("resume:complete").await;
-    let resumed_in = victim.last_received_at - started;
+    let connected_in = established - started;
+    let resumed_in = victim.last_received_at - established;
     assert_eq!(complete["rooms"]["photo:v"], 50, "{complete}");
 
     let sent = Instant::now();
@@ -89,7 +93,7 @@ async fn a_flooding_socket_does_not_delay_another_sockets_resume() {
     let writer = flood.await.expect("flood");
     drop(writer);
     eprintln!(
-        "victim: resume:complete after {resumed_in:?}, live event after {live_in:?}; flooder had read {frames_at_measure} frames, {frames_after} 300 ms later"
+        "victim: connected in {connected_in:?}, resume:complete {resumed_in:?} after connection:established, live event after {live_in:?}; flooder had read {frames_at_measure} frames, {frames_after} 300 ms later"
     );
     assert!(
         frames_after > frames_at_measure,
