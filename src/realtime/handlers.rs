@@ -285,11 +285,13 @@ async fn subscribe_photo(
     match outcome {
         Ok(None) => {}
         Ok(Some((photo_id, room, head))) => {
-            let _ = socket.emit(
-                "subscription:confirmed",
-                &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
-            );
-            reply.ack(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() }));
+            reply
+                .emit(
+                    "subscription:confirmed",
+                    &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
+                )
+                .await;
+            reply.ack(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() })).await;
             publish(
                 &rt,
                 "client.subscribed",
@@ -300,7 +302,7 @@ async fn subscribe_photo(
                 }),
             );
         }
-        Err(error) => reply.refuse("subscribe:photo", &error),
+        Err(error) => reply.refuse("subscribe:photo", &error).await,
     }
 }
 
@@ -314,14 +316,13 @@ async fn unsubscribe_photo(
     match within_budget(&budget, data.as_ref().ok()).and_then(|()| parse_photo_request(data)) {
         Ok((photo_id, _)) => {
             rt.hub.unsubscribe(socket.id, &Room::photo(&photo_id));
-            reply.ack(&json!({ "ok": true }));
+            reply.ack(&json!({ "ok": true })).await;
         }
-        Err(error) => reply.refuse("unsubscribe:photo", &error),
+        Err(error) => reply.refuse("unsubscribe:photo", &error).await,
     }
 }
 
 async fn status_request(
-    socket: SocketRef,
     TryData(data): TryData<Value>,
     reply: Reply,
     State(rt): State<Realtime>,
@@ -331,11 +332,9 @@ async fn status_request(
     let request = within_budget(&budget, data.as_ref().ok())
         .and_then(|()| authorized_photo_request(data, &rt, &handshake));
     match request {
-        Ok((_, _, status)) if reply.wants_ack() => reply.ack(&status),
-        Ok((_, _, status)) => {
-            let _ = socket.emit("photo:status", &status);
-        }
-        Err(error) => reply.refuse("photo:status:request", &error),
+        Ok((_, _, status)) if reply.wants_ack() => reply.ack(&status).await,
+        Ok((_, _, status)) => reply.emit("photo:status", &status).await,
+        Err(error) => reply.refuse("photo:status:request", &error).await,
     }
 }
 
@@ -357,14 +356,14 @@ async fn expire_at(socket: SocketRef, deadline: std::time::SystemTime) {
     }
 }
 
-async fn ping(socket: SocketRef, reply: Reply, Extension(budget): Extension<Arc<RequestBudget>>) {
+async fn ping(reply: Reply, Extension(budget): Extension<Arc<RequestBudget>>) {
     if let Err(error) = within_budget(&budget, None) {
-        reply.refuse("ping", &error);
+        reply.refuse("ping", &error).await;
         return;
     }
     let pong = json!({ "timestamp": Timestamp::now().to_rfc3339() });
-    let _ = socket.emit("pong", &pong);
-    reply.ack(&pong);
+    reply.emit("pong", &pong).await;
+    reply.ack(&pong).await;
 }
 
 async fn on_disconnect(
