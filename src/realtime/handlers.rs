@@ -14,7 +14,7 @@ use super::Realtime;
 use super::budget::RequestBudget;
 use super::handshake::{self, Handshake, HandshakeError};
 use super::hub::{Replay, SubscribeError};
-use super::request::{Reply, RequestError, parse_photo_request};
+use super::request::{Reply, RequestError, emit_waiting, parse_photo_request};
 use crate::access::{AccessError, authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
 use crate::telemetry::{ErrorChain, metric};
@@ -160,10 +160,8 @@ async fn resume(rt: Realtime, socket: SocketRef, handshake: Arc<Handshake>) {
             Err(_) => {}
         }
     }
-    let _ = socket.emit(
-        "resume:complete",
-        &json!({ "rooms": rooms, "refused": refused }),
-    );
+    let complete = json!({ "rooms": rooms, "refused": refused });
+    emit_waiting(&socket, "resume:complete", &complete).await;
 }
 
 /// Rooms of a resume waiting to go live, rooms already live with their seq, and refused rooms

@@ -179,16 +179,29 @@ impl<A: Adapter> Reply<A> {
         self.emit("request:error", &payload).await;
     }
 
-    /// Sends with `send`, retrying while the socket's queue is full, for up to [`ANSWER_WAIT`].
     async fn send_waiting(&self, send: impl Fn(&Arc<Socket<A>>) -> Result<(), SendError>) {
-        let since = Instant::now();
-        while let Err(SendError::Socket(SocketError::InternalChannelFull)) = send(&self.socket) {
-            if since.elapsed() > ANSWER_WAIT {
-                tracing::debug!(socket = %self.socket.id, "an answer found the socket's queue full; dropped");
-                return;
-            }
-            tokio::time::sleep(FULL_QUEUE_RETRY).await;
+        retry_while_full(&self.socket, || send(&self.socket)).await;
+    }
+}
+
+/// Emits `event` to `socket`, waiting while its queue is full (up to [`ANSWER_WAIT`]) instead of
+/// dropping it.
+pub async fn emit_waiting<A: Adapter>(socket: &Socket<A>, event: &str, payload: &impl Serialize) {
+    retry_while_full(socket, || socket.emit(event, payload)).await;
+}
+
+/// Sends to `socket` with `send`, retrying while its queue is full, for up to [`ANSWER_WAIT`].
+async fn retry_while_full<A: Adapter>(
+    socket: &Socket<A>,
+    send: impl Fn() -> Result<(), SendError>,
+) {
+    let since = Instant::now();
+    while let Err(SendError::Socket(SocketError::InternalChannelFull)) = send() {
+        if since.elapsed() > ANSWER_WAIT {
+            tracing::debug!(socket = %socket.id, "an answer found the socket's queue full; dropped");
+            return;
         }
+        tokio::time::sleep(FULL_QUEUE_RETRY).await;
     }
 }
 
