@@ -11,6 +11,7 @@ use serde_json::json;
 use socketioxide::SocketIo;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::auth::{SecretError, TokenAuthority};
 use crate::bus::nats::{ConsumerHandle, NatsBus, NatsError, NatsSettings};
@@ -128,6 +129,7 @@ pub struct Application {
     bus: Bus,
     retention: RetentionScheduler,
     worker: Option<WorkerHandle>,
+    header_timeout: Duration,
 }
 
 impl Application {
@@ -240,7 +242,8 @@ impl Application {
         telemetry::register_metrics();
         let router = http::router(state, socket.max_payload_bytes)
             .layer(socket_layer)
-            .layer(cors(&settings.cors));
+            .layer(cors(&settings.cors))
+            .layer(RequestBodyTimeoutLayer::new(settings.http.body_timeout));
         Ok(Self {
             listener,
             router,
@@ -251,6 +254,7 @@ impl Application {
             bus,
             retention,
             worker,
+            header_timeout: settings.http.header_timeout,
         })
     }
 
@@ -317,13 +321,7 @@ impl Application {
             tokio::time::sleep(Duration::from_millis(100)).await;
             io.close().await;
         };
-        axum::serve(http::listener::serving(self.listener), self.router)
-            .with_graceful_shutdown(graceful)
-            .await
-            .map_err(|source| AppError::Listen {
-                addr: addr.to_string(),
-                source,
-            })?;
+        http::serve::serve(self.listener, self.router, self.header_timeout, graceful).await;
         let worker = async {
             if let Some(worker) = self.worker {
                 worker.stop(WORKER_DRAIN_LIMIT).await;

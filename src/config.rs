@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -14,7 +15,8 @@ use crate::cli::args::{HistoryArgs, StatusArgs, TailArgs};
 use crate::photos::PhotoSettings;
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
-    self, AllowedOrigins, CorsSettings, Limits, Settings, SettingsError, SocketSettings,
+    self, AllowedOrigins, CorsSettings, HttpSettings, Limits, Settings, SettingsError,
+    SocketSettings,
 };
 use crate::store::{RetentionPolicy, StoreOptions};
 
@@ -74,7 +76,7 @@ pub enum ConfigError {
     /// A NATS setting is invalid.
     #[error(transparent)]
     Nats(#[from] NatsError),
-    /// A count that must be at least one is zero.
+    /// A count or duration that must be at least one is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
     /// A size does not fit this machine's address space.
@@ -197,6 +199,22 @@ pub struct ServeArgs {
     /// Most events in one `POST /api/events` batch (413 `batch_too_large` beyond).
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = settings::DEFAULT_MAX_BATCH_EVENTS)]
     pub max_batch_events: usize,
+    /// Requests (subscribe, unsubscribe, status, ping) one socket may send per second once its
+    /// burst is spent (`rate_limited` beyond).
+    #[arg(long, env = "SOCKET_REQUESTS_PER_SECOND", default_value_t = settings::DEFAULT_SOCKET_REQUESTS_PER_SECOND)]
+    pub socket_requests_per_second: u32,
+    /// Requests one socket may send at once before the per-second rate applies.
+    #[arg(long, env = "SOCKET_REQUEST_BURST", default_value_t = settings::DEFAULT_SOCKET_REQUEST_BURST)]
+    pub socket_request_burst: u32,
+    /// Most rooms in a handshake's `resume` (`invalid_handshake` beyond).
+    #[arg(long, env = "MAX_RESUME_ROOMS", default_value_t = settings::DEFAULT_MAX_RESUME_ROOMS)]
+    pub max_resume_rooms: usize,
+    /// Longest time to receive a request's headers, and to keep an idle keep-alive connection.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", value_parser = duration, default_value_t = settings::DEFAULT_HTTP_HEADER_TIMEOUT.into())]
+    pub http_header_timeout: humantime::Duration,
+    /// Longest wait for the next part of a request body.
+    #[arg(long, env = "HTTP_BODY_TIMEOUT", value_parser = duration, default_value_t = settings::DEFAULT_HTTP_BODY_TIMEOUT.into())]
+    pub http_body_timeout: humantime::Duration,
     #[command(flatten)]
     pub photos: PhotoArgs,
 }
@@ -274,6 +292,28 @@ impl ServeArgs {
         if self.insecure_dev_auth && !self.listen.ip().is_loopback() {
             return Err(SettingsError::InsecureOnPublicAddress(self.listen).into());
         }
+        for (flag, value) in [
+            (
+                "--socket-requests-per-second",
+                self.socket_requests_per_second,
+            ),
+            ("--socket-request-burst", self.socket_request_burst),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
+        }
+        let (header_timeout, body_timeout): (Duration, Duration) = (
+            self.http_header_timeout.into(),
+            self.http_body_timeout.into(),
+        );
+        if header_timeout.is_zero() || body_timeout.is_zero() {
+            return Err(ConfigError::Zero(if header_timeout.is_zero() {
+                "--http-header-timeout"
+            } else {
+                "--http-body-timeout"
+            }));
+        }
         Ok(Settings {
             listen: self.listen,
             data_dir: self.data.data_dir,
@@ -303,6 +343,13 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 max_subscriptions: self.max_subscriptions_per_socket,
                 max_batch_events: self.max_batch_events,
+                socket_requests_per_second: self.socket_requests_per_second,
+                socket_request_burst: self.socket_request_burst,
+                max_resume_rooms: self.max_resume_rooms,
+            },
+            http: HttpSettings {
+                header_timeout,
+                body_timeout,
             },
         })
     }

@@ -13,7 +13,8 @@
 //! - [`photos`]: uploads kept under the data dir, the processing job queue, the embedded
 //!   thumbnail worker.
 //! - [`retention`]: the scheduled prune job.
-//! - [`http`]: the API (health, metrics, ingest, history, status, photos).
+//! - [`http`]: the API (health, metrics, ingest, history, status, photos) and the server that
+//!   serves it with read timeouts.
 //! - [`settings`]: the validated settings the hub is built from; [`config`]: flags and
 //!   environment, parsed once into them.
 //! - [`cli`]: the support CLI (`history`, `status`, `tail`), talking to a running hub over HTTP.

@@ -38,6 +38,17 @@ pub const DEFAULT_TOKEN_LEEWAY: Duration = crate::auth::DEFAULT_LEEWAY;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default most photo rooms one socket may subscribe to.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
+/// Default requests a socket may send per second, once its burst is spent.
+pub const DEFAULT_SOCKET_REQUESTS_PER_SECOND: u32 = 20;
+/// Default requests a socket may send at once before the per-second rate applies.
+pub const DEFAULT_SOCKET_REQUEST_BURST: u32 = 200;
+/// Default most rooms in a handshake's `resume`.
+pub const DEFAULT_MAX_RESUME_ROOMS: usize = 256;
+/// Default longest time to receive a request's headers (and to wait for the next request on an
+/// idle connection).
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest wait for the next part of a request body.
+pub const DEFAULT_HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default most events in one `POST /api/events` batch.
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
 /// Default age after which events are pruned.
@@ -89,6 +100,8 @@ pub struct Settings {
     pub token_leeway: Duration,
     /// Abuse limits.
     pub limits: Limits,
+    /// HTTP read timeouts.
+    pub http: HttpSettings,
 }
 
 /// Limits that keep one client or producer from hurting the others.
@@ -100,6 +113,13 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Most events in one HTTP ingest batch (`batch_too_large`).
     pub max_batch_events: usize,
+    /// Requests (subscribe, unsubscribe, status, ping) a socket may send per second once its
+    /// burst is spent (`rate_limited` beyond).
+    pub socket_requests_per_second: u32,
+    /// Requests a socket may send at once.
+    pub socket_request_burst: u32,
+    /// Most rooms in a handshake's `resume` (`invalid_handshake` beyond).
+    pub max_resume_rooms: usize,
 }
 
 impl Default for Limits {
@@ -108,6 +128,28 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            socket_requests_per_second: DEFAULT_SOCKET_REQUESTS_PER_SECOND,
+            socket_request_burst: DEFAULT_SOCKET_REQUEST_BURST,
+            max_resume_rooms: DEFAULT_MAX_RESUME_ROOMS,
+        }
+    }
+}
+
+/// HTTP read timeouts (against clients that send slowly on purpose).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Longest time to receive a request's headers, and to wait for the next request on an idle
+    /// keep-alive connection.
+    pub header_timeout: Duration,
+    /// Longest wait for the next part of a request body (a body that keeps arriving is not cut).
+    pub body_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_HTTP_BODY_TIMEOUT,
         }
     }
 }
@@ -232,6 +274,7 @@ impl Settings {
             insecure_dev_auth: false,
             token_leeway: DEFAULT_TOKEN_LEEWAY,
             limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 

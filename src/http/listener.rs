@@ -1,12 +1,10 @@
-//! The listening socket: a deep accept queue for reconnect storms, and `TCP_NODELAY` on every
-//! accepted connection so that small frames (handshakes, acks, single events) are not held back
-//! by Nagle's algorithm waiting for the peer's delayed ACK.
+//! The listening socket, with a deep accept queue for reconnect storms (each accepted connection
+//! gets `TCP_NODELAY` where it is served: [`super::serve`]).
 
 use std::io;
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 
 /// Connections the kernel may hold completed but not yet accepted (capped by the system's
 /// `net.core.somaxconn`). A deploy's reconnect storm brings thousands of handshakes at once; with
@@ -24,15 +22,4 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_BACKLOG)
-}
-
-/// The listener as axum serves it: every accepted connection gets `TCP_NODELAY`.
-pub fn serving(
-    listener: TcpListener,
-) -> impl axum::serve::Listener<Io = TcpStream, Addr = SocketAddr> {
-    listener.tap_io(|stream: &mut TcpStream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
-        }
-    })
 }

@@ -13,6 +13,7 @@ mod metrics;
 mod overview;
 mod photos;
 mod room_info;
+pub mod serve;
 mod sse;
 mod whoami;
 

@@ -2,16 +2,23 @@
 //! live (a replay, a resume, or a live socket that fell behind). Missing history is reported
 //! with `replay:truncated` (docs/protocol.md, "Truncation"), never skipped silently; a socket
 //! that makes no progress for the slow-client timeout is disconnected (it will resume).
+//!
+//! Fairness (docs/protocol.md, "Limits"): a socket runs one catch-up at a time (its others wait
+//! for its turn), each page takes a slot of the hub's pool and gives it back, so sockets take the
+//! pool in turns; a catch-up that is superseded or whose subscription ends stops before its next
+//! event, whether it is waiting or emitting.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
 
 use super::frame::{event_payload, truncation_notice};
 use super::hub::Hub;
-use super::subscriptions::GoLive;
+use super::subscriptions::{CatchUpStart, GoLive};
 use crate::domain::Room;
 use crate::store::StoreError;
 use crate::telemetry::{ErrorChain, metric};
@@ -38,8 +45,25 @@ pub(super) struct CatchUp {
     /// For a replay the client asked for: whether its seqs are of this store's epoch (else its
     /// history is reported truncated first).
     pub check_epoch: Option<bool>,
-    /// Told the seq at which the subscription went live.
-    pub done: Option<oneshot::Sender<u64>>,
+    /// Cancelled once this catch-up is superseded or its subscription ends.
+    pub stop: CancellationToken,
+    /// The socket's turn (one catch-up per socket at a time).
+    pub turn: Arc<Semaphore>,
+}
+
+impl CatchUp {
+    /// The catch-up of `start`; `check_epoch` for a replay the client asked for.
+    pub fn new(start: CatchUpStart<SocketRef>, check_epoch: Option<bool>) -> Self {
+        Self {
+            socket: start.socket,
+            room: start.room,
+            generation: start.generation,
+            cursor: start.cursor,
+            check_epoch,
+            stop: start.stop,
+            turn: start.turn,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +76,15 @@ enum CatchUpError {
     Stalled,
 }
 
-/// Runs `job` once a slot of the hub's catch-up pool is free.
+/// Runs `job` once it is its socket's turn, unless it is stopped first.
 pub(super) async fn run(hub: Hub, mut job: CatchUp) {
-    let Ok(_slot) = hub.catch_up_slots().acquire().await else {
-        return;
+    let turn = Arc::clone(&job.turn);
+    let _turn = tokio::select! {
+        turn = turn.acquire_owned() => match turn {
+            Ok(turn) => turn,
+            Err(_) => return,
+        },
+        () = job.stop.cancelled() => return,
     };
     metrics::counter!(metric::REPLAYS_STARTED_TOTAL).increment(1);
     let started_at = job.cursor;
@@ -63,9 +92,6 @@ pub(super) async fn run(hub: Hub, mut job: CatchUp) {
         Ok(Some(live_at)) => {
             metrics::histogram!(metric::REPLAY_EVENTS)
                 .record(live_at.saturating_sub(started_at) as f64);
-            if let Some(done) = job.done.take() {
-                let _ = done.send(live_at);
-            }
         }
         Ok(None) => {}
         Err(e) => {
@@ -80,6 +106,7 @@ pub(super) async fn run(hub: Hub, mut job: CatchUp) {
 /// `seq`, `Ok(None)` when superseded or unsubscribed.
 async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpError> {
     let log = hub.log();
+    let mut slot = None;
     if let Some(same_epoch) = job.check_epoch {
         let head = log.head(&job.room)?;
         if !same_epoch || job.cursor > head {
@@ -88,6 +115,12 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
         }
     }
     loop {
+        if slot.is_none() {
+            slot = take_slot(hub, &job.stop).await;
+            if slot.is_none() {
+                return Ok(None);
+            }
+        }
         let page = log.read(&job.room, job.cursor, PAGE)?;
         if page.is_empty() {
             let head = log.head(&job.room)?;
@@ -100,6 +133,7 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
                 GoLive::Live => return Ok(Some(job.cursor)),
                 GoLive::Gone => return Ok(None),
                 GoLive::Behind => {
+                    slot = None;
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -107,6 +141,9 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
         }
         let room = job.room.to_string();
         for event in &page {
+            if job.stop.is_cancelled() {
+                return Ok(None);
+            }
             // Retention may remove a prefix of the room while we read it: whatever is
             // missing before this event is reported, never skipped silently.
             if event.seq != job.cursor + 1 {
@@ -119,13 +156,23 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
                 Some(event.seq),
                 event.timestamp,
             );
-            emit_waiting(hub, &job.socket, event.event_type.as_str(), &payload).await?;
+            let sent = emit_waiting(hub, job, event.event_type.as_str(), &payload, &mut slot);
+            if !sent.await? {
+                return Ok(None);
+            }
             job.cursor = event.seq;
         }
-        if !hub.is_current(job) {
-            return Ok(None);
-        }
+        // Back to the end of the pool's queue: the other sockets' catch-ups take their turn.
+        slot = None;
         tokio::task::yield_now().await;
+    }
+}
+
+/// A slot of the hub's catch-up pool, or `None` once `stop` is cancelled.
+async fn take_slot<'a>(hub: &'a Hub, stop: &CancellationToken) -> Option<SemaphorePermit<'a>> {
+    tokio::select! {
+        slot = hub.catch_up_slots().acquire() => slot.ok(),
+        () = stop.cancelled() => None,
     }
 }
 
@@ -141,22 +188,28 @@ fn truncated(hub: &Hub, job: &mut CatchUp, oldest: u64) -> Result<(), CatchUpErr
     Ok(())
 }
 
-/// Emits, waiting while the socket's queue is full; gives up when the socket makes no
-/// progress for the slow-client timeout.
+/// Emits to `job`'s socket, waiting (without its pool slot) while the socket's queue is full.
+/// `Ok(false)` when the catch-up was stopped first; gives up when the socket makes no progress
+/// for the slow-client timeout.
 async fn emit_waiting(
     hub: &Hub,
-    socket: &SocketRef,
+    job: &CatchUp,
     event: &str,
     payload: &serde_json::value::RawValue,
-) -> Result<(), CatchUpError> {
+    slot: &mut Option<SemaphorePermit<'_>>,
+) -> Result<bool, CatchUpError> {
     let since = Instant::now();
     loop {
-        match socket.emit(event, payload) {
-            Ok(()) => return Ok(()),
+        if job.stop.is_cancelled() {
+            return Ok(false);
+        }
+        match job.socket.emit(event, payload) {
+            Ok(()) => return Ok(true),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 if since.elapsed() > hub.options().slow_client_timeout {
                     return Err(CatchUpError::Stalled);
                 }
+                *slot = None;
                 tokio::time::sleep(FULL_QUEUE_RETRY).await;
             }
             Err(e) => return Err(CatchUpError::Send(e)),

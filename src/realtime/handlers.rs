@@ -1,18 +1,20 @@
 //! Socket.IO handlers: connect (default rooms, resume), `subscribe:photo`, `unsubscribe:photo`,
 //! `photo:status:request`, `ping`, and disconnect.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
-use socketioxide::extract::{AckSender, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Extension, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::DisconnectReason;
 
 use super::Realtime;
+use super::budget::RequestBudget;
 use super::handshake::{self, Handshake, HandshakeError, Refusal};
-use super::hub::Replay;
-use super::request::{Reply, RequestError, parse_photo_request};
+use super::hub::{Replay, SubscribeError};
+use super::request::{Reply, RequestError, emit_waiting, parse_photo_request};
 use crate::access::{AccessError, authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room, Timestamp};
 use crate::telemetry::{ErrorChain, metric};
@@ -32,7 +34,12 @@ async fn authenticate(
     let handshake = if rt.hub.stats().0 >= rt.limits.max_connections {
         Err(HandshakeError::Overloaded)
     } else {
-        handshake::parse(auth.ok().as_ref(), &rt.tokens, rt.insecure_dev_auth)
+        handshake::parse(
+            auth.ok().as_ref(),
+            &rt.tokens,
+            rt.insecure_dev_auth,
+            rt.limits.max_resume_rooms,
+        )
     };
     match handshake {
         Ok(handshake) => {
@@ -63,6 +70,9 @@ async fn on_connect(
     defaults.extend(identity.session_id.clone().map(Room::Session));
     // Rooms in `resume` are joined by the resume instead, after their replay.
     defaults.retain(|room| !handshake.resume.iter().flatten().any(|(r, _)| r == room));
+    // Registered before the socket joins anything: a disconnect from here on removes whatever
+    // the hub adds for the socket while it is connected (the hub adds nothing after).
+    socket.on_disconnect(on_disconnect);
     let joined = rt.hub.join_live_then(&socket, &defaults, |heads| {
         let rooms: serde_json::Map<String, Value> = heads
             .iter()
@@ -80,25 +90,34 @@ async fn on_connect(
             }),
         );
     });
-    if let Err(e) = joined {
-        tracing::error!(socket = %socket.id, error = %ErrorChain(&e), "could not join the default rooms");
-        let _ = socket.clone().disconnect();
-        return;
+    match joined {
+        Ok(()) => {}
+        Err(SubscribeError::Disconnected) => return,
+        Err(SubscribeError::Store(e)) => {
+            tracing::error!(socket = %socket.id, error = %ErrorChain(&e), "could not join the default rooms");
+            let _ = socket.clone().disconnect();
+            return;
+        }
     }
     if let Some(deadline) = identity.principal.expires_at {
         let expiry = tokio::spawn(expire_at(socket.clone(), deadline));
         socket.extensions.insert(ExpiryTask(expiry.abort_handle()));
+        if !socket.connected() {
+            expiry.abort();
+        }
     }
     if handshake.resume.is_some() {
-        let (rt, socket, handshake) = (rt.clone(), socket.clone(), Arc::clone(&handshake));
-        tokio::spawn(async move { resume(&rt, &socket, &handshake).await });
+        tokio::spawn(resume(rt.clone(), socket.clone(), Arc::clone(&handshake)));
     }
 
+    socket.extensions.insert(Arc::new(RequestBudget::new(
+        at_least_one(rt.limits.socket_requests_per_second),
+        at_least_one(rt.limits.socket_request_burst),
+    )));
     socket.on("subscribe:photo", subscribe_photo);
     socket.on("unsubscribe:photo", unsubscribe_photo);
     socket.on("photo:status:request", status_request);
     socket.on("ping", ping);
-    socket.on_disconnect(on_disconnect);
 
     publish(
         &rt,
@@ -114,15 +133,55 @@ async fn on_connect(
 }
 
 /// Re-joins and replays every room of the handshake's `resume`, then sends `resume:complete`.
-async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
+async fn resume(rt: Realtime, socket: SocketRef, handshake: Arc<Handshake>) {
+    // Each room costs store lookups (authorization, head): they run on a blocking thread.
+    let subscribed = {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || subscribe_resumed(&rt, &socket, &handshake)).await
+    };
+    let (pending, mut rooms, refused) = match subscribed {
+        Ok(Some(subscribed)) => subscribed,
+        // The socket left: nothing to complete.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(socket = %socket.id, error = %ErrorChain(&e), "resume task failed");
+            return;
+        }
+    };
+    metrics::counter!(metric::RESUMES_TOTAL).increment(1);
+    for (room, live_at) in pending {
+        // A later `subscribe:photo { since }` of the room supersedes its replay: the
+        // subscription still tells us when it goes live.
+        match live_at.await {
+            Ok(head) => {
+                rooms.insert(room, json!(head));
+            }
+            Err(_) if !socket.connected() => return,
+            // Unsubscribed (or caught up by a failing catch-up) before it went live.
+            Err(_) => {}
+        }
+    }
+    let complete = json!({ "rooms": rooms, "refused": refused });
+    emit_waiting(&socket, "resume:complete", &complete).await;
+}
+
+/// Rooms of a resume waiting to go live, rooms already live with their seq, and refused rooms
+/// with their error.
+type Resumed = (
+    Vec<(String, tokio::sync::oneshot::Receiver<u64>)>,
+    serde_json::Map<String, Value>,
+    serde_json::Map<String, Value>,
+);
+
+/// Authorizes and subscribes (with replay) each room of the handshake's `resume`; `None` once the
+/// socket has left.
+fn subscribe_resumed(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) -> Option<Resumed> {
     let identity = &handshake.identity;
     let same_epoch = handshake
         .epoch
         .as_deref()
         .is_none_or(|e| e == rt.log.epoch());
-    let mut rooms = serde_json::Map::new();
-    let mut refused = serde_json::Map::new();
-    let mut pending = Vec::new();
+    let (mut pending, mut rooms, mut refused) = Resumed::default();
     for (room, seq) in handshake.resume.iter().flatten() {
         let access = authorize_room(
             &identity.principal,
@@ -135,38 +194,40 @@ async fn resume(rt: &Realtime, socket: &SocketRef, handshake: &Handshake) {
             refused.insert(room.to_string(), json!(e.code()));
             continue;
         }
-        match rt.hub.subscribe(
-            socket,
-            room,
-            Some(Replay {
-                after: *seq,
-                same_epoch,
-            }),
-        ) {
+        let replay = Replay {
+            after: *seq,
+            same_epoch,
+        };
+        match rt.hub.subscribe(socket, room, Some(replay)) {
             Ok((_, Some(live_at))) => pending.push((room.to_string(), live_at)),
             Ok((head, None)) => {
                 rooms.insert(room.to_string(), json!(head));
             }
-            Err(e) => {
+            Err(SubscribeError::Disconnected) => return None,
+            Err(SubscribeError::Store(e)) => {
                 tracing::error!(room = %room, error = %ErrorChain(&e), "resume failed");
                 refused.insert(room.to_string(), json!("internal"));
             }
         }
     }
-    metrics::counter!(metric::RESUMES_TOTAL).increment(1);
-    for (room, live_at) in pending {
-        match live_at.await {
-            Ok(head) => {
-                rooms.insert(room, json!(head));
-            }
-            // The socket left or its catch-up was superseded or stopped: nothing to complete.
-            Err(_) => return,
-        }
+    Some((pending, rooms, refused))
+}
+
+/// Takes one request from the socket's budget; the refusal when it is spent.
+fn within_budget(budget: &RequestBudget, data: Option<&Value>) -> Result<(), RequestError> {
+    if budget.take() {
+        return Ok(());
     }
-    let _ = socket.emit(
-        "resume:complete",
-        &json!({ "rooms": rooms, "refused": refused }),
-    );
+    let photo_id = data
+        .and_then(|d| d.get("photoId"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Err(RequestError::RateLimited { photo_id })
+}
+
+/// `n`, or 1 for 0 (the settings refuse 0 already).
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
 
 /// Parses a `{ photoId, since? }` request and checks that the socket's user may read the photo;
@@ -194,9 +255,11 @@ async fn subscribe_photo(
     reply: Reply,
     State(rt): State<Realtime>,
     Extension(handshake): Extension<Arc<Handshake>>,
+    Extension(budget): Extension<Arc<RequestBudget>>,
 ) {
-    let outcome =
-        authorized_photo_request(data, &rt, &handshake).and_then(|(photo_id, since, _)| {
+    let outcome = within_budget(&budget, data.as_ref().ok())
+        .and_then(|()| authorized_photo_request(data, &rt, &handshake))
+        .and_then(|(photo_id, since, _)| {
             let room = Room::photo(&photo_id);
             if !rt
                 .hub
@@ -209,20 +272,25 @@ async fn subscribe_photo(
                 same_epoch: true,
             });
             match rt.hub.subscribe(&socket, &room, replay) {
-                Ok((head, _)) => Ok((photo_id, room, head)),
-                Err(source) => {
+                Ok((head, _)) => Ok(Some((photo_id, room, head))),
+                // The socket left meanwhile: nobody to answer.
+                Err(SubscribeError::Disconnected) => Ok(None),
+                Err(SubscribeError::Store(source)) => {
                     tracing::error!(room = %room, error = %ErrorChain(&source), "subscribe failed");
                     Err(RequestError::Internal { photo_id, source })
                 }
             }
         });
     match outcome {
-        Ok((photo_id, room, head)) => {
-            let _ = socket.emit(
-                "subscription:confirmed",
-                &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
-            );
-            reply.ack(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() }));
+        Ok(None) => {}
+        Ok(Some((photo_id, room, head))) => {
+            reply
+                .emit(
+                    "subscription:confirmed",
+                    &json!({ "photoId": photo_id.to_string(), "message": format!("Subscribed to photo {photo_id}") }),
+                )
+                .await;
+            reply.ack(&json!({ "ok": true, "room": room.to_string(), "headSeq": head, "epoch": rt.log.epoch() })).await;
             publish(
                 &rt,
                 "client.subscribed",
@@ -233,7 +301,7 @@ async fn subscribe_photo(
                 }),
             );
         }
-        Err(error) => reply.refuse("subscribe:photo", &error),
+        Err(error) => reply.refuse("subscribe:photo", &error).await,
     }
 }
 
@@ -242,29 +310,30 @@ async fn unsubscribe_photo(
     TryData(data): TryData<Value>,
     reply: Reply,
     State(rt): State<Realtime>,
+    Extension(budget): Extension<Arc<RequestBudget>>,
 ) {
-    match parse_photo_request(data) {
+    match within_budget(&budget, data.as_ref().ok()).and_then(|()| parse_photo_request(data)) {
         Ok((photo_id, _)) => {
             rt.hub.unsubscribe(socket.id, &Room::photo(&photo_id));
-            reply.ack(&json!({ "ok": true }));
+            reply.ack(&json!({ "ok": true })).await;
         }
-        Err(error) => reply.refuse("unsubscribe:photo", &error),
+        Err(error) => reply.refuse("unsubscribe:photo", &error).await,
     }
 }
 
 async fn status_request(
-    socket: SocketRef,
     TryData(data): TryData<Value>,
     reply: Reply,
     State(rt): State<Realtime>,
     Extension(handshake): Extension<Arc<Handshake>>,
+    Extension(budget): Extension<Arc<RequestBudget>>,
 ) {
-    match authorized_photo_request(data, &rt, &handshake) {
-        Ok((_, _, status)) if reply.wants_ack() => reply.ack(&status),
-        Ok((_, _, status)) => {
-            let _ = socket.emit("photo:status", &status);
-        }
-        Err(error) => reply.refuse("photo:status:request", &error),
+    let request = within_budget(&budget, data.as_ref().ok())
+        .and_then(|()| authorized_photo_request(data, &rt, &handshake));
+    match request {
+        Ok((_, _, status)) if reply.wants_ack() => reply.ack(&status).await,
+        Ok((_, _, status)) => reply.emit("photo:status", &status).await,
+        Err(error) => reply.refuse("photo:status:request", &error).await,
     }
 }
 
@@ -286,10 +355,14 @@ async fn expire_at(socket: SocketRef, deadline: std::time::SystemTime) {
     }
 }
 
-async fn ping(socket: SocketRef, ack: AckSender) {
+async fn ping(reply: Reply, Extension(budget): Extension<Arc<RequestBudget>>) {
+    if let Err(error) = within_budget(&budget, None) {
+        reply.refuse("ping", &error).await;
+        return;
+    }
     let pong = json!({ "timestamp": Timestamp::now().to_rfc3339() });
-    let _ = socket.emit("pong", &pong);
-    let _ = ack.send(&pong);
+    reply.emit("pong", &pong).await;
+    reply.ack(&pong).await;
 }
 
 async fn on_disconnect(

@@ -39,6 +39,8 @@ pub enum Defect {
     Missing,
     /// The field has the wrong type or an invalid value.
     Malformed,
+    /// The field names more items than the hub allows (`resume` beyond `--max-resume-rooms`).
+    TooMany,
 }
 
 impl HandshakeError {
@@ -64,6 +66,7 @@ impl HandshakeError {
                 let reason = match defect {
                     Defect::Missing => "missing",
                     Defect::Malformed => "malformed",
+                    Defect::TooMany => "too_many",
                 };
                 json!({ "reason": reason, "field": field })
             }
@@ -91,11 +94,12 @@ pub struct Handshake {
     pub epoch: Option<String>,
 }
 
-/// Parses and authenticates a handshake.
+/// Parses and authenticates a handshake whose `resume` may name up to `max_resume_rooms` rooms.
 pub fn parse(
     auth: Option<&Value>,
     tokens: &TokenAuthority,
     insecure_dev_auth: bool,
+    max_resume_rooms: usize,
 ) -> Result<Handshake, HandshakeError> {
     let empty = serde_json::Map::new();
     let auth = match auth {
@@ -129,6 +133,12 @@ pub fn parse(
     let epoch = optional_str(auth, "epoch")?.map(str::to_owned);
     let resume = match auth.get("resume") {
         None | Some(Value::Null) => None,
+        Some(Value::Object(rooms)) if rooms.len() > max_resume_rooms => {
+            return Err(HandshakeError::InvalidHandshake {
+                defect: Defect::TooMany,
+                field: "resume",
+            });
+        }
         Some(Value::Object(rooms)) => Some(
             rooms
                 .iter()
@@ -190,6 +200,7 @@ mod tests {
             Some(&json!({"token": token, "clientId": "c1", "resume": {"photo:p1": 4}})),
             &t,
             false,
+            1,
         )
         .expect("valid");
         assert_eq!(ok.resume.map(|r| r.len()), Some(1));
@@ -226,20 +237,35 @@ mod tests {
                 HandshakeError::malformed("resume"),
             ),
             (json!("a string"), HandshakeError::malformed("auth")),
+            (
+                json!({"token": token, "clientId": "c1", "resume": {"photo:p1": 4, "global": 0}}),
+                HandshakeError::InvalidHandshake {
+                    defect: Defect::TooMany,
+                    field: "resume",
+                },
+            ),
         ];
         for (auth, expected) in cases {
             assert_eq!(
-                parse(Some(&auth), &t, false).err(),
+                parse(Some(&auth), &t, false, 1).err(),
                 Some(expected),
                 "{auth}"
             );
         }
-        assert_eq!(parse(None, &t, false).err(), Some(unauthorized("missing")));
-        let dev =
-            parse(Some(&json!({"userId": "u9", "clientId": "c1"})), &t, true).expect("dev auth");
+        assert_eq!(
+            parse(None, &t, false, 1).err(),
+            Some(unauthorized("missing"))
+        );
+        let dev = parse(
+            Some(&json!({"userId": "u9", "clientId": "c1"})),
+            &t,
+            true,
+            1,
+        )
+        .expect("dev auth");
         assert_eq!(dev.identity.principal.user.as_str(), "u9");
         assert_eq!(
-            parse(Some(&json!({"clientId": "c1"})), &t, true).err(),
+            parse(Some(&json!({"clientId": "c1"})), &t, true, 1).err(),
             Some(HandshakeError::missing("userId"))
         );
     }

@@ -20,9 +20,22 @@ use crate::domain::Room;
 use crate::store::{CommittedEvent, EventLog, StoreError};
 use crate::telemetry::metric;
 
-/// Catch-ups that may read and emit at once; the rest wait their turn (a reconnect storm must
-/// not starve live delivery).
+/// Catch-up pages that may be read and emitted at once; the rest wait their turn (a reconnect
+/// storm must not starve live delivery). A catch-up takes a slot per page, and each socket runs
+/// one catch-up at a time, so sockets share the slots in turn, page by page.
 const CATCH_UP_SLOTS: usize = 32;
+
+/// Why a socket could not be subscribed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The socket has disconnected (its disconnect may already have removed its subscriptions:
+    /// nothing is added for it).
+    #[error("the socket has disconnected")]
+    Disconnected,
+}
 
 /// Tuning of the hub.
 #[derive(Debug, Clone)]
@@ -97,24 +110,32 @@ impl Hub {
         socket: &SocketRef,
         room: &Room,
         replay: Option<Replay>,
-    ) -> Result<(u64, Option<oneshot::Receiver<u64>>), StoreError> {
+    ) -> Result<(u64, Option<oneshot::Receiver<u64>>), SubscribeError> {
         let head = self.inner.log.head(room)?;
-        let mut state = self.lock();
+        let mut state = self.lock_connected(socket)?;
         let Some(replay) = replay else {
             return Ok((state.join_live(room, socket.id, socket, head), None));
         };
-        let generation = state.replay(room, socket.id, socket, head, replay.after);
-        drop(state);
         let (done, live_at) = oneshot::channel();
-        self.spawn_catch_up(CatchUp {
-            socket: socket.clone(),
-            room: room.clone(),
-            generation,
-            cursor: replay.after,
-            check_epoch: Some(replay.same_epoch),
-            done: Some(done),
-        });
+        let start = state.replay(room, socket.id, socket, head, replay.after, Some(done));
+        drop(state);
+        self.spawn_catch_up(CatchUp::new(start, Some(replay.same_epoch)));
         Ok((head, Some(live_at)))
+    }
+
+    /// The hub's lock, if `socket` is still connected. The socket's disconnect marks it
+    /// disconnected before it removes its subscriptions under this lock, so whatever is added
+    /// while holding it is removed by that disconnect.
+    fn lock_connected(
+        &self,
+        socket: &SocketRef,
+    ) -> Result<MutexGuard<'_, Subscriptions<Sid, SocketRef>>, SubscribeError> {
+        let state = self.lock();
+        if socket.connected() {
+            Ok(state)
+        } else {
+            Err(SubscribeError::Disconnected)
+        }
     }
 
     /// Subscribes `socket` live to each of `rooms` at its current head, then calls `joined` with
@@ -125,12 +146,12 @@ impl Hub {
         socket: &SocketRef,
         rooms: &[Room],
         joined: impl FnOnce(&[(Room, u64)]),
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), SubscribeError> {
         let heads = rooms
             .iter()
             .map(|room| self.inner.log.head(room).map(|head| (room, head)))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut state = self.lock();
+        let mut state = self.lock_connected(socket)?;
         state.add_socket(socket.id);
         let joined_at: Vec<(Room, u64)> = heads
             .into_iter()
@@ -200,14 +221,7 @@ impl Hub {
             metrics::counter!(metric::HUB_SLOW_SUBSCRIPTIONS_TOTAL)
                 .increment(catch_ups.len() as u64);
             for start in catch_ups {
-                self.spawn_catch_up(CatchUp {
-                    socket: start.socket,
-                    room: start.room,
-                    generation: start.generation,
-                    cursor: start.cursor,
-                    check_epoch: None,
-                    done: None,
-                });
+                self.spawn_catch_up(CatchUp::new(start, None));
             }
         }
     }
@@ -226,15 +240,9 @@ impl Hub {
         &self.inner.options
     }
 
-    /// The pool catch-ups take a slot of while they run.
+    /// The pool a catch-up takes a slot of for each page it reads and emits.
     pub(super) fn catch_up_slots(&self) -> &Semaphore {
         &self.inner.catch_up_slots
-    }
-
-    /// Whether `job` is still its subscription's catch-up.
-    pub(super) fn is_current(&self, job: &CatchUp) -> bool {
-        self.lock()
-            .is_current(&job.room, job.socket.id, job.generation)
     }
 
     /// Switches `job`'s subscription to live if it has caught up.

@@ -1,6 +1,7 @@
 //! Socket.IO: the handshake, the client events of docs/protocol.md, and gap-free delivery.
 //!
 //! - `handshake`: parsing and authenticating the `auth` payload.
+//! - `budget`: each socket's request budget (the per-socket rate limit).
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
 //! - `request`: photo request payloads, their refusals ([`RequestError`]) and answers.
 //! - `hub`: the subscription handle and the dispatcher of live events.
@@ -10,6 +11,7 @@
 //! - `frame`: the payload of a delivered event.
 //! - [`live`]: broadcasting the live-only events ingest passes on.
 
+mod budget;
 mod catch_up;
 pub mod follow;
 mod frame;
@@ -24,7 +26,7 @@ pub use follow::{Followed, Follower};
 pub use frame::{event_payload, truncation_notice};
 pub use handlers::register;
 pub use handshake::{Handshake, HandshakeError};
-pub use hub::{Hub, HubOptions, Replay};
+pub use hub::{Hub, HubOptions, Replay, SubscribeError};
 pub use request::RequestError;
 
 use crate::auth::TokenAuthority;

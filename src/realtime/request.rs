@@ -5,13 +5,15 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use socketioxide::adapter::{Adapter, LocalAdapter};
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
+use socketioxide::{SendError, SocketError};
 
 use crate::access::AccessError;
 use crate::domain::PhotoId;
@@ -41,6 +43,12 @@ pub enum RequestError {
         /// The photo.
         photo_id: PhotoId,
     },
+    /// The socket sent requests faster than its budget allows.
+    #[error("too many requests")]
+    RateLimited {
+        /// The photo id, when the payload names one.
+        photo_id: Option<String>,
+    },
     /// The store failed while subscribing.
     #[error("photo {photo_id}: subscribing failed")]
     Internal {
@@ -53,20 +61,23 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// The wire code: `invalid_payload`, `forbidden`, `not_found`, `too_many_subscriptions` or
-    /// `internal`.
+    /// The wire code: `invalid_payload`, `forbidden`, `not_found`, `too_many_subscriptions`,
+    /// `rate_limited` or `internal`.
     pub fn code(&self) -> &'static str {
         match self {
             RequestError::InvalidPayload { .. } => "invalid_payload",
             RequestError::Access { source, .. } => source.code(),
             RequestError::TooManySubscriptions { .. } => "too_many_subscriptions",
+            RequestError::RateLimited { .. } => "rate_limited",
             RequestError::Internal { .. } => "internal",
         }
     }
 
     fn photo_id(&self) -> Option<String> {
         match self {
-            RequestError::InvalidPayload { photo_id } => photo_id.clone(),
+            RequestError::InvalidPayload { photo_id } | RequestError::RateLimited { photo_id } => {
+                photo_id.clone()
+            }
             RequestError::Access { photo_id, .. }
             | RequestError::TooManySubscriptions { photo_id }
             | RequestError::Internal { photo_id, .. } => Some(photo_id.to_string()),
@@ -102,12 +113,17 @@ pub fn parse_photo_request(
     Ok((photo_id, request.since))
 }
 
+/// How long an answer waits for room in a socket queue that a replay filled.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// Pause before retrying an answer into a full socket queue.
+const FULL_QUEUE_RETRY: Duration = Duration::from_millis(5);
+
 /// How a request is answered: to its ack when the client asked for one (socketioxide's
-/// `AckSender` silently drops a send when it did not), else with events.
+/// `AckSender` silently drops a send when it did not), else with events. An answer waits while
+/// the socket's queue is full (a replay may have filled it) instead of being dropped.
 pub struct Reply<A: Adapter = LocalAdapter> {
-    socket: SocketRef<A>,
-    ack: AckSender<A>,
-    requested: bool,
+    socket: Arc<Socket<A>>,
+    ack_id: Option<i64>,
 }
 
 impl<A: Adapter> FromMessageParts<A> for Reply<A> {
@@ -115,13 +131,12 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
 
     fn from_message_parts(
         socket: &Arc<Socket<A>>,
-        value: &mut socketioxide::handler::Value,
+        _: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
         Ok(Self {
-            socket: SocketRef::from_message_parts(socket, value, ack_id)?,
-            ack: AckSender::from_message_parts(socket, value, ack_id)?,
-            requested: ack_id.is_some(),
+            socket: Arc::clone(socket),
+            ack_id: *ack_id,
         })
     }
 }
@@ -129,28 +144,64 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
 impl<A: Adapter> Reply<A> {
     /// Whether the client asked for an ack.
     pub fn wants_ack(&self) -> bool {
-        self.requested
+        self.ack_id.is_some()
     }
 
     /// Answers `answer` to the ack (nothing when none was asked for).
-    pub fn ack(self, answer: &impl Serialize) {
-        let _ = self.ack.send(answer);
+    pub async fn ack(self, answer: &impl Serialize) {
+        self.send_waiting(|socket| {
+            let mut unused = socketioxide::handler::Value::Bytes(bytes::Bytes::new());
+            let Ok(ack) = AckSender::from_message_parts(socket, &mut unused, &self.ack_id);
+            ack.send(answer)
+        })
+        .await;
+    }
+
+    /// Emits `event` with `payload` to the socket.
+    pub async fn emit(&self, event: &str, payload: &impl Serialize) {
+        self.send_waiting(|socket| socket.emit(event, payload))
+            .await;
     }
 
     /// Refuses `event`: `{ ok: false, error }` to the ack, else `request:error` with the event,
     /// the error and the photo id. Counted by code.
-    pub fn refuse(self, event: &'static str, error: &RequestError) {
+    pub async fn refuse(self, event: &'static str, error: &RequestError) {
         let code = error.code();
         metrics::counter!(metric::REQUESTS_REFUSED_TOTAL, "error" => code).increment(1);
-        if self.requested {
-            let _ = self.ack.send(&json!({ "ok": false, "error": code }));
+        if self.wants_ack() {
+            self.ack(&json!({ "ok": false, "error": code })).await;
             return;
         }
         let mut payload = json!({ "event": event, "error": code });
         if let Some(photo_id) = error.photo_id() {
             payload["photoId"] = json!(photo_id);
         }
-        let _ = self.socket.emit("request:error", &payload);
+        self.emit("request:error", &payload).await;
+    }
+
+    async fn send_waiting(&self, send: impl Fn(&Arc<Socket<A>>) -> Result<(), SendError>) {
+        retry_while_full(&self.socket, || send(&self.socket)).await;
+    }
+}
+
+/// Emits `event` to `socket`, waiting while its queue is full (up to [`ANSWER_WAIT`]) instead of
+/// dropping it.
+pub async fn emit_waiting<A: Adapter>(socket: &Socket<A>, event: &str, payload: &impl Serialize) {
+    retry_while_full(socket, || socket.emit(event, payload)).await;
+}
+
+/// Sends to `socket` with `send`, retrying while its queue is full, for up to [`ANSWER_WAIT`].
+async fn retry_while_full<A: Adapter>(
+    socket: &Socket<A>,
+    send: impl Fn() -> Result<(), SendError>,
+) {
+    let since = Instant::now();
+    while let Err(SendError::Socket(SocketError::InternalChannelFull)) = send() {
+        if since.elapsed() > ANSWER_WAIT {
+            tracing::debug!(socket = %socket.id, "an answer found the socket's queue full; dropped");
+            return;
+        }
+        tokio::time::sleep(FULL_QUEUE_RETRY).await;
     }
 }
 

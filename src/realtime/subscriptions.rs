@@ -7,11 +7,17 @@
 //! and live dispatch leaves it alone). Dispatch only ever emits the seq right after the cursor: an
 //! older seq is skipped (no duplicate), a newer one, or an emit that is refused, turns the
 //! subscription into catching up (no gap). A catch-up goes live only once its cursor has reached
-//! what dispatch has seen of the room. Each catch-up carries a generation; a newer one supersedes
-//! it.
+//! what dispatch has seen of the room. Each catch-up carries a generation and a stop token; a
+//! newer one supersedes it (its token is cancelled, so it stops within one event), and so does
+//! unsubscribing or leaving. Whoever waits for a subscription to go live (a resume) waits for the
+//! subscription, not for one catch-up: a newer catch-up that supersedes the first tells it.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::domain::Room;
 
@@ -25,8 +31,56 @@ struct Subscription<S> {
     socket: S,
     mode: Mode,
     delivered: u64,
-    /// Bumped whenever a new catch-up takes over, so that a superseded one stops.
+    /// Bumped whenever a new catch-up takes over, so that a superseded one cannot go live.
     generation: u64,
+    /// Cancelled when the current catch-up is superseded or the subscription ends.
+    stop: CancellationToken,
+    /// Told the seq at which the subscription goes live.
+    waiters: Vec<oneshot::Sender<u64>>,
+}
+
+impl<S> Subscription<S> {
+    fn new(socket: S, mode: Mode, delivered: u64) -> Self {
+        Self {
+            socket,
+            mode,
+            delivered,
+            generation: 0,
+            stop: CancellationToken::new(),
+            waiters: Vec::new(),
+        }
+    }
+
+    /// Supersedes the current catch-up (if any) with a new one; returns its generation and token.
+    fn restart(&mut self) -> (u64, CancellationToken) {
+        self.stop.cancel();
+        self.stop = CancellationToken::new();
+        self.mode = Mode::CatchingUp;
+        self.generation += 1;
+        (self.generation, self.stop.clone())
+    }
+}
+
+impl<S> Drop for Subscription<S> {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// What the subscriptions of one socket share.
+struct SocketSubs {
+    rooms: HashSet<Room>,
+    /// One catch-up of this socket runs at a time; the others wait for this permit.
+    turn: Arc<Semaphore>,
+}
+
+impl Default for SocketSubs {
+    fn default() -> Self {
+        Self {
+            rooms: HashSet::new(),
+            turn: Arc::new(Semaphore::new(1)),
+        }
+    }
 }
 
 struct RoomSubs<K, S> {
@@ -39,7 +93,7 @@ struct RoomSubs<K, S> {
 /// The subscriptions of every socket, keyed by socket id `K`, holding a socket handle `S`.
 pub(super) struct Subscriptions<K, S> {
     rooms: HashMap<Room, RoomSubs<K, S>>,
-    by_socket: HashMap<K, HashSet<Room>>,
+    by_socket: HashMap<K, SocketSubs>,
 }
 
 impl<K, S> Default for Subscriptions<K, S> {
@@ -52,7 +106,7 @@ impl<K, S> Default for Subscriptions<K, S> {
 }
 
 /// A catch-up the caller must start: replay `room` to `socket` from after `cursor`, as
-/// `generation` of that subscription.
+/// `generation` of that subscription, until `stop` is cancelled.
 pub(super) struct CatchUpStart<S> {
     /// The socket.
     pub socket: S,
@@ -62,6 +116,10 @@ pub(super) struct CatchUpStart<S> {
     pub generation: u64,
     /// The last seq the socket has.
     pub cursor: u64,
+    /// Cancelled once the catch-up is superseded or its subscription ends.
+    pub stop: CancellationToken,
+    /// The socket's turn: one catch-up per socket runs at a time.
+    pub turn: Arc<Semaphore>,
 }
 
 /// What an emit to a live socket did.
@@ -94,9 +152,13 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
 
     /// How many photo rooms `key` is subscribed to, and whether `room` is one of them.
     pub fn photo_rooms(&self, key: K, room: &Room) -> (usize, bool) {
-        self.by_socket.get(&key).map_or((0, false), |rooms| {
-            let photos = rooms.iter().filter(|r| matches!(r, Room::Photo(_))).count();
-            (photos, rooms.contains(room))
+        self.by_socket.get(&key).map_or((0, false), |socket| {
+            let photos = socket
+                .rooms
+                .iter()
+                .filter(|r| matches!(r, Room::Photo(_)))
+                .count();
+            (photos, socket.rooms.contains(room))
         })
     }
 
@@ -113,36 +175,51 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         let dispatched = subs.dispatched;
         subs.subs
             .entry(key)
-            .or_insert_with(|| Subscription {
-                socket: socket.clone(),
-                mode: Mode::Live,
-                delivered: dispatched,
-                generation: 0,
-            })
+            .or_insert_with(|| Subscription::new(socket.clone(), Mode::Live, dispatched))
             .delivered
     }
 
     /// Subscribes `socket` to `room` as catching up from after `after` (a replay), superseding
-    /// any catch-up it had. Returns the generation the new catch-up runs as.
-    pub fn replay(&mut self, room: &Room, key: K, socket: &S, head: u64, after: u64) -> u64 {
+    /// any catch-up it had; `waiter`, if given, is told the seq at which the subscription goes
+    /// live. Returns the catch-up to start.
+    pub fn replay(
+        &mut self,
+        room: &Room,
+        key: K,
+        socket: &S,
+        head: u64,
+        after: u64,
+        waiter: Option<oneshot::Sender<u64>>,
+    ) -> CatchUpStart<S> {
+        let turn = self.turn(key);
         let sub = self
             .room(room, key, head)
             .subs
             .entry(key)
-            .or_insert_with(|| Subscription {
-                socket: socket.clone(),
-                mode: Mode::CatchingUp,
-                delivered: after,
-                generation: 0,
-            });
-        sub.mode = Mode::CatchingUp;
+            .or_insert_with(|| Subscription::new(socket.clone(), Mode::CatchingUp, after));
+        let (generation, stop) = sub.restart();
         sub.delivered = after;
-        sub.generation += 1;
-        sub.generation
+        sub.waiters.extend(waiter);
+        CatchUpStart {
+            socket: sub.socket.clone(),
+            room: room.clone(),
+            generation,
+            cursor: after,
+            stop,
+            turn,
+        }
+    }
+
+    fn turn(&mut self, key: K) -> Arc<Semaphore> {
+        Arc::clone(&self.by_socket.entry(key).or_default().turn)
     }
 
     fn room(&mut self, room: &Room, key: K, head: u64) -> &mut RoomSubs<K, S> {
-        self.by_socket.entry(key).or_default().insert(room.clone());
+        self.by_socket
+            .entry(key)
+            .or_default()
+            .rooms
+            .insert(room.clone());
         self.rooms.entry(room.clone()).or_insert_with(|| RoomSubs {
             dispatched: head,
             subs: HashMap::new(),
@@ -159,15 +236,20 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
 
     /// Unsubscribes a socket from one room.
     pub fn unsubscribe(&mut self, key: K, room: &Room) {
-        if let Some(rooms) = self.by_socket.get_mut(&key) {
-            rooms.remove(room);
+        if let Some(socket) = self.by_socket.get_mut(&key) {
+            socket.rooms.remove(room);
         }
         self.remove_sub(key, room);
     }
 
-    /// Forgets a socket and all its subscriptions.
+    /// Forgets a socket and all its subscriptions (their catch-ups stop).
     pub fn remove_socket(&mut self, key: K) {
-        for room in self.by_socket.remove(&key).unwrap_or_default() {
+        let rooms = self
+            .by_socket
+            .remove(&key)
+            .map(|socket| socket.rooms)
+            .unwrap_or_default();
+        for room in rooms {
             self.remove_sub(key, &room);
         }
     }
@@ -191,6 +273,7 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         mut emit: impl FnMut(&S) -> Emit,
     ) -> (u64, Vec<CatchUpStart<S>>) {
         let mut catch_ups = Vec::new();
+        let by_socket = &self.by_socket;
         let Some(subs) = self.rooms.get_mut(room) else {
             return (0, catch_ups);
         };
@@ -199,7 +282,7 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         }
         subs.dispatched = seq;
         let mut delivered = 0;
-        for sub in subs.subs.values_mut() {
+        for (key, sub) in subs.subs.iter_mut() {
             if sub.mode != Mode::Live || seq <= sub.delivered {
                 continue;
             }
@@ -214,28 +297,24 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
                     Emit::Refused => {}
                 }
             }
-            sub.mode = Mode::CatchingUp;
-            sub.generation += 1;
+            let Some(turn) = by_socket.get(key).map(|socket| Arc::clone(&socket.turn)) else {
+                continue;
+            };
+            let (generation, stop) = sub.restart();
             catch_ups.push(CatchUpStart {
                 socket: sub.socket.clone(),
                 room: room.clone(),
-                generation: sub.generation,
+                generation,
                 cursor: sub.delivered,
+                stop,
+                turn,
             });
         }
         (delivered, catch_ups)
     }
 
-    /// Whether `generation` is still the catch-up of `(key, room)`.
-    pub fn is_current(&self, room: &Room, key: K, generation: u64) -> bool {
-        self.rooms
-            .get(room)
-            .and_then(|subs| subs.subs.get(&key))
-            .is_some_and(|sub| sub.generation == generation)
-    }
-
     /// Switches a catch-up that has delivered up to `cursor` to live, if dispatch has not seen
-    /// more of the room.
+    /// more of the room, and tells the subscription's waiters.
     pub fn try_go_live(&mut self, room: &Room, key: K, generation: u64, cursor: u64) -> GoLive {
         let Some(subs) = self.rooms.get_mut(room) else {
             return GoLive::Gone;
@@ -252,6 +331,9 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         }
         sub.mode = Mode::Live;
         sub.delivered = cursor;
+        for waiter in sub.waiters.drain(..) {
+            let _ = waiter.send(cursor);
+        }
         GoLive::Live
     }
 }
@@ -292,7 +374,7 @@ mod tests {
         let mut subs = Subs::default();
         assert!(subs.sockets_in(&room()).is_empty());
         subs.join_live(&room(), 1, &1, 0);
-        subs.replay(&room(), 2, &2, 0, 0);
+        subs.replay(&room(), 2, &2, 0, 0, None);
         subs.join_live(&Room::Global, 3, &3, 0);
         let mut sockets = subs.sockets_in(&room());
         sockets.sort();
@@ -332,20 +414,55 @@ mod tests {
         assert_eq!(dispatch(&mut subs, 1, &[2]), (vec![1], vec![(2, 0)]));
     }
 
-    /// A catch-up goes live only once it has reached what dispatch has seen, and a superseded
-    /// catch-up cannot go live.
+    /// A catch-up goes live only once it has reached what dispatch has seen; a superseded
+    /// catch-up is stopped and cannot go live, and whoever waited for the subscription to go live
+    /// is told by the catch-up that superseded it.
     #[test]
     fn catch_up_goes_live_when_caught_up() {
         let mut subs = Subs::default();
         subs.join_live(&room(), 9, &9, 10);
-        let first = subs.replay(&room(), 1, &1, 10, 0);
+        let (told, mut live_at) = oneshot::channel();
+        let first = subs.replay(&room(), 1, &1, 10, 0, Some(told));
         assert_eq!(dispatch(&mut subs, 11, &[]), (vec![9], vec![]));
-        assert_eq!(subs.try_go_live(&room(), 1, first, 10), GoLive::Behind);
-        let second = subs.replay(&room(), 1, &1, 11, 3);
-        assert!(!subs.is_current(&room(), 1, first));
-        assert_eq!(subs.try_go_live(&room(), 1, first, 11), GoLive::Gone);
-        assert_eq!(subs.try_go_live(&room(), 1, second, 11), GoLive::Live);
+        assert_eq!(
+            subs.try_go_live(&room(), 1, first.generation, 10),
+            GoLive::Behind
+        );
+        let second = subs.replay(&room(), 1, &1, 11, 3, None);
+        assert!(first.stop.is_cancelled());
+        assert!(!second.stop.is_cancelled());
+        assert!(
+            Arc::ptr_eq(&first.turn, &second.turn),
+            "one turn per socket"
+        );
+        assert_eq!(
+            subs.try_go_live(&room(), 1, first.generation, 11),
+            GoLive::Gone
+        );
+        assert!(live_at.try_recv().is_err(), "not live yet");
+        assert_eq!(
+            subs.try_go_live(&room(), 1, second.generation, 11),
+            GoLive::Live
+        );
+        assert_eq!(live_at.try_recv(), Ok(11));
         assert_eq!(dispatch(&mut subs, 12, &[]), (vec![1, 9], vec![]));
+    }
+
+    /// Unsubscribing or leaving stops the subscription's catch-up and drops its waiters.
+    #[test]
+    fn leaving_stops_the_catch_up() {
+        let mut subs = Subs::default();
+        let (told, mut live_at) = oneshot::channel();
+        let replay = subs.replay(&room(), 1, &1, 5, 0, Some(told));
+        subs.unsubscribe(1, &room());
+        assert!(replay.stop.is_cancelled());
+        assert_eq!(
+            live_at.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        );
+        let replay = subs.replay(&Room::Global, 1, &1, 5, 0, None);
+        subs.remove_socket(1);
+        assert!(replay.stop.is_cancelled());
     }
 
     /// Removing a socket forgets its rooms; an emptied room is dropped.

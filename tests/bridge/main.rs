@@ -6,10 +6,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod abuse;
+mod fairness;
 mod handover;
 mod helpers;
 mod protocol;
 mod resume;
 mod retention;
 mod slow_client;
+mod slowloris;
 mod storm;

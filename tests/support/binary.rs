@@ -14,7 +14,7 @@ use super::api::Api;
 use super::process::Process;
 
 /// The environment variables the binary reads its settings from.
-const SETTINGS_ENV: [&str; 22] = [
+const SETTINGS_ENV: [&str; 27] = [
     "LISTEN_ADDR",
     "DATA_DIR",
     "JWT_SECRET",
@@ -37,6 +37,11 @@ const SETTINGS_ENV: [&str; 22] = [
     "PRUNE_SCHEDULE",
     "INSECURE_DEV_AUTH",
     "LOG_FORMAT",
+    "SOCKET_REQUESTS_PER_SECOND",
+    "SOCKET_REQUEST_BURST",
+    "MAX_RESUME_ROOMS",
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_BODY_TIMEOUT",
 ];
 
 /// The binary under test, with no arguments yet and none of its settings taken from this

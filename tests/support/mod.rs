@@ -8,6 +8,7 @@
 //! - [`binary`]: the real `socket-bridge` binary as a child process.
 //! - [`nats`]: a real `nats-server -js` and what the tests read from JetStream.
 //! - [`process`]: child processes that are ready when their output says so.
+//! - [`raw`]: a hand-written Socket.IO client for tests that misbehave on purpose.
 //!
 //! This module owns what they all share: the token secret, the longest wait, tokens, the
 //! runtime the store is driven with, and whether a bench is measuring.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod hub;
 pub mod nats;
 pub mod process;
+pub mod raw;
 
 use std::time::Duration;
 
