@@ -4,14 +4,15 @@
 
 use serde_json::json;
 
-use crate::helpers::{Hub, owner};
+use crate::helpers::{PhotoApi, Processing, owner};
 use crate::images;
+use crate::support::hub::TestHub;
 
 /// Stores `started` events for attempts `1..=n` of `photo`, as a worker cut off by a crash
 /// leaves them.
-async fn cut_off_attempts(hub: &Hub, photo: &str, n: u32) {
+async fn cut_off_attempts(hub: &TestHub, photo: &str, n: u32) {
     for attempt in 1..=n {
-        hub.publish(&json!({
+        hub.publish_ok(&json!({
             "id": format!("{photo}:attempt:{attempt}:started"),
             "type": "photo.processing.started",
             "data": { "photoId": photo, "userId": "u1", "attempt": attempt, "progress": 0 },
@@ -24,11 +25,10 @@ async fn cut_off_attempts(hub: &Hub, photo: &str, n: u32) {
 /// worker of the next start.
 #[tokio::test]
 async fn queued_job_survives_a_restart() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| s.photos.worker = false).await;
+    let hub = TestHub::spawn_with(|s| s.photos.worker = false).await;
     let photo = hub.upload("u1", "later.jpg", images::jpeg(640, 480)).await;
     let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+        .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
         .await;
     assert_eq!(status["status"], "pending");
     let hub = hub
@@ -48,12 +48,11 @@ async fn queued_job_survives_a_restart() {
 /// start as attempt 2, and completes.
 #[tokio::test]
 async fn cut_off_attempt_is_tried_again() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| s.photos.worker = false).await;
+    let hub = TestHub::spawn_with(|s| s.photos.worker = false).await;
     let photo = hub.upload("u1", "again.jpg", images::jpeg(640, 480)).await;
     cut_off_attempts(&hub, &photo, 1).await;
     let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+        .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
         .await;
     assert_eq!(status["status"], "processing");
     let hub = hub
@@ -80,8 +79,7 @@ async fn cut_off_attempt_is_tried_again() {
 /// that says so.
 #[tokio::test]
 async fn photo_cut_off_too_often_is_failed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| {
+    let hub = TestHub::spawn_with(|s| {
         s.photos.worker = false;
         s.photos.max_attempts = 2;
     })
@@ -102,7 +100,7 @@ async fn photo_cut_off_too_often_is_failed() {
         "processing was cut off 2 times (the hub stopped during it)"
     );
     let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+        .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
         .await;
     assert_eq!(status["status"], "failed");
     hub.stop().await;

@@ -1,7 +1,7 @@
 //! The Socket.IO test client ([`TestClient`], on `rust_socketio`): it records every event it
 //! receives, waits for the next one (or one by name, or a room's seqs), and emits with acks.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use rust_socketio::Payload;
@@ -68,6 +68,24 @@ impl TestClient {
             let (event, value) = self.next().await;
             if event == name {
                 return value;
+            }
+        }
+    }
+
+    /// The first event named `name` to arrive within `within` (others are skipped); `None` when
+    /// none does.
+    pub async fn receives(&mut self, name: &str, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some((event, value, at))) => {
+                    self.last_received_at = at;
+                    if event == name {
+                        return Some(value);
+                    }
+                }
+                _ => return None,
             }
         }
     }

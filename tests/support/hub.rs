@@ -142,6 +142,12 @@ impl StoppedHub {
         &self.settings.data_dir
     }
 
+    /// Starts the hub again with its settings changed by `tune`.
+    pub async fn start_with(mut self, tune: impl FnOnce(&mut Settings)) -> TestHub {
+        tune(&mut self.settings);
+        self.start().await
+    }
+
     /// Starts the hub (again).
     pub async fn start(self) -> TestHub {
         self.try_start().await.expect("the app builds")
