@@ -5,7 +5,8 @@
 
 use std::ops::Deref;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -41,7 +42,7 @@ const SETTINGS_ENV: [&str; 22] = [
 
 /// The binary under test, with no arguments yet and none of its settings taken from this
 /// process's environment (a test sets what it needs).
-fn command() -> Command {
+pub fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_socket-bridge"));
     for var in SETTINGS_ENV {
         command.env_remove(var);
@@ -62,6 +63,8 @@ pub fn run(args: &[&str]) -> Output {
 pub struct HubProcess {
     api: Api,
     process: Process,
+    /// The temp data dir the process serves, if it owns one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Deref for HubProcess {
@@ -73,6 +76,14 @@ impl Deref for HubProcess {
 }
 
 impl HubProcess {
+    /// [`start`](Self::start) on a temp data dir of its own, removed when this is dropped.
+    pub async fn spawn(configure: impl FnOnce(&mut Command)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut hub = Self::start(dir.path(), configure).await;
+        hub._dir = Some(dir);
+        hub
+    }
+
     /// Serves `data_dir` with the kit's token secret and JSON logs, plus what `configure` adds
     /// (flags or environment); returns once it has logged the address it listens on. `HUB_LOG`
     /// shows its logs, and sets their filter (one that keeps info lines of the hub).
@@ -99,12 +110,18 @@ impl HubProcess {
         Self {
             api: Api::new(format!("http://{addr}")),
             process,
+            _dir: None,
         }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Waits up to `limit` for the process to exit by itself; its exit status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.process.wait_exit(limit)
     }
 
     /// SIGKILL, and waits until it is gone.

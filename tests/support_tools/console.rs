@@ -3,13 +3,15 @@
 
 use serde_json::Value;
 
-use super::hub::{Hub, token, uploaded};
+use super::hub::uploaded;
+use crate::support::binary::HubProcess;
+use crate::support::token;
 
 /// `/console` (with or without its slash) is the page; every asset it names is served with its
 /// type; others are 404.
 #[tokio::test]
 async fn console_files_are_served_from_the_binary() {
-    let hub = Hub::start(&[]);
+    let hub = HubProcess::spawn(|_| {}).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -69,10 +71,10 @@ async fn console_files_are_served_from_the_binary() {
 /// history's access rules; `/api/overview` is for support staff only.
 #[tokio::test]
 async fn me_room_info_and_overview() {
-    let hub = Hub::start(&[]);
-    hub.publish(&uploaded("p1", "u1")).await;
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
     let owner = token("u1", &["read:photos", "write:photos"]);
-    let (status, me) = hub.get("/api/me", &owner).await;
+    let (status, me) = hub.get_answer("/api/me", &owner).await;
     assert_eq!(status, 200);
     assert_eq!(me["userId"], "u1");
     assert_eq!(
@@ -83,26 +85,26 @@ async fn me_room_info_and_overview() {
         me["expiresAt"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{me}"
     );
-    let (status, _) = hub.get("/api/me", "garbage").await;
+    let (status, _) = hub.get_answer("/api/me", "garbage").await;
     assert_eq!(status, 401);
 
-    let (status, info) = hub.get("/api/rooms/photo:p1", &owner).await;
+    let (status, info) = hub.get_answer("/api/rooms/photo:p1", &owner).await;
     assert_eq!(status, 200);
     assert_eq!(
         (info["headSeq"].as_u64(), info["oldestSeq"].as_u64()),
         (Some(1), Some(1))
     );
     let (status, _) = hub
-        .get("/api/rooms/user:u1", &token("u2", &["read:photos"]))
+        .get_answer("/api/rooms/user:u1", &token("u2", &["read:photos"]))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = hub.get("/api/rooms/photo:p9", &owner).await;
+    let (status, _) = hub.get_answer("/api/rooms/photo:p9", &owner).await;
     assert_eq!(status, 404);
 
-    let (status, _) = hub.get("/api/overview", &owner).await;
+    let (status, _) = hub.get_answer("/api/overview", &owner).await;
     assert_eq!(status, 403);
     let (status, overview) = hub
-        .get("/api/overview", &token("amy", &["support:read"]))
+        .get_answer("/api/overview", &token("amy", &["support:read"]))
         .await;
     assert_eq!(status, 200);
     assert_eq!(overview["bus"]["type"], "in-process");
