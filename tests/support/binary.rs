@@ -5,14 +5,15 @@
 
 use std::ops::Deref;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::SECRET;
 use super::api::Api;
 use super::process::Process;
+use super::{SECRET, WAIT};
 
 /// The environment variables the binary reads its settings from.
 const SETTINGS_ENV: [&str; 22] = [
@@ -50,13 +51,29 @@ pub fn command() -> Command {
     command
 }
 
-/// Runs the binary with `args`, logging warnings and errors only, and waits for its end.
+/// Runs the binary with `args`, logging warnings and errors only, and waits for its end; one
+/// still running after [`WAIT`] is killed and fails the test (it was meant to end).
 pub fn run(args: &[&str]) -> Output {
-    command()
+    let child = command()
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let pid = child.id().to_string();
+    let (tx, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match ended.recv_timeout(WAIT) {
+        Ok(output) => output.expect("the binary's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("socket-bridge {args:?} was still running after {WAIT:?}");
+        }
+    }
 }
 
 /// The binary serving as a child process; killed when dropped.
