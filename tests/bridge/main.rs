@@ -7,6 +7,7 @@
 mod support;
 
 mod handover;
+mod hardening;
 mod helpers;
 mod protocol;
 mod resume;

@@ -123,6 +123,15 @@ impl TestHub {
         self.stopped
     }
 
+    /// Waits (up to three [`WAIT`]s) until the hub stops by itself, without being asked to;
+    /// returns how its run ended.
+    pub async fn ended(self) -> Result<(), AppError> {
+        tokio::time::timeout(WAIT * 3, self.task)
+            .await
+            .expect("the hub stops by itself in time")
+            .expect("task")
+    }
+
     /// Stops the hub gracefully and starts it again on the same settings and data dir.
     pub async fn restart(self) -> Self {
         self.stop().await.start().await
