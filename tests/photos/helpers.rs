@@ -19,6 +19,15 @@ pub fn owner(user: &str) -> String {
     token(user, &["read:photos", "write:photos"])
 }
 
+/// A multipart form with `bytes` as the file `filename` in field `field` (`photo` is the one
+/// the hub reads).
+pub fn form(field: &str, filename: &str, bytes: Vec<u8>) -> Form {
+    Form::new().part(
+        field.to_owned(),
+        Part::bytes(bytes).file_name(filename.to_owned()),
+    )
+}
+
 /// The photos directory of a hub's data dir.
 pub fn photos_dir(hub: &TestHub) -> PathBuf {
     hub.data_dir().join("photos")
@@ -26,14 +35,8 @@ pub fn photos_dir(hub: &TestHub) -> PathBuf {
 
 /// The photo endpoints of a hub, and its sockets once connected.
 pub(crate) trait PhotoApi {
-    /// Uploads `bytes` as the file `filename` in field `field` with `token` (none: no header).
-    async fn upload_as(
-        &self,
-        token: Option<&str>,
-        field: &str,
-        filename: &str,
-        bytes: Vec<u8>,
-    ) -> (u16, Value);
+    /// Uploads `form` (see [`form`]) with `token` (none: no header): status and JSON body.
+    async fn upload_as(&self, token: Option<&str>, form: Form) -> (u16, Value);
 
     /// Uploads as `user` (owner token) and expects 202; returns the photo id.
     async fn upload(&self, user: &str, filename: &str, bytes: Vec<u8>) -> String;
@@ -54,17 +57,7 @@ pub(crate) trait PhotoApi {
 }
 
 impl PhotoApi for Api {
-    async fn upload_as(
-        &self,
-        token: Option<&str>,
-        field: &str,
-        filename: &str,
-        bytes: Vec<u8>,
-    ) -> (u16, Value) {
-        let form = Form::new().part(
-            field.to_owned(),
-            Part::bytes(bytes).file_name(filename.to_owned()),
-        );
+    async fn upload_as(&self, token: Option<&str>, form: Form) -> (u16, Value) {
         let mut request = self.request(Method::POST, "/api/photos").multipart(form);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -74,7 +67,7 @@ impl PhotoApi for Api {
 
     async fn upload(&self, user: &str, filename: &str, bytes: Vec<u8>) -> String {
         let (status, body) = self
-            .upload_as(Some(&owner(user)), "photo", filename, bytes)
+            .upload_as(Some(&owner(user)), form("photo", filename, bytes))
             .await;
         assert_eq!(status, 202, "{body}");
         body["photoId"].as_str().expect("photoId").to_owned()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{PhotoApi, owner, photos_dir};
+use crate::helpers::{PhotoApi, form, owner, photos_dir};
 use crate::images;
 use crate::support::hub::TestHub;
 use crate::support::token;
@@ -119,7 +119,7 @@ async fn refused_uploads_store_nothing() {
         code,
     } in refusals
     {
-        let (got, body) = hub.upload_as(token, field, "x.jpg", bytes).await;
+        let (got, body) = hub.upload_as(token, form(field, "x.jpg", bytes)).await;
         assert_eq!(
             (got, body["error"].as_str()),
             (status, Some(code)),
@@ -156,9 +156,7 @@ async fn upload_failure_is_told_to_the_uploader_only() {
     let (status, _) = hub
         .upload_as(
             Some(&owner("u1")),
-            "photo",
-            "a.gif",
-            b"GIF89a-not-accepted".to_vec(),
+            form("photo", "a.gif", b"GIF89a-not-accepted".to_vec()),
         )
         .await;
     assert_eq!(status, 415);

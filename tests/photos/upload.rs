@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{PhotoApi, Processing, owner};
+use crate::helpers::{PhotoApi, Processing, form, owner};
 use crate::images;
 use crate::support::client::Received;
 use crate::support::hub::TestHub;
@@ -125,9 +125,7 @@ async fn accepted_upload_answers_and_tells_the_user() {
     let (status, body) = hub
         .upload_as(
             Some(&owner("u1")),
-            "photo",
-            "holiday.jpg",
-            images::jpeg(64, 48),
+            form("photo", "holiday.jpg", images::jpeg(64, 48)),
         )
         .await;
     assert_eq!(status, 202, "{body}");
