@@ -4,8 +4,17 @@
 use serde_json::Value;
 
 use super::hub::uploaded;
+use crate::support::api::Api;
 use crate::support::binary::HubProcess;
 use crate::support::token;
+
+/// GETs `path` of `hub` with `http`.
+async fn get(http: &reqwest::Client, hub: &Api, path: &str) -> reqwest::Response {
+    http.get(format!("{}{path}", hub.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
 
 /// `/console` (with or without its slash) is the page; every asset it names is served with its
 /// type; others are 404.
@@ -17,18 +26,10 @@ async fn console_files_are_served_from_the_binary() {
         .build()
         .expect("client");
     for path in ["/console", "/console/"] {
-        let page = http
-            .get(format!("{}{path}", hub.base))
-            .send()
-            .await
-            .expect("GET the console");
+        let page = get(&http, &hub, path).await;
         assert_eq!(page.status(), 200, "{path}");
     }
-    let page = http
-        .get(format!("{}/console", hub.base))
-        .send()
-        .await
-        .expect("GET /console");
+    let page = get(&http, &hub, "/console").await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .expect("ascii")
@@ -50,20 +51,12 @@ async fn console_files_are_served_from_the_binary() {
         ("views.js", "text/javascript"),
         ("console.css", "text/css"),
     ] {
-        let response = http
-            .get(format!("{}/console/{file}", hub.base))
-            .send()
-            .await
-            .expect("GET asset");
+        let response = get(&http, &hub, &format!("/console/{file}")).await;
         assert_eq!(response.status(), 200, "{file}");
         let content_type = response.headers()["content-type"].to_str().expect("ascii");
         assert!(content_type.starts_with(kind), "{file}: {content_type}");
     }
-    let missing = http
-        .get(format!("{}/console/nope.js", hub.base))
-        .send()
-        .await
-        .expect("GET");
+    let missing = get(&http, &hub, "/console/nope.js").await;
     assert_eq!(missing.status(), 404);
 }
 

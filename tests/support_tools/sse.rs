@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::hub::{SseReader, progress, stream, uploaded};
@@ -206,8 +207,8 @@ async fn refusals() {
             .is_some_and(|d| d.contains("Authorization")),
         "{body}"
     );
-    let response = reqwest::Client::new()
-        .get(format!("{}/api/photos/p1/stream", hub.base))
+    let response = hub
+        .request(Method::GET, "/api/photos/p1/stream")
         .bearer_auth(token("u1", &["read:photos"]))
         .header("Last-Event-ID", "seven")
         .send()
