@@ -1,5 +1,6 @@
-//! The one test kit of the integration suites (`tests/bridge`, `tests/nats`, `tests/store`) and
-//! the benches, which include it with `#[path = ".../support/mod.rs"] mod support;`.
+//! The one test kit of the integration suites (`tests/bridge`, `tests/cli`, `tests/nats`,
+//! `tests/photos`, `tests/store`, `tests/support_tools`) and the benches, which include it with
+//! `#[path = ".../support/mod.rs"] mod support;`.
 //!
 //! - [`hub`]: the app in-process on port 0 ([`hub::TestHub`]), stopped and started again on its
 //!   data dir.
