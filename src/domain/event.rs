@@ -124,6 +124,18 @@ pub struct EventInput {
     pub timestamp: Option<String>,
 }
 
+impl EventInput {
+    /// An event the hub produces itself: its id, type and data, timestamped when it is stored.
+    pub fn produced(id: String, event_type: EventType, data: Value) -> Self {
+        Self {
+            id: Some(id),
+            event_type: Some(event_type.as_str().to_owned()),
+            data: Some(data),
+            timestamp: None,
+        }
+    }
+}
+
 /// A validated event, ready to be routed and stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -38,16 +38,15 @@ impl Photos {
         if !(owner_may || caller.has(Permission::Admin)) {
             return Err(AccessError::Forbidden.into());
         }
-        let deleted = EventInput {
-            id: Some(format!("{photo}:deleted")),
-            event_type: Some(EventType::PhotoDeleted.as_str().to_owned()),
-            data: Some(json!({
+        let deleted = EventInput::produced(
+            format!("{photo}:deleted"),
+            EventType::PhotoDeleted,
+            json!({
                 "photoId": photo.as_str(),
                 "userId": status.user_id.as_str(),
                 "deletedBy": caller.user.as_str(),
-            })),
-            timestamp: None,
-        };
+            }),
+        );
         self.ingest.ingest(vec![deleted]).await?;
         self.remove_files(photo).await;
         Ok(status)

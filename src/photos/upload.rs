@@ -157,10 +157,10 @@ impl Photos {
         };
 
         let filename = display_name(filename, received.kind);
-        let uploaded = EventInput {
-            id: Some(format!("{photo_id}:uploaded")),
-            event_type: Some(EventType::PhotoUploaded.as_str().to_owned()),
-            data: Some(json!({
+        let uploaded = EventInput::produced(
+            format!("{photo_id}:uploaded"),
+            EventType::PhotoUploaded,
+            json!({
                 "photoId": photo_id.as_str(),
                 "userId": owner.as_str(),
                 "filename": filename,
@@ -170,9 +170,8 @@ impl Photos {
                 "size": received.size,
                 "width": width,
                 "height": height,
-            })),
-            timestamp: None,
-        };
+            }),
+        );
         if let Err(e) = self.ingest.ingest(vec![uploaded]).await {
             self.remove_files(&photo_id).await;
             return Err(e.into());
@@ -198,16 +197,15 @@ impl Photos {
     /// Stores `photo.processing.failed` for a photo whose job could not be queued, so that it is
     /// not left `pending`.
     async fn fail_unqueued(&self, photo_id: &PhotoId, owner: &UserId, why: &QueueError) {
-        let failed = EventInput {
-            id: Some(format!("{photo_id}:unqueued:failed")),
-            event_type: Some(EventType::ProcessingFailed.as_str().to_owned()),
-            data: Some(json!({
+        let failed = EventInput::produced(
+            format!("{photo_id}:unqueued:failed"),
+            EventType::ProcessingFailed,
+            json!({
                 "photoId": photo_id.as_str(),
                 "userId": owner.as_str(),
                 "error": format!("the processing job could not be queued: {why}"),
-            })),
-            timestamp: None,
-        };
+            }),
+        );
         if let Err(e) = self.ingest.ingest(vec![failed]).await {
             tracing::error!(photo = %photo_id, error = %crate::telemetry::ErrorChain(&e), "cannot store photo.processing.failed for an unqueued job");
         }

@@ -328,12 +328,11 @@ impl Worker {
             "attempt": attempt,
         });
         merge(&mut body, data);
-        let input = EventInput {
-            id: Some(format!("{}:attempt:{attempt}:{step}", job.photo_id)),
-            event_type: Some(event_type.as_str().to_owned()),
-            data: Some(body),
-            timestamp: None,
-        };
+        let input = EventInput::produced(
+            format!("{}:attempt:{attempt}:{step}", job.photo_id),
+            event_type,
+            body,
+        );
         self.ingest
             .ingest(vec![input])
             .await

@@ -9,6 +9,7 @@ mod support;
 mod abuse;
 mod fairness;
 mod handover;
+mod hardening;
 mod helpers;
 mod protocol;
 mod resume;

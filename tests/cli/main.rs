@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use socket_bridge::store::EventLog;
 
-use support::binary::run;
+use support::binary::{HubProcess, run};
 
 /// The one error line a failed start prints.
 fn error_line(output: &Output) -> String {
@@ -47,6 +47,40 @@ fn serve_flags_work_at_the_top_level() {
         &dir.path().join("d").display().to_string(),
     ]));
     assert!(line.contains(&addr), "{line}");
+}
+
+/// `--insecure-dev-auth` is refused at start, in one line that says why, on an address other
+/// than loopback; on 127.0.0.1 the hub starts and takes the tokenless `{ userId, clientId }`
+/// handshake.
+#[tokio::test]
+async fn insecure_dev_auth_only_on_loopback() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let data = data.display().to_string();
+    let line = error_line(&run(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--insecure-dev-auth",
+        "--data-dir",
+        &data,
+    ]));
+    assert!(
+        line.contains("--insecure-dev-auth") && line.contains("0.0.0.0:0"),
+        "{line}"
+    );
+    assert!(!dir.path().join("data").exists(), "nothing written");
+
+    let hub = HubProcess::start(dir.path(), |command| {
+        command.arg("--insecure-dev-auth");
+    })
+    .await;
+    let mut client = hub
+        .client(serde_json::json!({ "userId": "u1", "clientId": "c1" }))
+        .await;
+    let established = client.next_named("connection:established").await;
+    assert_eq!(established["userId"], "u1");
+    client.close().await;
+    hub.kill();
 }
 
 /// A port in use is named, with what to do, before anything is written to the data dir.

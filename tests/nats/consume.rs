@@ -5,7 +5,7 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{IdSource, publish, spawn_hub};
+use crate::helpers::{IdSource, publish, spawn_hub, spawn_hub_up};
 use crate::support::WAIT;
 use crate::support::client::TestClient;
 use crate::support::hub::TestHub;
@@ -31,8 +31,7 @@ async fn subscribed_to_p1(hub: &TestHub, js: &jetstream::Context) -> (TestClient
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_events_reach_a_subscribed_client_in_order() {
     let nats = NatsServer::start().await;
-    let hub = spawn_hub(&nats).await;
-    hub.wait_for_bus("up").await;
+    let hub = spawn_hub_up(&nats).await;
     let js = nats.jetstream().await;
 
     let (mut client, ack) = subscribed_to_p1(&hub, &js).await;

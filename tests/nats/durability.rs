@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{assert_workload_stored, consume, publish_workload, spawn_hub, start_binary};
+use crate::helpers::{
+    assert_workload_stored, consume, publish_workload, spawn_hub_up, start_binary,
+};
 use crate::support::WAIT;
 use crate::support::hub::TestHub;
 use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_backlog, wait_consumed};
@@ -13,8 +15,7 @@ use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_backlog, wait_cons
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_published_while_the_hub_is_stopped_are_stored_once_it_starts() {
     let nats = NatsServer::start().await;
-    let hub = spawn_hub(&nats).await;
-    hub.wait_for_bus("up").await;
+    let hub = spawn_hub_up(&nats).await;
     let stopped = hub.stop().await;
 
     let js = nats.jetstream().await;

@@ -35,6 +35,13 @@ pub async fn spawn_hub(nats: &NatsServer) -> TestHub {
     .await
 }
 
+/// [`spawn_hub`], returned once its bus is up.
+pub async fn spawn_hub_up(nats: &NatsServer) -> TestHub {
+    let hub = spawn_hub(nats).await;
+    hub.wait_for_bus("up").await;
+    hub
+}
+
 /// The real binary on `data_dir`, consuming `nats` in batches of `batch` with [`ACK_WAIT`].
 pub async fn start_binary(data_dir: &Path, nats: &NatsServer, batch: usize) -> HubProcess {
     let ack_wait = format!("{}s", ACK_WAIT.as_secs());

@@ -2,6 +2,11 @@
 //! uploaded to the app on port 0, and the processing events are watched over a real Socket.IO
 //! client; the files are read back over HTTP.
 
+// The shared test kit; this suite uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/mod.rs"]
+mod support;
+
 mod crash;
 mod files;
 mod helpers;

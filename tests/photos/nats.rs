@@ -2,81 +2,25 @@
 //! the embedded worker takes it from there, or an external worker does, whose processing events
 //! come back through the hub's NATS ingest. Each test runs its own `nats-server -js`.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream::consumer::pull;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use socket_bridge::bus::nats::NatsSettings;
 
-use crate::helpers::{Hub, WAIT, owner, token};
+use crate::helpers::{PhotoApi, Processing, owner};
 use crate::images;
-
-/// A `nats-server -js` on a free port with its own store dir, killed when dropped.
-struct NatsServer {
-    url: String,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl NatsServer {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let dir = tempfile::tempdir().expect("dir");
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is installed (apt-get install -y nats-server, or ./scripts/test)");
-        let url = format!("nats://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Ok(client) = async_nats::connect(url.as_str()).await
-                && client.request("$JS.API.INFO", "".into()).await.is_ok()
-            {
-                break;
-            }
-            assert!(started.elapsed() < WAIT, "nats-server did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            url,
-            child,
-            _dir: dir,
-        }
-    }
-
-    async fn jetstream(&self) -> jetstream::Context {
-        jetstream::new(
-            async_nats::connect(self.url.as_str())
-                .await
-                .expect("connect"),
-        )
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::hub::TestHub;
+use crate::support::nats::NatsServer;
+use crate::support::{WAIT, token};
 
 /// The embedded worker takes the job from JetStream and acks it once the photo is completed,
 /// so the work queue is empty afterwards.
 #[tokio::test]
 async fn embedded_worker_takes_jobs_from_jetstream() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let url = nats.url.clone();
-    let hub = Hub::start_in(dir.path(), |s| {
-        s.nats = Some(NatsSettings::new(url, s.socket.max_payload_bytes));
+    let hub = TestHub::spawn_with(|s| {
+        nats.attach(s);
     })
     .await;
     let mut socket = hub.socket("u1").await;
@@ -106,10 +50,8 @@ async fn embedded_worker_takes_jobs_from_jetstream() {
 #[tokio::test]
 async fn external_worker_takes_the_job_and_its_events_come_back() {
     let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("dir");
-    let url = nats.url.clone();
-    let hub = Hub::start_in(dir.path(), |s| {
-        s.nats = Some(NatsSettings::new(url, s.socket.max_payload_bytes));
+    let hub = TestHub::spawn_with(|s| {
+        nats.attach(s);
         s.photos.worker = false;
     })
     .await;
@@ -147,7 +89,9 @@ async fn external_worker_takes_the_job_and_its_events_come_back() {
     assert_eq!(job["userId"], "u1");
     assert_eq!(job["contentType"], "image/png");
     let url = job["originalUrl"].as_str().expect("originalUrl");
-    let (status, _, bytes) = hub.get(url, &token("worker", &["support:read"]), &[]).await;
+    let (status, _, bytes) = hub
+        .fetch(url, &token("worker", &["support:read"]), &[])
+        .await;
     assert_eq!((status, bytes == original), (200, true));
 
     js.publish(
@@ -165,7 +109,7 @@ async fn external_worker_takes_the_job_and_its_events_come_back() {
     assert_eq!(completed["by"], "external");
     assert_eq!(completed["room"], "user:u1");
     let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+        .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
         .await;
     assert_eq!(status["status"], "completed");
     hub.stop().await;

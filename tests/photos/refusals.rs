@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{Hub, owner, token};
+use crate::helpers::{PhotoApi, form, owner, photos_dir};
 use crate::images;
+use crate::support::hub::TestHub;
+use crate::support::token;
 
 /// One refused upload: what is sent and what it answers.
 struct Refusal<'a> {
@@ -44,20 +46,20 @@ fn jpeg_start(len: usize) -> Vec<u8> {
 }
 
 /// Nothing of `user` is stored and the photos directory holds no photo.
-async fn nothing_stored(hub: &Hub, user: &str) {
+async fn nothing_stored(hub: &TestHub, user: &str) {
     let (status, page) = hub
-        .get_json(&format!("/api/rooms/user:{user}/events"), &owner(user))
+        .get_answer(&format!("/api/rooms/user:{user}/events"), &owner(user))
         .await;
     assert_eq!(status, 200);
     assert_eq!(page["events"], Value::Array(Vec::new()), "nothing stored");
-    let left: Vec<_> = std::fs::read_dir(hub.photos_dir())
+    let left: Vec<_> = std::fs::read_dir(photos_dir(hub))
         .expect("photos dir")
         .filter_map(Result::ok)
         .map(|e| e.file_name())
         .filter(|name| name != "incoming")
         .collect();
     assert!(left.is_empty(), "no photo directory left: {left:?}");
-    let incoming = std::fs::read_dir(hub.photos_dir().join("incoming"))
+    let incoming = std::fs::read_dir(photos_dir(hub).join("incoming"))
         .expect("incoming dir")
         .count();
     assert_eq!(incoming, 0, "no half-received upload left");
@@ -67,8 +69,7 @@ async fn nothing_stored(hub: &Hub, user: &str) {
 /// accepted) reaches the user's socket as `photo.upload.failed` with the same error.
 #[tokio::test]
 async fn refused_uploads_store_nothing() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| {
+    let hub = TestHub::spawn_with(|s| {
         s.photos.max_upload_bytes = 200_000;
         s.photos.max_image_pixels = 1_000_000;
     })
@@ -118,7 +119,7 @@ async fn refused_uploads_store_nothing() {
         code,
     } in refusals
     {
-        let (got, body) = hub.upload_as(token, field, "x.jpg", bytes).await;
+        let (got, body) = hub.upload_as(token, form(field, "x.jpg", bytes)).await;
         assert_eq!(
             (got, body["error"].as_str()),
             (status, Some(code)),
@@ -149,16 +150,13 @@ async fn refused_uploads_store_nothing() {
 /// `photo.upload.failed` reaches the uploader's sockets only, not another user's.
 #[tokio::test]
 async fn upload_failure_is_told_to_the_uploader_only() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |_| {}).await;
+    let hub = TestHub::spawn().await;
     let mut mine = hub.socket("u1").await;
     let mut theirs = hub.socket("u2").await;
     let (status, _) = hub
         .upload_as(
             Some(&owner("u1")),
-            "photo",
-            "a.gif",
-            b"GIF89a-not-accepted".to_vec(),
+            form("photo", "a.gif", b"GIF89a-not-accepted".to_vec()),
         )
         .await;
     assert_eq!(status, 415);

@@ -2,16 +2,18 @@
 //! stop (its `started` stored, no end) is tried again, and after the last allowed attempt the
 //! photo is failed, never left `processing`.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{Hub, owner};
+use crate::helpers::{PhotoApi, Processing, owner};
 use crate::images;
+use crate::support::client::Received;
+use crate::support::hub::TestHub;
 
 /// Stores `started` events for attempts `1..=n` of `photo`, as a worker cut off by a crash
 /// leaves them.
-async fn cut_off_attempts(hub: &Hub, photo: &str, n: u32) {
+async fn cut_off_attempts(hub: &TestHub, photo: &str, n: u32) {
     for attempt in 1..=n {
-        hub.publish(&json!({
+        hub.publish_ok(&json!({
             "id": format!("{photo}:attempt:{attempt}:started"),
             "type": "photo.processing.started",
             "data": { "photoId": photo, "userId": "u1", "attempt": attempt, "progress": 0 },
@@ -20,24 +22,33 @@ async fn cut_off_attempts(hub: &Hub, photo: &str, n: u32) {
     }
 }
 
-/// A photo uploaded while no worker runs stays pending across a stop, and is processed by the
-/// worker of the next start.
-#[tokio::test]
-async fn queued_job_survives_a_restart() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| s.photos.worker = false).await;
-    let photo = hub.upload("u1", "later.jpg", images::jpeg(640, 480)).await;
-    let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
-        .await;
-    assert_eq!(status["status"], "pending");
+/// The photo's `status` as its owner u1 reads it.
+async fn status(hub: &TestHub, photo: &str) -> Value {
+    let path = format!("/api/photos/{photo}/status");
+    hub.get_answer(&path, &owner("u1")).await.1["status"].clone()
+}
+
+/// Stops `hub` (which runs no worker) and starts it again with the worker; returns it and the
+/// processing events of `photo` as u1's socket sees them.
+async fn restart_with_worker(hub: TestHub, photo: &str) -> (TestHub, Vec<Received>) {
     let hub = hub
         .stop()
         .await
         .start_with(|s| s.photos.worker = true)
         .await;
     let mut socket = hub.socket("u1").await;
-    let events = socket.processing(&photo).await;
+    let events = socket.processing(photo).await;
+    (hub, events)
+}
+
+/// A photo uploaded while no worker runs stays pending across a stop, and is processed by the
+/// worker of the next start.
+#[tokio::test]
+async fn queued_job_survives_a_restart() {
+    let hub = TestHub::spawn_with(|s| s.photos.worker = false).await;
+    let photo = hub.upload("u1", "later.jpg", images::jpeg(640, 480)).await;
+    assert_eq!(status(&hub, &photo).await, "pending");
+    let (hub, events) = restart_with_worker(hub, &photo).await;
     let (name, completed) = events.last().expect("events");
     assert_eq!(name, "photo.processing.completed");
     assert_eq!(completed["attempt"], 1);
@@ -48,21 +59,11 @@ async fn queued_job_survives_a_restart() {
 /// start as attempt 2, and completes.
 #[tokio::test]
 async fn cut_off_attempt_is_tried_again() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| s.photos.worker = false).await;
+    let hub = TestHub::spawn_with(|s| s.photos.worker = false).await;
     let photo = hub.upload("u1", "again.jpg", images::jpeg(640, 480)).await;
     cut_off_attempts(&hub, &photo, 1).await;
-    let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
-        .await;
-    assert_eq!(status["status"], "processing");
-    let hub = hub
-        .stop()
-        .await
-        .start_with(|s| s.photos.worker = true)
-        .await;
-    let mut socket = hub.socket("u1").await;
-    let events = socket.processing(&photo).await;
+    assert_eq!(status(&hub, &photo).await, "processing");
+    let (hub, events) = restart_with_worker(hub, &photo).await;
     let attempts: Vec<_> = events
         .iter()
         .filter(|(name, _)| name == "photo.processing.started")
@@ -80,30 +81,20 @@ async fn cut_off_attempt_is_tried_again() {
 /// that says so.
 #[tokio::test]
 async fn photo_cut_off_too_often_is_failed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |s| {
+    let hub = TestHub::spawn_with(|s| {
         s.photos.worker = false;
         s.photos.max_attempts = 2;
     })
     .await;
     let photo = hub.upload("u1", "cursed.jpg", images::jpeg(64, 64)).await;
     cut_off_attempts(&hub, &photo, 2).await;
-    let hub = hub
-        .stop()
-        .await
-        .start_with(|s| s.photos.worker = true)
-        .await;
-    let mut socket = hub.socket("u1").await;
-    let events = socket.processing(&photo).await;
+    let (hub, events) = restart_with_worker(hub, &photo).await;
     let (name, failed) = events.last().expect("events");
     assert_eq!(name, "photo.processing.failed");
     assert_eq!(
         failed["error"],
         "processing was cut off 2 times (the hub stopped during it)"
     );
-    let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
-        .await;
-    assert_eq!(status["status"], "failed");
+    assert_eq!(status(&hub, &photo).await, "failed");
     hub.stop().await;
 }

@@ -3,8 +3,10 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Hub, Received, owner};
+use crate::helpers::{PhotoApi, Processing, form, owner};
 use crate::images;
+use crate::support::client::Received;
+use crate::support::hub::TestHub;
 
 /// `(size, width, height)` of a photo's two thumbnails.
 type Thumbnails = [(u64, u32, u32); 2];
@@ -46,11 +48,11 @@ fn assert_processed_in_order(events: &[Received]) -> Value {
 
 /// Fetches each thumbnail `completed` lists and checks it decodes to the size it promises;
 /// returns `(size, width, height)` of each.
-async fn fetch_thumbnails(hub: &Hub, user: &str, completed: &Value) -> Vec<(u64, u32, u32)> {
+async fn fetch_thumbnails(hub: &TestHub, user: &str, completed: &Value) -> Vec<(u64, u32, u32)> {
     let mut out = Vec::new();
     for thumb in completed["thumbnails"].as_array().expect("thumbnails") {
         let url = thumb["url"].as_str().expect("url");
-        let (status, headers, bytes) = hub.get(url, &owner(user), &[]).await;
+        let (status, headers, bytes) = hub.fetch(url, &owner(user), &[]).await;
         assert_eq!(status, 200, "{url}");
         assert_eq!(headers["content-type"], "image/jpeg");
         let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
@@ -71,8 +73,7 @@ async fn fetch_thumbnails(hub: &Hub, user: &str, completed: &Value) -> Vec<(u64,
 /// and get thumbnails of 256 and 1024 on the long side, never enlarged.
 #[tokio::test]
 async fn jpeg_png_and_webp_are_processed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |_| {}).await;
+    let hub = TestHub::spawn().await;
     let mut socket = hub.socket("u1").await;
     let cases: [(&str, Vec<u8>, Thumbnails); 4] = [
         (
@@ -107,7 +108,7 @@ async fn jpeg_png_and_webp_are_processed() {
             "{filename}"
         );
         let (_, status) = hub
-            .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+            .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
             .await;
         assert_eq!(status["status"], "completed");
         assert_eq!(status["progress"], 100);
@@ -119,15 +120,12 @@ async fn jpeg_png_and_webp_are_processed() {
 /// design's message and the file name) reaches the user's room before any processing event.
 #[tokio::test]
 async fn accepted_upload_answers_and_tells_the_user() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |_| {}).await;
+    let hub = TestHub::spawn().await;
     let mut socket = hub.socket("u1").await;
     let (status, body) = hub
         .upload_as(
             Some(&owner("u1")),
-            "photo",
-            "holiday.jpg",
-            images::jpeg(64, 48),
+            form("photo", "holiday.jpg", images::jpeg(64, 48)),
         )
         .await;
     assert_eq!(status, 202, "{body}");
@@ -159,8 +157,7 @@ async fn accepted_upload_answers_and_tells_the_user() {
 /// and the EXIF block with its GPS position is gone from them.
 #[tokio::test]
 async fn exif_orientation_is_applied_and_metadata_dropped() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |_| {}).await;
+    let hub = TestHub::spawn().await;
     let mut socket = hub.socket("u1").await;
     let original = images::jpeg_with_exif(400, 200, 6);
     assert!(images::has_exif(&original), "the test image carries EXIF");
@@ -175,7 +172,7 @@ async fn exif_orientation_is_applied_and_metadata_dropped() {
         [(256, 128, 256), (1024, 200, 400)]
     );
     let (_, _, bytes) = hub
-        .get(
+        .fetch(
             &format!("/api/photos/{photo}/thumbnails/1024"),
             &owner("u1"),
             &[],
@@ -195,8 +192,7 @@ async fn exif_orientation_is_applied_and_metadata_dropped() {
 /// `photo.processing.failed` with a readable error; the hub goes on processing others.
 #[tokio::test]
 async fn truncated_jpeg_fails_readably() {
-    let dir = tempfile::tempdir().expect("dir");
-    let hub = Hub::start_in(dir.path(), |_| {}).await;
+    let hub = TestHub::spawn().await;
     let mut socket = hub.socket("u1").await;
     let photo = hub
         .upload("u1", "cut.jpg", images::truncated_jpeg(800, 600))
@@ -210,7 +206,7 @@ async fn truncated_jpeg_fails_readably() {
         "the image cannot be decoded: the JPEG is cut off before its end"
     );
     let (_, status) = hub
-        .get_json(&format!("/api/photos/{photo}/status"), &owner("u1"))
+        .get_answer(&format!("/api/photos/{photo}/status"), &owner("u1"))
         .await;
     assert_eq!(status["status"], "failed");
     assert_eq!(status["error"], error);

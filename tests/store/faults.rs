@@ -16,20 +16,9 @@ fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
         faults: faults.clone(),
         ..StoreOptions::default()
     };
-    let first = photo_event(
-        "ev-1",
-        EventType::PhotoUploaded,
-        "p1",
-        "u1",
-        serde_json::json!({}),
-    );
-    let second = photo_event(
-        "ev-2",
-        EventType::ProcessingStarted,
-        "p1",
-        "u1",
-        serde_json::json!({}),
-    );
+    let event = |id, event_type| photo_event(id, event_type, "p1", "u1", serde_json::json!({}));
+    let first = event("ev-1", EventType::PhotoUploaded);
+    let second = event("ev-2", EventType::ProcessingStarted);
     let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
     rt.block_on(log.append(vec![first])).expect("first append");
 

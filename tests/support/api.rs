@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
 use super::client::TestClient;
@@ -25,9 +26,20 @@ impl Api {
         }
     }
 
+    /// A request of `method` to `path` (with its query) on this hub, to be finished and sent
+    /// (see [`answer`]).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
     /// A GET of `path` (with its query) on this hub.
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.base))
+    fn get(&self, path: &str) -> RequestBuilder {
+        self.request(Method::GET, path)
+    }
+
+    /// GETs `path` with `bearer`: the status and the JSON body (null when it is not JSON).
+    pub async fn get_answer(&self, path: &str, bearer: &str) -> (u16, Value) {
+        answer(self.get(path).bearer_auth(bearer)).await
     }
 
     /// GETs `path` with `bearer` and returns its JSON body.
@@ -44,16 +56,12 @@ impl Api {
 
     /// POSTs `body` to `/api/events` as a publisher; returns the status and JSON body.
     pub async fn publish(&self, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/events", self.base))
-            .bearer_auth(token("publisher", &["events:publish"]))
-            .json(body)
-            .send()
-            .await
-            .expect("POST /api/events");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        answer(
+            self.request(Method::POST, "/api/events")
+                .bearer_auth(token("publisher", &["events:publish"]))
+                .json(body),
+        )
+        .await
     }
 
     /// Publishes and expects success.
@@ -153,4 +161,11 @@ impl Api {
         )
         .await
     }
+}
+
+/// Sends `request`; returns the status and the JSON body (null when it is not JSON).
+pub async fn answer(request: RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("the hub answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }

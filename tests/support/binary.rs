@@ -5,13 +5,15 @@
 
 use std::ops::Deref;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use super::SECRET;
 use super::api::Api;
 use super::process::Process;
+use super::{SECRET, WAIT};
 
 /// The environment variables the binary reads its settings from.
 const SETTINGS_ENV: [&str; 27] = [
@@ -46,7 +48,7 @@ const SETTINGS_ENV: [&str; 27] = [
 
 /// The binary under test, with no arguments yet and none of its settings taken from this
 /// process's environment (a test sets what it needs).
-fn command() -> Command {
+pub fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_socket-bridge"));
     for var in SETTINGS_ENV {
         command.env_remove(var);
@@ -54,19 +56,37 @@ fn command() -> Command {
     command
 }
 
-/// Runs the binary with `args`, logging warnings and errors only, and waits for its end.
+/// Runs the binary with `args`, logging warnings and errors only, and waits for its end; one
+/// still running after [`WAIT`] is killed and fails the test (it was meant to end).
 pub fn run(args: &[&str]) -> Output {
-    command()
+    let child = command()
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let pid = child.id().to_string();
+    let (tx, ended) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match ended.recv_timeout(WAIT) {
+        Ok(output) => output.expect("the binary's output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("socket-bridge {args:?} was still running after {WAIT:?}");
+        }
+    }
 }
 
 /// The binary serving as a child process; killed when dropped.
 pub struct HubProcess {
     api: Api,
     process: Process,
+    /// The temp data dir the process serves, if it owns one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Deref for HubProcess {
@@ -78,6 +98,14 @@ impl Deref for HubProcess {
 }
 
 impl HubProcess {
+    /// [`start`](Self::start) on a temp data dir of its own, removed when this is dropped.
+    pub async fn spawn(configure: impl FnOnce(&mut Command)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut hub = Self::start(dir.path(), configure).await;
+        hub._dir = Some(dir);
+        hub
+    }
+
     /// Serves `data_dir` with the kit's token secret and JSON logs, plus what `configure` adds
     /// (flags or environment); returns once it has logged the address it listens on. `HUB_LOG`
     /// shows its logs, and sets their filter (one that keeps info lines of the hub).
@@ -104,12 +132,18 @@ impl HubProcess {
         Self {
             api: Api::new(format!("http://{addr}")),
             process,
+            _dir: None,
         }
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Waits up to `limit` for the process to exit by itself; its exit status, if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.process.wait_exit(limit)
     }
 
     /// SIGKILL, and waits until it is gone.

@@ -1,11 +1,13 @@
 //! The Socket.IO test client ([`TestClient`], on `rust_socketio`): it records every event it
-//! receives, waits for the next one (or one by name, or a room's seqs), and emits with acks.
+//! receives, waits for the next one (or one by name, or a room's seqs), and emits with acks. A
+//! refused handshake is recorded as [`CONNECT_ERROR`] and the end of the connection as
+//! [`DISCONNECT`], names no server event can have.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rust_socketio::Payload;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,6 +15,15 @@ use super::WAIT;
 
 /// A received event: its name and first argument.
 pub type Received = (String, Value);
+
+/// Recorded when the hub refuses the handshake, with the refusal's data (`{ "message": ... }`).
+pub const CONNECT_ERROR: &str = "connect_error";
+
+/// Recorded when the connection ends (the hub disconnected the socket or closed the transport).
+pub const DISCONNECT: &str = "disconnect";
+
+/// How `rust_socketio` reports a refused handshake, before the refusal's data.
+const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
 
 /// A `rust_socketio` client recording every event into a channel.
 pub struct TestClient {
@@ -27,10 +38,31 @@ impl TestClient {
     /// Connects to `base` with `auth`.
     pub async fn connect(base: &str, auth: Value) -> Self {
         let (tx, events) = mpsc::unbounded_channel();
+        let (on_error, on_close) = (tx.clone(), tx.clone());
         let client = ClientBuilder::new(base)
             .namespace("/")
             .auth(auth)
             .reconnect(false)
+            .on(Event::Error, move |payload, _| {
+                let text = match payload {
+                    Payload::Text(values) => values
+                        .first()
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    _ => String::new(),
+                };
+                // Other errors of the client (a bad packet, a failed ack) are not recorded.
+                if let Some(data) = text.strip_prefix(CONNECT_ERROR_PREFIX) {
+                    let data = serde_json::from_str(data).unwrap_or(Value::String(data.into()));
+                    let _ = on_error.send((CONNECT_ERROR.into(), data, Instant::now()));
+                }
+                async {}.boxed()
+            })
+            .on(Event::Close, move |_, _| {
+                let _ = on_close.send((DISCONNECT.into(), Value::Null, Instant::now()));
+                async {}.boxed()
+            })
             .on_any(move |event, payload, _| {
                 let tx = tx.clone();
                 async move {
@@ -68,6 +100,24 @@ impl TestClient {
             let (event, value) = self.next().await;
             if event == name {
                 return value;
+            }
+        }
+    }
+
+    /// The first event named `name` to arrive within `within` (others are skipped); `None` when
+    /// none does.
+    pub async fn receives(&mut self, name: &str, within: Duration) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Some((event, value, at))) => {
+                    self.last_received_at = at;
+                    if event == name {
+                        return Some(value);
+                    }
+                }
+                _ => return None,
             }
         }
     }

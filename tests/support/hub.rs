@@ -123,6 +123,15 @@ impl TestHub {
         self.stopped
     }
 
+    /// Waits (up to three [`WAIT`]s) until the hub stops by itself, without being asked to;
+    /// returns how its run ended.
+    pub async fn ended(self) -> Result<(), AppError> {
+        tokio::time::timeout(WAIT * 3, self.task)
+            .await
+            .expect("the hub stops by itself in time")
+            .expect("task")
+    }
+
     /// Stops the hub gracefully and starts it again on the same settings and data dir.
     pub async fn restart(self) -> Self {
         self.stop().await.start().await
@@ -140,6 +149,12 @@ impl StoppedHub {
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.settings.data_dir
+    }
+
+    /// Starts the hub again with its settings changed by `tune`.
+    pub async fn start_with(mut self, tune: impl FnOnce(&mut Settings)) -> TestHub {
+        tune(&mut self.settings);
+        self.start().await
     }
 
     /// Starts the hub (again).

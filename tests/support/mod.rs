@@ -1,5 +1,6 @@
-//! The one test kit of the integration suites (`tests/bridge`, `tests/nats`, `tests/store`) and
-//! the benches, which include it with `#[path = ".../support/mod.rs"] mod support;`.
+//! The one test kit of the integration suites (`tests/bridge`, `tests/cli`, `tests/nats`,
+//! `tests/photos`, `tests/store`, `tests/support_tools`) and the benches, which include it with
+//! `#[path = ".../support/mod.rs"] mod support;`.
 //!
 //! - [`hub`]: the app in-process on port 0 ([`hub::TestHub`]), stopped and started again on its
 //!   data dir.
@@ -34,14 +35,17 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// A token for `user` with `permissions` (as written in tokens, e.g. `read:photos`), valid for an
 /// hour.
 pub fn token(user: &str, permissions: &[&str]) -> String {
+    token_for(user, permissions, Duration::from_secs(3600))
+}
+
+/// A token for `user` with `permissions`, valid for `ttl` (whole seconds).
+pub fn token_for(user: &str, permissions: &[&str], ttl: Duration) -> String {
     let authority = TokenAuthority::new(SECRET.as_bytes()).expect("secret");
     let permissions: Vec<Permission> = permissions
         .iter()
         .map(|p| p.parse().expect("a known permission"))
         .collect();
-    authority
-        .mint(user, &permissions, Duration::from_secs(3600))
-        .expect("mint")
+    authority.mint(user, &permissions, ttl).expect("mint")
 }
 
 /// A multi-threaded runtime like the server's (two workers).

@@ -2,16 +2,18 @@
 //! failure as one line on stderr with its exit status.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::hub::{BIN, Hub, WAIT, progress, token, uploaded};
+use super::hub::{progress, uploaded};
+use crate::support::binary::{self, HubProcess};
+use crate::support::{WAIT, token};
 
 /// Runs a CLI subcommand against `server` with `token` (none when `None`).
 fn run(server: &str, token: Option<&str>, args: &[&str]) -> Output {
-    let mut command = Command::new(BIN);
+    let mut command = binary::command();
     command
         .args(args)
         .env("SOCKET_BRIDGE_SERVER", server)
@@ -41,9 +43,9 @@ fn failure(output: &Output) -> (i32, String) {
 }
 
 /// A hub with photo p1 of u1: uploaded, started, two progress events, failed.
-async fn hub_with_p1() -> Hub {
-    let hub = Hub::start(&[]);
-    hub.publish(&json!([
+async fn hub_with_p1() -> HubProcess {
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&json!([
         uploaded("p1", "u1"),
         { "type": "photo.processing.started", "data": { "photoId": "p1" } },
         progress("p1", 40),
@@ -234,7 +236,7 @@ async fn failures_exit_non_zero_with_one_line() {
 #[tokio::test]
 async fn tail_follows_new_events() {
     let hub = hub_with_p1().await;
-    let mut child = Command::new(BIN)
+    let mut child = binary::command()
         .args(["tail", "photo:p1", "--after", "3", "--format", "jsonl"])
         .env("SOCKET_BRIDGE_SERVER", &hub.base)
         .env("SOCKET_BRIDGE_TOKEN", token("amy", &["support:read"]))
@@ -257,7 +259,7 @@ async fn tail_follows_new_events() {
         (next()["seq"].as_u64(), next()["seq"].as_u64()),
         (Some(4), Some(5))
     );
-    hub.publish(&json!({ "type": "photo.processing.started", "data": { "photoId": "p1" } }))
+    hub.publish_ok(&json!({ "type": "photo.processing.started", "data": { "photoId": "p1" } }))
         .await;
     let live = next();
     assert_eq!(live["seq"], 6);

@@ -3,30 +3,33 @@
 
 use serde_json::Value;
 
-use super::hub::{Hub, token, uploaded};
+use super::hub::uploaded;
+use crate::support::api::Api;
+use crate::support::binary::HubProcess;
+use crate::support::token;
+
+/// GETs `path` of `hub` with `http`.
+async fn get(http: &reqwest::Client, hub: &Api, path: &str) -> reqwest::Response {
+    http.get(format!("{}{path}", hub.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
 
 /// `/console` (with or without its slash) is the page; every asset it names is served with its
 /// type; others are 404.
 #[tokio::test]
 async fn console_files_are_served_from_the_binary() {
-    let hub = Hub::start(&[]);
+    let hub = HubProcess::spawn(|_| {}).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
     for path in ["/console", "/console/"] {
-        let page = http
-            .get(format!("{}{path}", hub.base))
-            .send()
-            .await
-            .expect("GET the console");
+        let page = get(&http, &hub, path).await;
         assert_eq!(page.status(), 200, "{path}");
     }
-    let page = http
-        .get(format!("{}/console", hub.base))
-        .send()
-        .await
-        .expect("GET /console");
+    let page = get(&http, &hub, "/console").await;
     let csp = page.headers()["content-security-policy"]
         .to_str()
         .expect("ascii")
@@ -48,20 +51,12 @@ async fn console_files_are_served_from_the_binary() {
         ("views.js", "text/javascript"),
         ("console.css", "text/css"),
     ] {
-        let response = http
-            .get(format!("{}/console/{file}", hub.base))
-            .send()
-            .await
-            .expect("GET asset");
+        let response = get(&http, &hub, &format!("/console/{file}")).await;
         assert_eq!(response.status(), 200, "{file}");
         let content_type = response.headers()["content-type"].to_str().expect("ascii");
         assert!(content_type.starts_with(kind), "{file}: {content_type}");
     }
-    let missing = http
-        .get(format!("{}/console/nope.js", hub.base))
-        .send()
-        .await
-        .expect("GET");
+    let missing = get(&http, &hub, "/console/nope.js").await;
     assert_eq!(missing.status(), 404);
 }
 
@@ -69,10 +64,10 @@ async fn console_files_are_served_from_the_binary() {
 /// history's access rules; `/api/overview` is for support staff only.
 #[tokio::test]
 async fn me_room_info_and_overview() {
-    let hub = Hub::start(&[]);
-    hub.publish(&uploaded("p1", "u1")).await;
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
     let owner = token("u1", &["read:photos", "write:photos"]);
-    let (status, me) = hub.get("/api/me", &owner).await;
+    let (status, me) = hub.get_answer("/api/me", &owner).await;
     assert_eq!(status, 200);
     assert_eq!(me["userId"], "u1");
     assert_eq!(
@@ -83,26 +78,26 @@ async fn me_room_info_and_overview() {
         me["expiresAt"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{me}"
     );
-    let (status, _) = hub.get("/api/me", "garbage").await;
+    let (status, _) = hub.get_answer("/api/me", "garbage").await;
     assert_eq!(status, 401);
 
-    let (status, info) = hub.get("/api/rooms/photo:p1", &owner).await;
+    let (status, info) = hub.get_answer("/api/rooms/photo:p1", &owner).await;
     assert_eq!(status, 200);
     assert_eq!(
         (info["headSeq"].as_u64(), info["oldestSeq"].as_u64()),
         (Some(1), Some(1))
     );
     let (status, _) = hub
-        .get("/api/rooms/user:u1", &token("u2", &["read:photos"]))
+        .get_answer("/api/rooms/user:u1", &token("u2", &["read:photos"]))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = hub.get("/api/rooms/photo:p9", &owner).await;
+    let (status, _) = hub.get_answer("/api/rooms/photo:p9", &owner).await;
     assert_eq!(status, 404);
 
-    let (status, _) = hub.get("/api/overview", &owner).await;
+    let (status, _) = hub.get_answer("/api/overview", &owner).await;
     assert_eq!(status, 403);
     let (status, overview) = hub
-        .get("/api/overview", &token("amy", &["support:read"]))
+        .get_answer("/api/overview", &token("amy", &["support:read"]))
         .await;
     assert_eq!(status, 200);
     assert_eq!(overview["bus"]["type"], "in-process");

@@ -5,9 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::hub::{Hub, SseReader, progress, token, uploaded};
+use super::hub::{SseReader, progress, stream, uploaded};
+use crate::support::api::Api;
+use crate::support::binary::HubProcess;
+use crate::support::{WAIT, token};
 
 /// Events the publisher stores while streams resume.
 const TOTAL: u64 = 400;
@@ -32,16 +36,16 @@ async fn read_contiguous(reader: &mut SseReader, mut last: u64, until: u64) -> u
 /// from the last seq it delivered, yields every seq once, in order, across both handovers.
 #[tokio::test]
 async fn resume_with_last_event_id_is_gap_free_while_events_arrive() {
-    let hub = Hub::start(&[]);
-    hub.publish(&uploaded("p1", "u1")).await;
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
     let head = Arc::new(AtomicU64::new(1));
     let publisher = {
-        let (publisher, head) = (hub.publisher(), Arc::clone(&head));
+        let (publisher, head) = (Api::clone(&hub), Arc::clone(&head));
         tokio::spawn(async move {
             let mut next = 2;
             while next <= TOTAL {
                 let batch: Vec<Value> = (next..next + 4).map(|i| progress("p1", i)).collect();
-                publisher.publish(&json!(batch)).await;
+                publisher.publish_ok(&json!(batch)).await;
                 next += 4;
                 head.store(next - 1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -52,16 +56,12 @@ async fn resume_with_last_event_id_is_gap_free_while_events_arrive() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let support = token("amy", &["support:read"]);
-    let response = hub
-        .stream("/api/photos/p1/stream", Some(&support), Some(50))
-        .await;
+    let response = stream(&hub, "/api/photos/p1/stream", Some(&support), Some(50)).await;
     let live_at_first_open = head.load(Ordering::SeqCst);
     let mut reader = SseReader::new(response);
     let last = read_contiguous(&mut reader, 50, 200).await;
     drop(reader);
-    let response = hub
-        .stream("/api/photos/p1/stream", Some(&support), Some(last))
-        .await;
+    let response = stream(&hub, "/api/photos/p1/stream", Some(&support), Some(last)).await;
     let live_at_second_open = head.load(Ordering::SeqCst);
     let mut reader = SseReader::new(response);
     read_contiguous(&mut reader, last, TOTAL + 1).await;
@@ -76,34 +76,35 @@ async fn resume_with_last_event_id_is_gap_free_while_events_arrive() {
 /// `EventSource` sends both); a room stream works the same, with each room's own seqs.
 #[tokio::test]
 async fn after_query_and_last_event_id() {
-    let hub = Hub::start(&[]);
-    hub.publish(&json!([
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&json!([
         uploaded("p1", "u1"),
         progress("p1", 10),
         progress("p1", 20)
     ]))
     .await;
     let owner = token("u1", &["read:photos"]);
-    let mut reader = SseReader::new(
-        hub.stream("/api/photos/p1/stream?after=1", Some(&owner), None)
-            .await,
-    );
+    let mut reader =
+        SseReader::new(stream(&hub, "/api/photos/p1/stream?after=1", Some(&owner), None).await);
     assert_eq!(reader.next().await.id, "2");
-    let mut reader = SseReader::new(
-        hub.stream("/api/photos/p1/stream?after=0", Some(&owner), Some(2))
-            .await,
-    );
+    let mut reader =
+        SseReader::new(stream(&hub, "/api/photos/p1/stream?after=0", Some(&owner), Some(2)).await);
     assert_eq!(reader.next().await.id, "3");
     let mut room = SseReader::new(
-        hub.stream("/api/rooms/user:u1/stream?after=0", Some(&owner), None)
-            .await,
+        stream(
+            &hub,
+            "/api/rooms/user:u1/stream?after=0",
+            Some(&owner),
+            None,
+        )
+        .await,
     );
     let first = room.next().await;
     assert_eq!(
         (first.id.as_str(), first.event.as_str()),
         ("1", "photo.uploaded")
     );
-    hub.publish(&json!({ "type": "photo.processing.completed", "data": { "photoId": "p1" } }))
+    hub.publish_ok(&json!({ "type": "photo.processing.completed", "data": { "photoId": "p1" } }))
         .await;
     let live = room.next().await;
     assert_eq!(
@@ -118,19 +119,22 @@ async fn after_query_and_last_event_id() {
 /// photo's status) first, then the kept events; the overview shows the pass.
 #[tokio::test]
 async fn truncated_after_a_prune() {
-    let hub = Hub::start(&[
-        "--retention-max-events",
-        "3",
-        "--prune-schedule",
-        "* * * * * *",
-    ]);
+    let hub = HubProcess::spawn(|c| {
+        c.args([
+            "--retention-max-events",
+            "3",
+            "--prune-schedule",
+            "* * * * * *",
+        ]);
+    })
+    .await;
     let mut batch = vec![uploaded("p1", "u1")];
     batch.extend((1..10).map(|i| progress("p1", i * 10)));
-    hub.publish(&json!(batch)).await;
+    hub.publish_ok(&json!(batch)).await;
     let support = token("amy", &["support:read"]);
-    let until = std::time::Instant::now() + super::hub::WAIT;
+    let until = std::time::Instant::now() + WAIT;
     loop {
-        let (_, info) = hub.get("/api/rooms/photo:p1", &support).await;
+        let (_, info) = hub.get_answer("/api/rooms/photo:p1", &support).await;
         if info["oldestSeq"] == 8 {
             assert_eq!(info["headSeq"], 10);
             break;
@@ -141,10 +145,8 @@ async fn truncated_after_a_prune() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut reader = SseReader::new(
-        hub.stream("/api/photos/p1/stream", Some(&support), Some(0))
-            .await,
-    );
+    let mut reader =
+        SseReader::new(stream(&hub, "/api/photos/p1/stream", Some(&support), Some(0)).await);
     let notice = reader.next().await;
     assert_eq!(notice.event, "replay:truncated");
     assert_eq!(notice.id, "", "a notice has no seq of its own");
@@ -163,7 +165,7 @@ async fn truncated_after_a_prune() {
     .map(|e| e.id)
     .collect();
     assert_eq!(ids, ["8", "9", "10"]);
-    let (_, overview) = hub.get("/api/overview", &support).await;
+    let (_, overview) = hub.get_answer("/api/overview", &support).await;
     let last_run = &overview["retention"]["lastRun"];
     assert_eq!(last_run["ok"], true, "{overview}");
     assert!(last_run["eventsRemoved"].as_u64() >= Some(7), "{overview}");
@@ -175,8 +177,8 @@ async fn truncated_after_a_prune() {
 /// room, 404 for an unknown photo, 400 for a bad room or `Last-Event-ID`.
 #[tokio::test]
 async fn refusals() {
-    let hub = Hub::start(&[]);
-    hub.publish(&uploaded("p1", "u1")).await;
+    let hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
     let other = token("u2", &["read:photos"]);
     let cases: [(&str, Option<&str>, Option<u64>, u16); 6] = [
         ("/api/photos/p1/stream", None, None, 401),
@@ -187,12 +189,16 @@ async fn refusals() {
         ("/api/rooms/global/stream", Some(&other), Some(0), 200),
     ];
     for (path, bearer, last, expected) in cases {
-        let response = hub.stream(path, bearer, last).await;
+        let response = stream(&hub, path, bearer, last).await;
         assert_eq!(response.status().as_u16(), expected, "{path}");
     }
-    let response = hub
-        .stream(&format!("/api/photos/p1/stream?token={other}"), None, None)
-        .await;
+    let response = stream(
+        &hub,
+        &format!("/api/photos/p1/stream?token={other}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("JSON");
     assert!(
@@ -201,8 +207,8 @@ async fn refusals() {
             .is_some_and(|d| d.contains("Authorization")),
         "{body}"
     );
-    let response = reqwest::Client::new()
-        .get(format!("{}/api/photos/p1/stream", hub.base))
+    let response = hub
+        .request(Method::GET, "/api/photos/p1/stream")
         .bearer_auth(token("u1", &["read:photos"]))
         .header("Last-Event-ID", "seven")
         .send()
@@ -214,10 +220,11 @@ async fn refusals() {
 /// On SIGTERM an open stream ends and the hub exits 0 in time (streams do not hold shutdown).
 #[tokio::test]
 async fn streams_end_at_shutdown() {
-    let mut hub = Hub::start(&[]);
-    hub.publish(&uploaded("p1", "u1")).await;
+    let mut hub = HubProcess::spawn(|_| {}).await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
     let mut reader = SseReader::new(
-        hub.stream(
+        stream(
+            &hub,
             "/api/photos/p1/stream",
             Some(&token("u1", &["read:photos"])),
             Some(0),

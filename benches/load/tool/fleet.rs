@@ -178,6 +178,25 @@ pub async fn wait_for(
     }
 }
 
+/// Creates `rooms` photos and connects `clients` of their owners, client `i` subscribed to
+/// photo `i % rooms` and measuring, `connecting` at a time; returns once every one is ready.
+pub async fn owners_of_photos(
+    target: &Target,
+    publisher: &Publisher,
+    rooms: usize,
+    clients: usize,
+    connecting: usize,
+    limit: Duration,
+) -> anyhow::Result<(Arc<Shared>, Fleet)> {
+    target.create_photos(publisher, rooms).await?;
+    let shared = Shared::new(1);
+    let gate = Arc::new(Semaphore::new(connecting));
+    let specs = target.owner_clients(0, clients, true, |i| i % rooms)?;
+    let fleet = Fleet::spawn(target, specs, &shared, &gate);
+    wait_ready(&shared, clients, limit).await?;
+    Ok((shared, fleet))
+}
+
 /// Waits until `count` clients of `shared` are ready.
 pub async fn wait_ready(
     shared: &Shared,

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
-use super::client::Shared;
-use super::fleet::{Fleet, Target, Window, check_exactly_once, wait_delivered, wait_ready};
+use super::fleet::{Target, Window, check_exactly_once, owners_of_photos, wait_delivered};
 use super::measure::now_us;
 use super::publish::progress;
 use super::report::Report;
@@ -51,12 +49,15 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
     let events_per_s = (plan.rate / fan_out).max(1);
     let events = (events_per_s as f64 * plan.duration.as_secs_f64()).round() as u64;
     let publisher = Arc::new(target.publisher()?);
-    target.create_photos(&publisher, plan.rooms).await?;
-    let shared = Shared::new(1);
-    let gate = Arc::new(Semaphore::new(plan.connecting));
-    let specs = target.owner_clients(0, plan.clients, true, |i| i % plan.rooms)?;
-    let fleet = Fleet::spawn(target, specs, &shared, &gate);
-    wait_ready(&shared, plan.clients, plan.limit).await?;
+    let (shared, fleet) = owners_of_photos(
+        target,
+        &publisher,
+        plan.rooms,
+        plan.clients,
+        plan.connecting,
+        plan.limit,
+    )
+    .await?;
 
     let photos: Vec<String> = (0..plan.rooms).map(|k| target.photo(k).0).collect();
     let window = Window::start(target)?;

@@ -5,16 +5,13 @@
 //! per room are posted in arrays of `batch`, round-robin over the rooms, with `in_flight` posts
 //! outstanding. The measured window runs from the first post to the last in-order delivery.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::Semaphore;
 
-use super::client::Shared;
-use super::fleet::{Fleet, Target, Window, check_exactly_once, wait_delivered, wait_ready};
+use super::fleet::{Target, Window, check_exactly_once, owners_of_photos, wait_delivered};
 use super::measure::{SyscallCounter, now_us};
 use super::publish::{Publisher, batch, progress};
 use super::report::Report;
@@ -49,12 +46,15 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
         "need at least one client per room"
     );
     let publisher = target.publisher()?;
-    target.create_photos(&publisher, plan.rooms).await?;
-    let shared = Shared::new(1);
-    let gate = Arc::new(Semaphore::new(plan.connecting));
-    let specs = target.owner_clients(0, plan.clients, true, |i| i % plan.rooms)?;
-    let fleet = Fleet::spawn(target, specs, &shared, &gate);
-    wait_ready(&shared, plan.clients, plan.limit).await?;
+    let (shared, fleet) = owners_of_photos(
+        target,
+        &publisher,
+        plan.rooms,
+        plan.clients,
+        plan.connecting,
+        plan.limit,
+    )
+    .await?;
 
     let events = plan.rooms * plan.events_per_room;
     let deliveries = (plan.events_per_room * plan.clients) as u64;

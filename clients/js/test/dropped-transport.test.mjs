@@ -4,27 +4,19 @@
 // written for the seed do) and the hub replays the photo's whole history once more.
 
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 
 import { SocketBridgeClient } from '../dist/index.js';
-import { ev, sleep, startHub, token, uid } from './support/hub.mjs';
+import { ev, sleep, token, uid } from './support/hub.mjs';
 import { Proxy } from './support/proxy.mjs';
-import { Ledger, Recorder } from './support/recorder.mjs';
-
-const cleanup = [];
-after(async () => {
-  for (const close of cleanup.reverse()) await close();
-});
+import { Recorder } from './support/recorder.mjs';
+import { cleanup, hubWithPhoto } from './support/setup.mjs';
 
 test('a dropped transport while events keep coming: every event once, in order', async () => {
-  const hub = await startHub();
-  cleanup.push(() => hub.close());
+  const first = (photo, user) => [ev.uploaded(photo, user), ev.progress(photo, 1)];
+  const { hub, user, photo, ledger } = await hubWithPhoto({ first });
   const proxy = await Proxy.start(hub.url);
   cleanup.push(() => proxy.close());
-  const user = uid('u');
-  const photo = uid('p');
-  const ledger = new Ledger();
-  await ledger.publish(hub, [ev.uploaded(photo, user), ev.progress(photo, 1)]);
 
   const client = new SocketBridgeClient(proxy.url, {
     getToken: () => token(user),

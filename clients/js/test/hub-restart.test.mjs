@@ -4,27 +4,17 @@
 // client reconnects by itself, resumes, and its handlers get each event exactly once, in order.
 
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 
 import { MemoryStorage, SocketBridgeClient } from '../dist/index.js';
-import { ev, makeDataDir, startHub, token, uid } from './support/hub.mjs';
-import { Ledger, Recorder, until } from './support/recorder.mjs';
+import { ev, uid } from './support/hub.mjs';
+import { Recorder, until } from './support/recorder.mjs';
+import { cleanup, hubWithPhoto, startClosedHub } from './support/setup.mjs';
 import { gatedTokens } from './support/tokens.mjs';
 
-const cleanup = [];
-after(async () => {
-  for (const close of cleanup.reverse()) await close();
-});
-
 test('SIGKILL and restart of the hub on the same port and data dir: every event once, in order', async () => {
-  const dataDir = await makeDataDir();
-  cleanup.push(dataDir.remove);
-  let hub = await startHub({ dataDir: dataDir.path });
-  cleanup.push(() => hub.close());
-  const user = uid('u');
-  const photo = uid('p');
-  const ledger = new Ledger();
-  await ledger.publish(hub, [ev.uploaded(photo, user), ev.progress(photo, 5)]);
+  const first = (photo, user) => [ev.uploaded(photo, user), ev.progress(photo, 5)];
+  let { hub, dataDir, user, photo, ledger } = await hubWithPhoto({ ownDataDir: true, first });
 
   const tokens = gatedTokens(user);
   const storage = new MemoryStorage();
@@ -49,7 +39,7 @@ test('SIGKILL and restart of the hub on the same port and data dir: every event 
   await hub.kill();
 
   // After: the same port and data dir; 30 events stored while the client waits for its token.
-  hub = await startHub({ port: hub.port, dataDir: dataDir.path });
+  hub = await startClosedHub({ port: hub.port, dataDir: dataDir.path });
   assert.equal(hub.epoch, epoch, 'same data dir, same epoch');
   await until(() => client.state === 'connecting' && tokens.calls.length >= 2, 'a reconnect attempt asking for a token');
   for (let i = 0; i < 10; i += 1) {

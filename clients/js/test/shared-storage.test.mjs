@@ -4,27 +4,18 @@
 // starts from the saved seqs: it gets only what came after them.
 
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 
 import { MemoryStorage, SocketBridgeClient } from '../dist/index.js';
-import { ev, sleep, startHub, token, uid } from './support/hub.mjs';
+import { ev, sleep, token, uid } from './support/hub.mjs';
 import { Proxy } from './support/proxy.mjs';
-import { Ledger, Recorder } from './support/recorder.mjs';
-
-const cleanup = [];
-after(async () => {
-  for (const close of cleanup.reverse()) await close();
-});
+import { Recorder } from './support/recorder.mjs';
+import { cleanup, hubWithPhoto } from './support/setup.mjs';
 
 test('two tabs sharing one storage: each gets every event once, in order; a reload starts from the saved seqs', async () => {
-  const hub = await startHub();
-  cleanup.push(() => hub.close());
-  const user = uid('u');
-  const photo = uid('p');
+  const { hub, user, photo, ledger } = await hubWithPhoto();
   const photoRoom = `photo:${photo}`;
   const userRoom = `user:${user}`;
-  const ledger = new Ledger();
-  await ledger.publish(hub, [ev.uploaded(photo, user)]);
   const storage = new MemoryStorage();
 
   /** A tab: its own client id and network path, the shared storage (and what it held when the tab opened). */

@@ -5,29 +5,19 @@
 // order.
 
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 
 import { MemoryStorage, SocketBridgeClient } from '../dist/index.js';
-import { ev, makeDataDir, startHub, uid } from './support/hub.mjs';
+import { ev, uid } from './support/hub.mjs';
 import { Ledger, Recorder, until } from './support/recorder.mjs';
+import { cleanup, hubWithPhoto, startClosedHub } from './support/setup.mjs';
 import { gatedTokens } from './support/tokens.mjs';
 
-const cleanup = [];
-after(async () => {
-  for (const close of cleanup.reverse()) await close();
-});
-
 test('a wiped data dir: replay:truncated with the status, then the new history, once, in order', async () => {
-  const dataDir = await makeDataDir();
-  cleanup.push(dataDir.remove);
-  let hub = await startHub({ dataDir: dataDir.path });
-  cleanup.push(() => hub.close());
-  const user = uid('u');
-  const photo = uid('p');
+  const first = (photo, user) => [ev.uploaded(photo, user), ev.progress(photo, 10), ev.progress(photo, 20)];
+  let { hub, dataDir, user, photo, ledger: old } = await hubWithPhoto({ ownDataDir: true, first });
   const photoRoom = `photo:${photo}`;
   const userRoom = `user:${user}`;
-  const old = new Ledger();
-  await old.publish(hub, [ev.uploaded(photo, user), ev.progress(photo, 10), ev.progress(photo, 20)]);
 
   const tokens = gatedTokens(user);
   const storage = new MemoryStorage();
@@ -51,7 +41,7 @@ test('a wiped data dir: replay:truncated with the status, then the new history, 
   tokens.hold();
   await hub.kill();
   await dataDir.remove();
-  hub = await startHub({ port: hub.port, dataDir: dataDir.path });
+  hub = await startClosedHub({ port: hub.port, dataDir: dataDir.path });
   assert.notEqual(hub.epoch, oldEpoch, 'a new store, a new epoch');
   const fresh = new Ledger();
   await fresh.publish(hub, [
