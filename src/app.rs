@@ -168,6 +168,11 @@ impl Application {
                 (Bus::InProcess(bus.clone()), Arc::new(bus))
             }
             Some(nats) => {
+                // JetStream keeps no message longer than retention keeps its event.
+                let nats = &NatsSettings {
+                    stream_max_age: settings.retention.max_age,
+                    ..nats.clone()
+                };
                 let bus = NatsBus::connect(nats).await?;
                 bus.prepare(nats, NATS_START_WAIT).await?;
                 (

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Permission;
 use crate::bus::nats::{self, NatsError, NatsSettings};
-use crate::cli::args::{HistoryArgs, StatusArgs, TailArgs};
+use crate::cli::args::{DeadLettersArgs, HistoryArgs, StatusArgs, TailArgs};
 use crate::photos::PhotoSettings;
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
@@ -60,6 +60,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Follow a room's events live on a running hub (SSE).
     Tail(TailArgs),
+    /// List or re-publish the NATS messages the hub refused (talks to NATS, not to the hub).
+    DeadLetters(DeadLettersArgs),
 }
 
 /// Why the flags cannot be used.
@@ -266,7 +268,11 @@ impl ServeArgs {
         let nats = match self.nats_url {
             None => None,
             Some(url) => {
-                let nats = self.nats.into_settings(url, max_payload_bytes);
+                let nats = self.nats.into_settings(
+                    url,
+                    max_payload_bytes,
+                    self.retention.retention_max_age.into(),
+                );
                 nats.validate()?;
                 Some(nats)
             }
@@ -325,6 +331,14 @@ pub struct NatsArgs {
         default_value = nats::DEFAULT_DEAD_LETTER_SUBJECT
     )]
     pub dead_letter_subject: String,
+    /// JetStream stream that keeps the dead letters (created when missing, capturing the
+    /// dead-letter subject).
+    #[arg(
+        long = "nats-dead-letter-stream",
+        env = "NATS_DEAD_LETTER_STREAM",
+        default_value = nats::DEFAULT_DEAD_LETTER_STREAM
+    )]
+    pub dead_letter_stream: String,
     /// Messages asked for per pull request; one group-committed append takes up to four such
     /// batches when they have arrived while the previous append was being written.
     #[arg(long = "nats-batch-size", env = "NATS_BATCH_SIZE", default_value_t = nats::DEFAULT_BATCH_SIZE)]
@@ -335,12 +349,19 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn into_settings(self, url: String, max_message_bytes: usize) -> NatsSettings {
+    fn into_settings(
+        self,
+        url: String,
+        max_message_bytes: usize,
+        max_age: std::time::Duration,
+    ) -> NatsSettings {
         NatsSettings {
             url,
             stream: self.stream,
             consumer: self.consumer,
             dead_letter_subject: self.dead_letter_subject,
+            dead_letter_stream: self.dead_letter_stream,
+            stream_max_age: max_age,
             batch_size: self.batch_size,
             ack_wait: self.ack_wait.into(),
             max_message_bytes,

@@ -92,6 +92,11 @@ impl Ingest {
         }
     }
 
+    /// The event log it stores into.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
     /// Every live-only event accepted from now on, in order. A receiver that falls more than
     /// [`LIVE_QUEUE`] events behind loses the oldest (live-only events are not kept anyway).
     pub fn live_events(&self) -> broadcast::Receiver<Arc<LiveEvent>> {

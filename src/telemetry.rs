@@ -85,7 +85,10 @@ pub mod metric {
     pub const NATS_ACK_FAILURES_TOTAL: &str = "nats_ack_failures_total";
     /// Times the NATS consumer had to be set up again.
     pub const NATS_CONSUMER_FAILURES_TOTAL: &str = "nats_consumer_failures_total";
-    /// NATS messages refused and copied to the dead-letter subject, by reason.
+    /// NATS messages consumed before that came back when their event was no longer stored
+    /// (pruned by retention, or refused before); terminated, not stored again.
+    pub const NATS_MESSAGES_ALREADY_CONSUMED_TOTAL: &str = "nats_messages_already_consumed_total";
+    /// NATS messages refused and kept in the dead-letter stream, by reason.
     pub const NATS_MESSAGES_DEAD_LETTERED_TOTAL: &str = "nats_messages_dead_lettered_total";
     /// NATS messages whose event id was already stored.
     pub const NATS_MESSAGES_DUPLICATE_TOTAL: &str = "nats_messages_duplicate_total";
@@ -147,6 +150,7 @@ pub mod metric {
         LIVE_EVENTS_DROPPED_TOTAL,
         NATS_ACK_FAILURES_TOTAL,
         NATS_CONSUMER_FAILURES_TOTAL,
+        NATS_MESSAGES_ALREADY_CONSUMED_TOTAL,
         NATS_MESSAGES_DEAD_LETTERED_TOTAL,
         NATS_MESSAGES_DUPLICATE_TOTAL,
         NATS_MESSAGES_LIVE_TOTAL,

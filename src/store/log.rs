@@ -284,6 +284,30 @@ impl EventLog {
         self.shared.ids.lookup(&self.shared.db, id)
     }
 
+    /// How far `source` (a JetStream stream's identity) has been consumed: the position last
+    /// given to [`record_consumed`](Self::record_consumed), 0 if none.
+    pub fn consumed(&self, source: &str) -> Result<u64, StoreError> {
+        let key = keys::position(source);
+        match self.shared.db.get(&key)? {
+            Some(bytes) => codec::decode(&key, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    /// Records that `source` is consumed up to `position` (never moves back). Written without a
+    /// flush of its own: it reaches the disk with the next group commit or sled's background
+    /// flush, and it is only ever written after the events it covers are durable, so losing it
+    /// in a crash only means that redeliveries are recognised by their event ids instead.
+    pub fn record_consumed(&self, source: &str, position: u64) -> Result<(), StoreError> {
+        if position <= self.consumed(source)? {
+            return Ok(());
+        }
+        self.shared
+            .db
+            .insert(keys::position(source), codec::encode(&position)?)?;
+        Ok(())
+    }
+
     /// Waits (up to `limit`) until the photo statuses of every append that has returned are
     /// written to the tree. Returns whether they are.
     pub fn sync_statuses(&self, limit: std::time::Duration) -> bool {

@@ -11,4 +11,5 @@ mod dead_letter;
 mod durability;
 mod helpers;
 mod outage;
+mod retention;
 mod setup;

@@ -14,7 +14,7 @@ use super::api::Api;
 use super::process::Process;
 
 /// The environment variables the binary reads its settings from.
-const SETTINGS_ENV: [&str; 22] = [
+const SETTINGS_ENV: [&str; 23] = [
     "LISTEN_ADDR",
     "DATA_DIR",
     "JWT_SECRET",
@@ -22,6 +22,7 @@ const SETTINGS_ENV: [&str; 22] = [
     "NATS_STREAM",
     "NATS_CONSUMER",
     "NATS_DEAD_LETTER_SUBJECT",
+    "NATS_DEAD_LETTER_STREAM",
     "NATS_BATCH_SIZE",
     "NATS_ACK_WAIT",
     "ALLOWED_ORIGINS",

@@ -81,6 +81,12 @@ impl StreamIdentity {
         &self.name
     }
 
+    /// The stream as a source of events in the store (`nats:<name>:<created>`), under which the
+    /// hub records how far it has consumed it.
+    pub fn source(&self) -> String {
+        format!("nats:{}:{}", self.name, self.created_nanos)
+    }
+
     /// The event id of the message at `stream_sequence`, for messages with neither a body `id`
     /// nor a `Nats-Msg-Id` header: the same for every redelivery of the message.
     pub fn event_id(&self, stream_sequence: u64) -> String {
