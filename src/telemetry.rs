@@ -112,6 +112,8 @@ pub mod metric {
     pub const PRUNE_RUNS_SKIPPED_TOTAL: &str = "prune_runs_skipped_total";
     /// Retention passes run.
     pub const PRUNE_RUNS_TOTAL: &str = "prune_runs_total";
+    /// Corrupt store records met (each counted once), skipped by reads, prune and open.
+    pub const STORE_CORRUPT_RECORDS_TOTAL: &str = "store_corrupt_records_total";
     /// Catch-ups started (replay, resume or slow client).
     pub const REPLAYS_STARTED_TOTAL: &str = "replays_started_total";
     /// `replay:truncated` notices sent.
@@ -164,6 +166,7 @@ pub mod metric {
         PRUNE_RUNS_SKIPPED_TOTAL,
         PRUNE_RUNS_TOTAL,
         REPLAYS_STARTED_TOTAL,
+        STORE_CORRUPT_RECORDS_TOTAL,
         REPLAYS_TRUNCATED_TOTAL,
         REQUESTS_REFUSED_TOTAL,
         RESUMES_TOTAL,

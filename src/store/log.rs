@@ -17,7 +17,7 @@ use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
 use super::migrate;
 use super::records::{EventRecord, StoredEvent};
-use super::tree::{decode_event, read_status, stored_head};
+use super::tree::{Corruption, read_status, readable_event, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId};
 use crate::telemetry::metric;
@@ -64,6 +64,8 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// True once a group commit has failed (appends are refused until reopened).
     failing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The corrupt records met since open.
+    corruption: Arc<Corruption>,
     /// Dropped last, after the tree.
     _lock: DirLock,
 }
@@ -89,15 +91,16 @@ impl EventLog {
             .path(dir.as_ref())
             .cache_capacity(options.cache_capacity_bytes);
         let db = open_tree(&config)?;
+        let corruption = Arc::new(Corruption::default());
         migrate::run(&db)?;
-        let recovered = derived::recover(&db)?;
+        let recovered = derived::recover(&db, &corruption)?;
         if recovered > 0 {
             tracing::info!(
                 recovered,
                 "derived photo statuses of group commits left by an unclean stop"
             );
         }
-        let ids = Arc::new(IdIndex::default());
+        let ids = Arc::new(IdIndex::new(Arc::clone(&corruption)));
         let epoch_key = keys::meta(keys::META_EPOCH);
         let epoch: String = match db.get(&epoch_key)? {
             Some(bytes) => codec::decode(&epoch_key, &bytes)?,
@@ -160,6 +163,7 @@ impl EventLog {
                 writer: Mutex::new(Some(writer_tx)),
                 threads: Mutex::new(vec![committer, writer]),
                 failing,
+                corruption,
                 _lock: lock,
             }),
         })
@@ -244,7 +248,9 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones only.
+    /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones
+    /// only. A record that does not decode is reported and skipped: the events after it come
+    /// with a gap in their seqs, which replays report as `replay:truncated`.
     pub fn read(
         &self,
         room: &Room,
@@ -259,9 +265,14 @@ impl EventLog {
         let start = keys::event(&name, after + 1);
         let end = keys::event(&name, head);
         let mut out = Vec::with_capacity(limit.min((head - after) as usize));
-        for entry in self.shared.db.range(start..=end).take(limit) {
+        for entry in self.shared.db.range(start..=end) {
             let (key, value) = entry?;
-            out.push(decode_event(&key, &value)?);
+            if let Some(event) = readable_event(&key, &value, &self.shared.corruption) {
+                out.push(event);
+                if out.len() == limit {
+                    break;
+                }
+            }
         }
         Ok(out)
     }
@@ -329,6 +340,16 @@ impl EventLog {
     /// The underlying tree, for the store's own modules.
     pub(super) fn db(&self) -> &sled::Db {
         &self.shared.db
+    }
+
+    /// How many distinct corrupt records reads, prune and open have met (and skipped) since open.
+    pub fn corrupt_records(&self) -> usize {
+        self.shared.corruption.count()
+    }
+
+    /// Where corrupt records are reported, for the store's own modules.
+    pub(super) fn corruption(&self) -> &Corruption {
+        &self.shared.corruption
     }
 
     /// Whether a write has failed: appends are refused until the store is reopened.

@@ -15,7 +15,7 @@ use super::codec;
 use super::ids;
 use super::keys;
 use super::records::StatusRecord;
-use super::tree::{decode_event, stored_head};
+use super::tree::{Corruption, readable_event, stored_head};
 use super::{EventLog, StoreError};
 use crate::domain::{PhotoId, ProcessingState, Room, Timestamp};
 
@@ -77,14 +77,21 @@ impl EventLog {
         let mut from = vec![keys::EVENT];
         while let Some(room) = next_room_with_events(db, &from)? {
             report.rooms += 1;
-            let removed = prune_room(db, &room, policy.max_events_per_room, cutoff, dry_run)?;
+            let removed = prune_room(
+                db,
+                self.corruption(),
+                &room,
+                policy.max_events_per_room,
+                cutoff,
+                dry_run,
+            )?;
             if removed > 0 {
                 report.rooms_pruned += 1;
                 report.events_removed += removed;
             }
             from = keys::after_room(&room);
         }
-        report.photos_forgotten = prune_statuses(db, cutoff, dry_run)?;
+        report.photos_forgotten = prune_statuses(db, self.corruption(), cutoff, dry_run)?;
         report.statuses_removed = report.photos_forgotten.len() as u64;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
@@ -111,6 +118,7 @@ fn next_room_with_events(db: &sled::Db, from: &[u8]) -> Result<Option<String>, S
 /// Removes the prefix of `room` that retention lets go; returns how many events that is.
 fn prune_room(
     db: &sled::Db,
+    corruption: &Corruption,
     room: &str,
     max_events: u64,
     cutoff: i64,
@@ -130,16 +138,23 @@ fn prune_room(
     let mut pending = 0;
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
-        let event = decode_event(&key, &value)?;
-        if event.seq > by_count && event.timestamp.millis() >= cutoff {
+        // A record that does not decode has no readable age: it is taken as expired and removed
+        // (its id cannot be read, so its id record stays until the id is stored again).
+        let event = readable_event(&key, &value, corruption);
+        if let Some(event) = &event
+            && event.seq > by_count
+            && event.timestamp.millis() >= cutoff
+        {
             break;
         }
         removed += 1;
         if dry_run {
             continue;
         }
+        if let Some(event) = &event {
+            ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
+        }
         batch.remove(key);
-        ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
         pending += 1;
         if pending == BATCH {
             db.apply_batch(std::mem::take(&mut batch))?;
@@ -155,16 +170,29 @@ fn prune_room(
 
 /// Removes the status of deleted photos whose last status change is older than `cutoff`; returns
 /// those photos.
-fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<Vec<PhotoId>, StoreError> {
+fn prune_statuses(
+    db: &sled::Db,
+    corruption: &Corruption,
+    cutoff: i64,
+    dry_run: bool,
+) -> Result<Vec<PhotoId>, StoreError> {
     let mut removed = Vec::new();
     let mut batch = sled::Batch::default();
     for entry in db.scan_prefix([keys::STATUS]) {
         let (key, value) = entry?;
-        let record: StatusRecord = codec::decode(&key, &value)?;
-        let status = record.into_status().map_err(|reason| StoreError::Corrupt {
-            key: keys::display(&key),
-            reason: reason.into(),
-        })?;
+        let decoded = codec::decode::<StatusRecord>(&key, &value).and_then(|record| {
+            record.into_status().map_err(|reason| StoreError::Corrupt {
+                key: keys::display(&key),
+                reason: reason.into(),
+            })
+        });
+        let status = match decoded {
+            Ok(status) => status,
+            Err(error) => {
+                corruption.report(&key, &error);
+                continue;
+            }
+        };
         if status.status == ProcessingState::Deleted && status.updated_at.millis() < cutoff {
             removed.push(status.photo_id);
             batch.remove(key);

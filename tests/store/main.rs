@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod corrupt;
 mod crash;
 mod faults;
 mod helpers;
