@@ -207,7 +207,7 @@ impl Application {
         realtime::register(&io);
         hub.start();
 
-        let ingest = Ingest::new(log.clone());
+        let ingest = Ingest::new(log.clone()).with_max_json_depth(settings.limits.max_json_depth);
         realtime::live::spawn(io.clone(), hub.clone(), ingest.live_events());
         let nats_client = match &bus {
             Bus::Nats(bus, _) => Some(bus.client()),

@@ -199,6 +199,10 @@ pub struct ServeArgs {
     /// Most events in one `POST /api/events` batch (413 `batch_too_large` beyond).
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = settings::DEFAULT_MAX_BATCH_EVENTS)]
     pub max_batch_events: usize,
+    /// Deepest nesting of an event's `data` object (1 = flat); deeper is refused (HTTP 400
+    /// `invalid_payload`, NATS dead letter `too_deep`).
+    #[arg(long, env = "MAX_JSON_DEPTH", default_value_t = settings::DEFAULT_MAX_JSON_DEPTH, value_parser = json_depth)]
+    pub max_json_depth: usize,
     #[command(flatten)]
     pub photos: PhotoArgs,
 }
@@ -251,6 +255,14 @@ impl PhotoArgs {
 fn duration(s: &str) -> Result<humantime::Duration, String> {
     s.parse()
         .map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 1h or 7d"))
+}
+
+/// A `--max-json-depth`: 1 to 128 (the JSON parser refuses deeper bodies anyway).
+fn json_depth(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(depth @ 1..=128) => Ok(depth),
+        _ => Err("a whole number from 1 to 128".into()),
+    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {
@@ -309,6 +321,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 max_subscriptions: self.max_subscriptions_per_socket,
                 max_batch_events: self.max_batch_events,
+                max_json_depth: self.max_json_depth,
             },
         })
     }

@@ -40,6 +40,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
 /// Default most events in one `POST /api/events` batch.
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Default deepest nesting of an event's `data`.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 /// Default age after which events are pruned.
 pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of events kept per room.
@@ -100,6 +102,8 @@ pub struct Limits {
     pub max_subscriptions: usize,
     /// Most events in one HTTP ingest batch (`batch_too_large`).
     pub max_batch_events: usize,
+    /// Deepest nesting of an event's `data` (HTTP: 400 `invalid_payload`; NATS: `too_deep`).
+    pub max_json_depth: usize,
 }
 
 impl Default for Limits {
@@ -108,6 +112,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
         }
     }
 }

@@ -8,11 +8,17 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "info,tokio_cron_scheduler=warn,socketioxide=warn,engineioxide=warn,async_nats=warn",
         )
     });
+    // The NATS client's debug lines print server URLs with their credentials: keep them out
+    // unless the operator names the crate in RUST_LOG on purpose.
+    let names_nats = std::env::var("RUST_LOG").is_ok_and(|f| f.contains("async_nats"));
+    if !names_nats && let Ok(directive) = "async_nats=info".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

@@ -8,6 +8,7 @@ mod support;
 
 mod handover;
 mod helpers;
+mod ingest_bounds;
 mod protocol;
 mod resume;
 mod retention;

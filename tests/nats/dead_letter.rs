@@ -152,9 +152,15 @@ async fn dead_letters_are_kept_in_a_stream_that_survives_restarts() {
     publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
     let mismatch = json!({ "data": { "photoId": "p1", "userId": "u2" } }).to_string();
     let unknown = json!({ "data": { "photoId": "p1" } }).to_string();
+    let mut deep = json!({});
+    for _ in 0..32 {
+        deep = json!({ "a": deep });
+    }
+    let deep = json!({ "data": deep }).to_string();
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
         ("photo.uploaded", b"{not json".to_vec(), "invalid_json"),
         ("photo.exploded", unknown.into_bytes(), "unknown_type"),
+        ("system.maintenance", deep.into_bytes(), "too_deep"),
         (
             "photo.processing.progress",
             mismatch.into_bytes(),

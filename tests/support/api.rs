@@ -56,6 +56,22 @@ impl Api {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// POSTs raw `body` bytes (as JSON) to `/api/events` as a publisher; returns the status and
+    /// JSON body.
+    pub async fn publish_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/events", self.base))
+            .bearer_auth(token("publisher", &["events:publish"]))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/events");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Publishes and expects success.
     pub async fn publish_ok(&self, body: &Value) -> Value {
         let (status, body) = self.publish(body).await;

@@ -14,7 +14,7 @@ use super::api::Api;
 use super::process::Process;
 
 /// The environment variables the binary reads its settings from.
-const SETTINGS_ENV: [&str; 23] = [
+const SETTINGS_ENV: [&str; 24] = [
     "LISTEN_ADDR",
     "DATA_DIR",
     "JWT_SECRET",
@@ -37,6 +37,7 @@ const SETTINGS_ENV: [&str; 23] = [
     "RETENTION_MAX_EVENTS",
     "PRUNE_SCHEDULE",
     "INSECURE_DEV_AUTH",
+    "MAX_JSON_DEPTH",
     "LOG_FORMAT",
 ];
 
@@ -112,4 +113,28 @@ impl HubProcess {
     pub fn kill(mut self) {
         self.process.kill();
     }
+}
+
+/// Serves with `args` (and the kit's token secret, a temp data dir, port 0) until a line of its
+/// output satisfies `until`; returns every line up to that one. The process is killed then.
+pub async fn output_until(
+    args: &[&str],
+    until: impl Fn(&str) -> bool + Send + 'static,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = command();
+    command
+        .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", "debug");
+    let mut lines = Vec::new();
+    let (_process, lines) = Process::start(command, false, move |line| {
+        lines.push(line.to_owned());
+        until(line).then(|| std::mem::take(&mut lines))
+    })
+    .await
+    .expect("start socket-bridge");
+    lines
 }

@@ -296,7 +296,13 @@ impl Consumer {
                 msg_id,
                 stream_sequence: sequence,
             };
-            let decoded = decode(&incoming, identity, now, self.max_message_bytes);
+            let decoded = decode(
+                &incoming,
+                identity,
+                now,
+                self.max_message_bytes,
+                self.ingest.max_json_depth(),
+            );
             if sequence <= consumed {
                 match decoded {
                     // Still stored: answered as a duplicate by the append, as any redelivery.
