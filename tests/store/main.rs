@@ -7,6 +7,7 @@ mod support;
 
 mod corrupt;
 mod crash;
+mod disk_full;
 mod faults;
 mod helpers;
 mod migrations;

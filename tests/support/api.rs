@@ -102,6 +102,17 @@ impl Api {
         self.history(room).await.len()
     }
 
+    /// `GET /health/detailed`: its status code and body.
+    pub async fn health_with_status(&self) -> (u16, Value) {
+        let response = self
+            .get("/health/detailed")
+            .send()
+            .await
+            .expect("GET /health/detailed");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("health JSON"))
+    }
+
     /// `GET /health/detailed`
     pub async fn health(&self) -> Value {
         self.get("/health/detailed")

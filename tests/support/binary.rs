@@ -109,6 +109,14 @@ impl HubProcess {
         self.process.id()
     }
 
+    /// Its exit status once it has ended by itself within `limit`; `None` while it runs.
+    pub fn wait_for_exit(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.process.wait_for_exit(limit)
+    }
+
     /// SIGKILL, and waits until it is gone.
     pub fn kill(mut self) {
         self.process.kill();

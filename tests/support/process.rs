@@ -92,6 +92,20 @@ impl Process {
         self.child.wait().expect("reaped")
     }
 
+    /// Its exit status, once it has ended by itself within `limit`; `None` while it runs.
+    pub fn wait_for_exit(&mut self, limit: std::time::Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, then waits until it is gone.
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL");
