@@ -19,7 +19,7 @@ use super::migrate;
 use super::records::{EventRecord, StoredEvent};
 use super::tree::{Corruption, read_status, readable_event, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
-use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
 
 /// Tuning of an [`EventLog`].
@@ -33,6 +33,19 @@ pub struct StoreOptions {
     pub queue_depth: usize,
     /// Write failures to inject (tests).
     pub faults: Faults,
+    /// Which time is kept as each event's store time.
+    pub store_time: StoreTime,
+}
+
+/// Which time the store keeps as an event's store time, the one retention's age reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreTime {
+    /// The hub's clock when the event is appended: a producer's `timestamp`, however far in the
+    /// future or past, does not change how long its event is kept.
+    #[default]
+    Clock,
+    /// The event's own `timestamp`: for tests of retention that need events of chosen ages.
+    EventTimestamp,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +55,7 @@ impl Default for StoreOptions {
             max_group_events: 4096,
             queue_depth: 4096,
             faults: Faults::default(),
+            store_time: StoreTime::Clock,
         }
     }
 }
@@ -66,6 +80,8 @@ struct Shared {
     failing: Arc<tokio::sync::watch::Sender<bool>>,
     /// The corrupt records met since open.
     corruption: Arc<Corruption>,
+    /// Which time is kept as each event's store time.
+    store_time: StoreTime,
     /// Dropped last, after the tree.
     _lock: DirLock,
 }
@@ -164,6 +180,7 @@ impl EventLog {
                 threads: Mutex::new(vec![committer, writer]),
                 failing,
                 corruption,
+                store_time: options.store_time,
                 _lock: lock,
             }),
         })
@@ -190,9 +207,17 @@ impl EventLog {
             .clone()
             .ok_or(StoreError::Closed)?;
         let started = std::time::Instant::now();
+        let now = Timestamp::now();
+        let store_time = self.shared.store_time;
         let events = events
             .into_iter()
-            .map(prepare)
+            .map(|event| {
+                let stored = match store_time {
+                    StoreTime::Clock => now,
+                    StoreTime::EventTimestamp => event.timestamp,
+                };
+                prepare(event, stored)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         sender
@@ -414,14 +439,16 @@ fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
     }
 }
 
-/// Encodes an event's stored form on the caller's task, so the committer only assigns seqs.
-fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
+/// Encodes an event's stored form (stored at `stored`) on the caller's task, so the committer
+/// only assigns seqs.
+fn prepare(event: Event, stored: Timestamp) -> Result<PreparedEvent, StoreError> {
     let data = serde_json::to_string(&event.data).map_err(StoreError::EventData)?;
     let record = codec::encode(&EventRecord {
         id: event.id.as_str().to_owned(),
         type_code: event.event_type.code(),
         data: data.clone(),
         timestamp_ms: event.timestamp.millis(),
+        stored_ms: stored.millis(),
     })?;
     Ok(PreparedEvent {
         event,

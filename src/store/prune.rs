@@ -1,8 +1,9 @@
 //! Retention: removing old events in small batches while appends and replays go on.
 //!
-//! A pass walks the event records room by room and removes a prefix of each room: those older
-//! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
-//! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
+//! A pass walks the event records room by room and removes a prefix of each room: those stored
+//! longer ago than the maximum age, by the hub's store time and not the producer's `timestamp`
+//! (stopping at the first younger one, so what is kept stays contiguous), and all but the newest
+//! `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
 //! leave their id records too. A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age; the
@@ -29,7 +30,7 @@ const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct RetentionPolicy {
-    /// Events older than this are removed.
+    /// Events stored longer ago than this (by the hub's clock) are removed.
     pub max_age: Duration,
     /// At most this many events are kept per room.
     pub max_events_per_room: u64,
@@ -143,7 +144,7 @@ fn prune_room(
         let event = readable_event(&key, &value, corruption);
         if let Some(event) = &event
             && event.seq > by_count
-            && event.timestamp.millis() >= cutoff
+            && event.stored_at.millis() >= cutoff
         {
             break;
         }

@@ -128,5 +128,6 @@ pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, Stor
             .ok_or_else(|| corrupt("unknown event type"))?,
         data: Arc::from(record.data),
         timestamp: Timestamp::from_millis(record.timestamp_ms),
+        stored_at: Timestamp::from_millis(record.stored_ms),
     })
 }
