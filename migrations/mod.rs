@@ -11,6 +11,8 @@ mod m0002_event_id_index;
 mod m0003_id_index_in_memory;
 #[path = "0004_id_index_on_disk.rs"]
 mod m0004_id_index_on_disk;
+#[path = "0005_store_time.rs"]
+mod m0005_store_time;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -33,5 +35,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 4,
         name: "id_index_on_disk",
         apply: m0004_id_index_on_disk::apply,
+    },
+    Migration {
+        version: 5,
+        name: "store_time",
+        apply: m0005_store_time::apply,
     },
 ];

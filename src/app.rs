@@ -168,6 +168,11 @@ impl Application {
                 (Bus::InProcess(bus.clone()), Arc::new(bus))
             }
             Some(nats) => {
+                // JetStream keeps no message longer than retention keeps its event.
+                let nats = &NatsSettings {
+                    stream_max_age: settings.retention.max_age,
+                    ..nats.clone()
+                };
                 let bus = NatsBus::connect(nats).await?;
                 bus.prepare(nats, NATS_START_WAIT).await?;
                 (
@@ -202,7 +207,7 @@ impl Application {
         realtime::register(&io);
         hub.start();
 
-        let ingest = Ingest::new(log.clone());
+        let ingest = Ingest::new(log.clone()).with_max_json_depth(settings.limits.max_json_depth);
         realtime::live::spawn(io.clone(), hub.clone(), ingest.live_events());
         let nats_client = match &bus {
             Bus::Nats(bus, _) => Some(bus.client()),

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Permission;
 use crate::bus::nats::{self, NatsError, NatsSettings};
-use crate::cli::args::{HistoryArgs, StatusArgs, TailArgs};
+use crate::cli::args::{DeadLettersArgs, HistoryArgs, StatusArgs, TailArgs};
 use crate::photos::PhotoSettings;
 use crate::retention::{PruneSchedule, RetentionError};
 use crate::settings::{
@@ -62,6 +62,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Follow a room's events live on a running hub (SSE).
     Tail(TailArgs),
+    /// List or re-publish the NATS messages the hub refused (talks to NATS, not to the hub).
+    DeadLetters(DeadLettersArgs),
 }
 
 /// Why the flags cannot be used.
@@ -215,6 +217,10 @@ pub struct ServeArgs {
     /// Longest wait for the next part of a request body.
     #[arg(long, env = "HTTP_BODY_TIMEOUT", value_parser = duration, default_value_t = settings::DEFAULT_HTTP_BODY_TIMEOUT.into())]
     pub http_body_timeout: humantime::Duration,
+    /// Deepest nesting of an event's `data` object (1 = flat); deeper is refused (HTTP 400
+    /// `invalid_payload`, NATS dead letter `too_deep`).
+    #[arg(long, env = "MAX_JSON_DEPTH", default_value_t = settings::DEFAULT_MAX_JSON_DEPTH, value_parser = json_depth)]
+    pub max_json_depth: usize,
     #[command(flatten)]
     pub photos: PhotoArgs,
 }
@@ -269,6 +275,14 @@ fn duration(s: &str) -> Result<humantime::Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 1h or 7d"))
 }
 
+/// A `--max-json-depth`: 1 to 128 (the JSON parser refuses deeper bodies anyway).
+fn json_depth(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(depth @ 1..=128) => Ok(depth),
+        _ => Err("a whole number from 1 to 128".into()),
+    }
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -284,7 +298,11 @@ impl ServeArgs {
         let nats = match self.nats_url {
             None => None,
             Some(url) => {
-                let nats = self.nats.into_settings(url, max_payload_bytes);
+                let nats = self.nats.into_settings(
+                    url,
+                    max_payload_bytes,
+                    self.retention.retention_max_age.into(),
+                );
                 nats.validate()?;
                 Some(nats)
             }
@@ -343,6 +361,7 @@ impl ServeArgs {
                 max_connections: self.max_connections,
                 max_subscriptions: self.max_subscriptions_per_socket,
                 max_batch_events: self.max_batch_events,
+                max_json_depth: self.max_json_depth,
                 socket_requests_per_second: self.socket_requests_per_second,
                 socket_request_burst: self.socket_request_burst,
                 max_resume_rooms: self.max_resume_rooms,
@@ -372,6 +391,14 @@ pub struct NatsArgs {
         default_value = nats::DEFAULT_DEAD_LETTER_SUBJECT
     )]
     pub dead_letter_subject: String,
+    /// JetStream stream that keeps the dead letters (created when missing, capturing the
+    /// dead-letter subject).
+    #[arg(
+        long = "nats-dead-letter-stream",
+        env = "NATS_DEAD_LETTER_STREAM",
+        default_value = nats::DEFAULT_DEAD_LETTER_STREAM
+    )]
+    pub dead_letter_stream: String,
     /// Messages asked for per pull request; one group-committed append takes up to four such
     /// batches when they have arrived while the previous append was being written.
     #[arg(long = "nats-batch-size", env = "NATS_BATCH_SIZE", default_value_t = nats::DEFAULT_BATCH_SIZE)]
@@ -382,12 +409,19 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    fn into_settings(self, url: String, max_message_bytes: usize) -> NatsSettings {
+    fn into_settings(
+        self,
+        url: String,
+        max_message_bytes: usize,
+        max_age: std::time::Duration,
+    ) -> NatsSettings {
         NatsSettings {
             url,
             stream: self.stream,
             consumer: self.consumer,
             dead_letter_subject: self.dead_letter_subject,
+            dead_letter_stream: self.dead_letter_stream,
+            stream_max_age: max_age,
             batch_size: self.batch_size,
             ack_wait: self.ack_wait.into(),
             max_message_bytes,

@@ -29,9 +29,41 @@ pub enum IngestError {
         #[source]
         source: DomainError,
     },
+    /// The event at `index` has `data` nested deeper than the limit.
+    #[error(
+        "event {index}: data is nested {depth} levels deep, more than the limit of {limit} (--max-json-depth)"
+    )]
+    TooDeep {
+        /// Position in the batch.
+        index: usize,
+        /// Its depth (at least `limit + 1`; counting stops there).
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The store refused or failed.
     #[error(transparent)]
     Append(#[from] AppendError),
+}
+
+/// How deeply `value` nests, counting stops past `limit` (a scalar is 0, `{}` or `[]` is 1,
+/// `{"a":{}}` is 2). Iterative: a deep value cannot exhaust the stack.
+pub fn json_depth(value: &Value, limit: usize) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        if deepest > limit {
+            return deepest;
+        }
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 /// Where one ingested event went.
@@ -78,6 +110,7 @@ impl LiveEvent {
 #[derive(Clone)]
 pub struct Ingest {
     log: EventLog,
+    max_json_depth: usize,
     live: broadcast::Sender<Arc<LiveEvent>>,
     closing: Arc<AtomicBool>,
 }
@@ -87,9 +120,26 @@ impl Ingest {
     pub fn new(log: EventLog) -> Self {
         Self {
             log,
+            max_json_depth: crate::settings::DEFAULT_MAX_JSON_DEPTH,
             live: broadcast::channel(LIVE_QUEUE).0,
             closing: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Refuses events whose `data` nests deeper than `limit`.
+    pub fn with_max_json_depth(mut self, limit: usize) -> Self {
+        self.max_json_depth = limit;
+        self
+    }
+
+    /// The deepest nesting of `data` it accepts.
+    pub fn max_json_depth(&self) -> usize {
+        self.max_json_depth
+    }
+
+    /// The event log it stores into.
+    pub fn log(&self) -> &EventLog {
+        &self.log
     }
 
     /// Every live-only event accepted from now on, in order. A receiver that falls more than
@@ -122,7 +172,8 @@ impl Ingest {
         self.closing.store(true, Ordering::SeqCst);
     }
 
-    /// Validates every input first (all or nothing, timestamps defaulting to now), then
+    /// Validates every input first (all or nothing, `data` no deeper than the limit, timestamps
+    /// defaulting to now), then
     /// [`accept`](Self::accept)s them.
     pub async fn ingest(&self, inputs: Vec<EventInput>) -> Result<Vec<Ingested>, IngestError> {
         let now = Timestamp::now();
@@ -130,6 +181,16 @@ impl Ingest {
             .into_iter()
             .enumerate()
             .map(|(index, input)| {
+                if let Some(data) = &input.data {
+                    let depth = json_depth(data, self.max_json_depth);
+                    if depth > self.max_json_depth {
+                        return Err(IngestError::TooDeep {
+                            index,
+                            depth,
+                            limit: self.max_json_depth,
+                        });
+                    }
+                }
                 Event::from_input(input, now)
                     .map_err(|source| IngestError::Invalid { index, source })
             })
@@ -177,5 +238,26 @@ impl Ingest {
             self.pass_on(LiveEvent::broadcast(event));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::json_depth;
+
+    /// Scalars are 0 deep, each object or array level adds one, and counting stops past the
+    /// limit.
+    #[test]
+    fn depth_counts_levels() {
+        assert_eq!(json_depth(&json!(1), 32), 0);
+        assert_eq!(json_depth(&json!({}), 32), 1);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}], "c": 2}), 32), 4);
+        let mut deep = json!(0);
+        for _ in 0..100 {
+            deep = json!([deep]);
+        }
+        assert_eq!(json_depth(&deep, 10), 11);
     }
 }

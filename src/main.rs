@@ -1,5 +1,5 @@
 //! The `socket-bridge` binary: `serve` (the default), `token`, `prune`, and the support CLI
-//! (`history`, `status`, `tail`).
+//! (`history`, `status`, `tail`, `dead-letters`).
 
 use std::process::ExitCode;
 
@@ -76,6 +76,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::History(args) => Ok(cli::history(args).await?),
         Command::Status(args) => Ok(cli::status(args).await?),
         Command::Tail(args) => Ok(cli::tail(args).await?),
+        Command::DeadLetters(args) => Ok(cli::dead_letters(args).await?),
         Command::Token(args) => {
             let (tokens, _) =
                 TokenAuthority::load(args.data.jwt_secret.as_deref(), &args.data.data_dir)

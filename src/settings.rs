@@ -51,6 +51,8 @@ pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HTTP_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default most events in one `POST /api/events` batch.
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Default deepest nesting of an event's `data`.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
 /// Default age after which events are pruned.
 pub const DEFAULT_RETENTION_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default number of events kept per room.
@@ -120,6 +122,8 @@ pub struct Limits {
     pub socket_request_burst: u32,
     /// Most rooms in a handshake's `resume` (`invalid_handshake` beyond).
     pub max_resume_rooms: usize,
+    /// Deepest nesting of an event's `data` (HTTP: 400 `invalid_payload`; NATS: `too_deep`).
+    pub max_json_depth: usize,
 }
 
 impl Default for Limits {
@@ -128,6 +132,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             max_batch_events: DEFAULT_MAX_BATCH_EVENTS,
+            max_json_depth: DEFAULT_MAX_JSON_DEPTH,
             socket_requests_per_second: DEFAULT_SOCKET_REQUESTS_PER_SECOND,
             socket_request_burst: DEFAULT_SOCKET_REQUEST_BURST,
             max_resume_rooms: DEFAULT_MAX_RESUME_ROOMS,

@@ -8,11 +8,17 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the log subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "info,tokio_cron_scheduler=warn,socketioxide=warn,engineioxide=warn,async_nats=warn",
         )
     });
+    // The NATS client's debug lines print server URLs with their credentials: keep them out
+    // unless the operator names the crate in RUST_LOG on purpose.
+    let names_nats = std::env::var("RUST_LOG").is_ok_and(|f| f.contains("async_nats"));
+    if !names_nats && let Ok(directive) = "async_nats=info".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -85,7 +91,10 @@ pub mod metric {
     pub const NATS_ACK_FAILURES_TOTAL: &str = "nats_ack_failures_total";
     /// Times the NATS consumer had to be set up again.
     pub const NATS_CONSUMER_FAILURES_TOTAL: &str = "nats_consumer_failures_total";
-    /// NATS messages refused and copied to the dead-letter subject, by reason.
+    /// NATS messages consumed before that came back when their event was no longer stored
+    /// (pruned by retention, or refused before); terminated, not stored again.
+    pub const NATS_MESSAGES_ALREADY_CONSUMED_TOTAL: &str = "nats_messages_already_consumed_total";
+    /// NATS messages refused and kept in the dead-letter stream, by reason.
     pub const NATS_MESSAGES_DEAD_LETTERED_TOTAL: &str = "nats_messages_dead_lettered_total";
     /// NATS messages whose event id was already stored.
     pub const NATS_MESSAGES_DUPLICATE_TOTAL: &str = "nats_messages_duplicate_total";
@@ -109,6 +118,8 @@ pub mod metric {
     pub const PRUNE_RUNS_SKIPPED_TOTAL: &str = "prune_runs_skipped_total";
     /// Retention passes run.
     pub const PRUNE_RUNS_TOTAL: &str = "prune_runs_total";
+    /// Corrupt store records met (each counted once), skipped by reads, prune and open.
+    pub const STORE_CORRUPT_RECORDS_TOTAL: &str = "store_corrupt_records_total";
     /// Catch-ups started (replay, resume or slow client).
     pub const REPLAYS_STARTED_TOTAL: &str = "replays_started_total";
     /// `replay:truncated` notices sent.
@@ -147,6 +158,7 @@ pub mod metric {
         LIVE_EVENTS_DROPPED_TOTAL,
         NATS_ACK_FAILURES_TOTAL,
         NATS_CONSUMER_FAILURES_TOTAL,
+        NATS_MESSAGES_ALREADY_CONSUMED_TOTAL,
         NATS_MESSAGES_DEAD_LETTERED_TOTAL,
         NATS_MESSAGES_DUPLICATE_TOTAL,
         NATS_MESSAGES_LIVE_TOTAL,
@@ -160,6 +172,7 @@ pub mod metric {
         PRUNE_RUNS_SKIPPED_TOTAL,
         PRUNE_RUNS_TOTAL,
         REPLAYS_STARTED_TOTAL,
+        STORE_CORRUPT_RECORDS_TOTAL,
         REPLAYS_TRUNCATED_TOTAL,
         REQUESTS_REFUSED_TOTAL,
         RESUMES_TOTAL,

@@ -97,3 +97,51 @@ pub struct TailArgs {
     #[arg(long, value_enum, default_value_t = TailFormat::Table)]
     pub format: TailFormat,
 }
+
+/// `socket-bridge dead-letters`: talks to NATS directly, not to the hub.
+#[derive(Debug, Clone, Args)]
+pub struct DeadLettersArgs {
+    /// NATS server URL(s), as the hub's `--nats-url`.
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: String,
+    /// The dead-letter stream, as the hub's `--nats-dead-letter-stream`.
+    #[arg(
+        long = "nats-dead-letter-stream",
+        env = "NATS_DEAD_LETTER_STREAM",
+        default_value = crate::bus::nats::DEFAULT_DEAD_LETTER_STREAM
+    )]
+    pub stream: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DeadLettersAction,
+}
+
+/// What `dead-letters` does.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DeadLettersAction {
+    /// List the kept dead letters, oldest first.
+    List {
+        /// Only those refused for this reason (`invalid_json`, `owner_mismatch`, ...).
+        #[arg(long)]
+        reason: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+    },
+    /// Publish dead letters again on their original subject, then remove them from the
+    /// dead-letter stream.
+    Republish {
+        /// The dead letter with this sequence in the dead-letter stream.
+        #[arg(long, required_unless_present_any = ["reason", "all"], conflicts_with_all = ["reason", "all"])]
+        seq: Option<u64>,
+        /// Every dead letter refused for this reason.
+        #[arg(long, conflicts_with = "all")]
+        reason: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}

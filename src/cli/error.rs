@@ -1,6 +1,8 @@
 //! What can go wrong in a CLI subcommand, each with its exit status (README, "Support tools"):
 //! 2 usage, 3 not found, 4 token refused or forbidden, 5 hub unreachable, 1 anything else.
 
+use crate::bus::nats::dead_letters::DeadLetterError;
+
 /// A failed CLI subcommand; its message is the one line printed on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -49,6 +51,9 @@ pub enum CliError {
     /// The hub's answer does not have the documented shape.
     #[error("unexpected answer from the hub: {0}")]
     Answer(String),
+    /// Dead letters could not be read or re-published.
+    #[error(transparent)]
+    DeadLetters(#[from] crate::bus::nats::dead_letters::DeadLetterError),
     /// Printing failed.
     #[error("writing the output")]
     Output(#[from] std::io::Error),
@@ -62,6 +67,11 @@ impl CliError {
             CliError::NotFound { .. } => 3,
             CliError::Unauthorized { .. } | CliError::Forbidden { .. } => 4,
             CliError::Unreachable { .. } => 5,
+            CliError::DeadLetters(e) => match e {
+                DeadLetterError::NotFound(_) | DeadLetterError::NoStream(_) => 3,
+                DeadLetterError::Nats { .. } => 5,
+                DeadLetterError::NotRepublishable { .. } => 1,
+            },
             CliError::Hub { .. } | CliError::Answer(_) | CliError::Output(_) => 1,
         }
     }

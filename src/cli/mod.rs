@@ -8,16 +8,19 @@
 //! - `csv`: history events as CSV lines.
 //! - `render`: local times, progress bars and the columns of an event.
 //! - `history`, `status`, `tail`: the subcommands.
+//! - `dead_letters`: `dead-letters list|republish`, which talks to NATS instead of the hub.
 
 pub mod args;
 mod client;
 mod csv;
+mod dead_letters;
 mod error;
 mod history;
 mod render;
 mod status;
 mod tail;
 
+pub use dead_letters::dead_letters;
 pub use error::CliError;
 pub use history::history;
 pub use status::status;

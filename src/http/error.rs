@@ -142,6 +142,7 @@ impl From<IngestError> for ApiError {
     fn from(e: IngestError) -> Self {
         match e {
             IngestError::Invalid { .. } => Self::bad_request(ErrorChain(&e).to_string()),
+            IngestError::TooDeep { .. } => Self::bad_request(e.to_string()),
             IngestError::Append(AppendError::Rejected { ref rejection, .. }) => {
                 Self::new(StatusCode::BAD_REQUEST, rejection.code(), e.to_string())
             }

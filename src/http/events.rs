@@ -32,9 +32,9 @@ pub async fn ingest(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            e.body_text(),
+            "the body is larger than the hub accepts (--max-buffer-size)",
         ),
-        _ => ApiError::bad_request(e.body_text()),
+        _ => ApiError::bad_request("the request body could not be read"),
     })?;
     let inputs = match parse_typed(&body) {
         Some(inputs) => inputs,
@@ -73,8 +73,8 @@ fn parse_typed(body: &[u8]) -> Option<Vec<EventInput>> {
 
 /// The slow path for a body the typed parse refused: finds what is wrong, naming the event.
 fn parse_explained(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(json_problem(&e)))?;
     let values = match value {
         Value::Array(items) => items,
         single @ Value::Object(_) => vec![single],
@@ -89,9 +89,32 @@ fn parse_explained(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
         .enumerate()
         .map(|(i, v)| {
             serde_json::from_value::<EventInput>(v)
-                .map_err(|e| ApiError::bad_request(format!("event {i}: {e}")))
+                .map_err(|e| ApiError::bad_request(format!("event {i}: {}", json_problem(&e))))
         })
         .collect()
+}
+
+/// What is wrong with a body, in the API's words: where the JSON breaks, or which field is
+/// wrong, never the parser's names for our types.
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Eof => format!("malformed JSON: the body ends early ({at})"),
+        Category::Syntax if e.to_string().starts_with("recursion limit exceeded") => {
+            format!("malformed JSON: nested too deep ({at})")
+        }
+        Category::Syntax | Category::Io => format!("malformed JSON {at}"),
+        Category::Data => {
+            let text = e.to_string();
+            let text = text.split(" at line ").next().unwrap_or_default();
+            let text = text
+                .replace("struct EventInput", "an event object")
+                .replace("map", "object")
+                .replace("sequence", "array");
+            format!("not an event: {text}")
+        }
+    }
 }
 
 /// `{ events: [...] }`, one entry per event of the batch, in order.

@@ -125,8 +125,15 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
         if page.is_empty() {
             let head = log.head(&job.room)?;
             if job.cursor < head {
+                // Nothing readable up to the head: pruned, or corrupt records the store skipped
+                // (then the oldest kept seq is not past the cursor, and the rest is gone).
                 let oldest = log.oldest(&job.room)?;
-                truncated(hub, job, oldest)?;
+                let resume_at = if oldest > job.cursor {
+                    oldest
+                } else {
+                    head + 1
+                };
+                truncated(hub, job, resume_at)?;
                 continue;
             }
             match hub.try_go_live(job) {

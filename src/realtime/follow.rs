@@ -183,9 +183,15 @@ impl Follower {
         }
         let page = self.log.read(&self.room, self.cursor, PAGE)?;
         if page.is_empty() {
-            if self.cursor < self.log.head(&self.room)? {
+            let head = self.log.head(&self.room)?;
+            if self.cursor < head {
+                // Nothing readable up to the head: pruned, or corrupt records the store skipped.
                 let oldest = self.log.oldest(&self.room)?;
-                self.truncated(oldest)?;
+                self.truncated(if oldest > self.cursor {
+                    oldest
+                } else {
+                    head + 1
+                })?;
             } else {
                 self.from_store = false;
             }

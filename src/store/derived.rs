@@ -22,7 +22,7 @@ use super::codec;
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::{CommitRecord, StatusRecord};
-use super::tree::{decode_event, read_status};
+use super::tree::{Corruption, decode_event, read_status, readable_event};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room};
 use crate::telemetry::ErrorChain;
 
@@ -161,23 +161,39 @@ fn write(
 
 /// Derives again the statuses and id records of every group commit whose derived records may be
 /// missing (those whose commit record is still present), in commit order, then removes the
-/// commit records and flushes. Returns how many commit records it processed.
-pub(super) fn recover(db: &sled::Db) -> Result<usize, StoreError> {
+/// commit records and flushes. Returns how many commit records it processed. A corrupt commit or
+/// event record is reported to `corruption` and skipped: nothing is derived from it.
+pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for entry in db.scan_prefix([keys::COMMIT]) {
         let (commit_key, value) = entry?;
-        let ranges: CommitRecord = codec::decode(&commit_key, &value)?;
+        let ranges = match codec::decode::<CommitRecord>(&commit_key, &value) {
+            Ok(ranges) => ranges,
+            Err(error) => {
+                corruption.report(&commit_key, &error);
+                Vec::new()
+            }
+        };
         for (name, first, last) in ranges {
-            let room = name.parse::<Room>().map_err(|_| StoreError::Corrupt {
-                key: keys::display(&commit_key),
-                reason: format!("invalid room name `{name}`"),
-            })?;
+            let Ok(room) = name.parse::<Room>() else {
+                let error = StoreError::Corrupt {
+                    key: keys::display(&commit_key),
+                    reason: format!("invalid room name `{name}`"),
+                };
+                corruption.report(&commit_key, &error);
+                continue;
+            };
             for event in db.range(keys::event(&name, first)..=keys::event(&name, last)) {
                 let (key, value) = event?;
-                let stored = decode_event(&key, &value)?;
+                let Some(stored) = readable_event(&key, &value, corruption) else {
+                    continue;
+                };
                 ids::add_placement(db, stored.id.as_str(), &room, stored.seq)?;
                 if let Room::Photo(photo) = &room {
-                    derive_status(db, photo, &key, &value)?;
+                    match derive_status(db, photo, &key, &value) {
+                        Err(error @ StoreError::Corrupt { .. }) => corruption.report(&key, &error),
+                        other => other?,
+                    }
                 }
             }
         }

@@ -13,24 +13,33 @@
 //! the history.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StoreError;
 use super::codec;
 use super::keys;
-use super::tree::decode_event;
+use super::tree::{Corruption, readable_event};
 use crate::domain::{EventId, Room};
 
 /// The stored value of an `i` record: `(room, seq)` pairs, the photo room first.
 pub(super) type PlacementRecord = Vec<(String, u64)>;
 
 /// Ids of flushed groups that the writer has not written yet.
-#[derive(Default)]
 pub(super) struct IdIndex {
     recent: Mutex<HashMap<EventId, Vec<(Room, u64)>>>,
+    /// Where event records that do not decode are reported.
+    corruption: Arc<Corruption>,
 }
 
 impl IdIndex {
+    /// An empty index reporting corrupt event records to `corruption`.
+    pub fn new(corruption: Arc<Corruption>) -> Self {
+        Self {
+            recent: Mutex::default(),
+            corruption,
+        }
+    }
+
     fn recent(&self) -> MutexGuard<'_, HashMap<EventId, Vec<(Room, u64)>>> {
         self.recent
             .lock()
@@ -70,8 +79,9 @@ impl IdIndex {
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
             let key = keys::event(&room.to_string(), seq);
+            // A corrupt record is not this event any more: the id counts as not stored there.
             if let Some(value) = db.get(&key)?
-                && decode_event(&key, &value)?.id == *id
+                && readable_event(&key, &value, &self.corruption).is_some_and(|e| e.id == *id)
             {
                 kept.push((room, seq));
             }

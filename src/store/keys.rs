@@ -17,6 +17,9 @@ pub const ID: u8 = b'i';
 pub const COMMIT: u8 = b'c';
 /// `m name`: store metadata (schema version, epoch).
 pub const META: u8 = b'm';
+/// `p source`: how far the hub has consumed a source of events (a JetStream stream): the highest
+/// stream sequence whose message was stored, refused or passed on.
+pub const POSITION: u8 = b'p';
 
 /// Metadata name of the schema version.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
@@ -85,6 +88,11 @@ pub fn commit(commit_no: u64) -> Vec<u8> {
     let mut key = vec![COMMIT];
     key.extend_from_slice(&commit_no.to_be_bytes());
     key
+}
+
+/// The key of a source's consumed position.
+pub fn position(source: &str) -> Vec<u8> {
+    tagged(POSITION, source, 0)
 }
 
 /// The key of a metadata entry.

@@ -17,9 +17,9 @@ use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
 use super::migrate;
 use super::records::{EventRecord, StoredEvent};
-use super::tree::{decode_event, read_status, stored_head};
+use super::tree::{Corruption, read_status, readable_event, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
-use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId};
+use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
 
 /// Tuning of an [`EventLog`].
@@ -33,6 +33,19 @@ pub struct StoreOptions {
     pub queue_depth: usize,
     /// Write failures to inject (tests).
     pub faults: Faults,
+    /// Which time is kept as each event's store time.
+    pub store_time: StoreTime,
+}
+
+/// Which time the store keeps as an event's store time, the one retention's age reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreTime {
+    /// The hub's clock when the event is appended: a producer's `timestamp`, however far in the
+    /// future or past, does not change how long its event is kept.
+    #[default]
+    Clock,
+    /// The event's own `timestamp`: for tests of retention that need events of chosen ages.
+    EventTimestamp,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +55,7 @@ impl Default for StoreOptions {
             max_group_events: 4096,
             queue_depth: 4096,
             faults: Faults::default(),
+            store_time: StoreTime::Clock,
         }
     }
 }
@@ -64,6 +78,10 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// True once a group commit has failed (appends are refused until reopened).
     failing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The corrupt records met since open.
+    corruption: Arc<Corruption>,
+    /// Which time is kept as each event's store time.
+    store_time: StoreTime,
     /// Dropped last, after the tree.
     _lock: DirLock,
 }
@@ -89,15 +107,16 @@ impl EventLog {
             .path(dir.as_ref())
             .cache_capacity(options.cache_capacity_bytes);
         let db = open_tree(&config)?;
+        let corruption = Arc::new(Corruption::default());
         migrate::run(&db)?;
-        let recovered = derived::recover(&db)?;
+        let recovered = derived::recover(&db, &corruption)?;
         if recovered > 0 {
             tracing::info!(
                 recovered,
                 "derived photo statuses of group commits left by an unclean stop"
             );
         }
-        let ids = Arc::new(IdIndex::default());
+        let ids = Arc::new(IdIndex::new(Arc::clone(&corruption)));
         let epoch_key = keys::meta(keys::META_EPOCH);
         let epoch: String = match db.get(&epoch_key)? {
             Some(bytes) => codec::decode(&epoch_key, &bytes)?,
@@ -160,6 +179,8 @@ impl EventLog {
                 writer: Mutex::new(Some(writer_tx)),
                 threads: Mutex::new(vec![committer, writer]),
                 failing,
+                corruption,
+                store_time: options.store_time,
                 _lock: lock,
             }),
         })
@@ -186,9 +207,17 @@ impl EventLog {
             .clone()
             .ok_or(StoreError::Closed)?;
         let started = std::time::Instant::now();
+        let now = Timestamp::now();
+        let store_time = self.shared.store_time;
         let events = events
             .into_iter()
-            .map(prepare)
+            .map(|event| {
+                let stored = match store_time {
+                    StoreTime::Clock => now,
+                    StoreTime::EventTimestamp => event.timestamp,
+                };
+                prepare(event, stored)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         sender
@@ -244,7 +273,9 @@ impl EventLog {
         }
     }
 
-    /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones only.
+    /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones
+    /// only. A record that does not decode is reported and skipped: the events after it come
+    /// with a gap in their seqs, which replays report as `replay:truncated`.
     pub fn read(
         &self,
         room: &Room,
@@ -259,9 +290,14 @@ impl EventLog {
         let start = keys::event(&name, after + 1);
         let end = keys::event(&name, head);
         let mut out = Vec::with_capacity(limit.min((head - after) as usize));
-        for entry in self.shared.db.range(start..=end).take(limit) {
+        for entry in self.shared.db.range(start..=end) {
             let (key, value) = entry?;
-            out.push(decode_event(&key, &value)?);
+            if let Some(event) = readable_event(&key, &value, &self.shared.corruption) {
+                out.push(event);
+                if out.len() == limit {
+                    break;
+                }
+            }
         }
         Ok(out)
     }
@@ -282,6 +318,30 @@ impl EventLog {
     /// Where an event id is stored, if it is.
     pub fn placement(&self, id: &EventId) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
         self.shared.ids.lookup(&self.shared.db, id)
+    }
+
+    /// How far `source` (a JetStream stream's identity) has been consumed: the position last
+    /// given to [`record_consumed`](Self::record_consumed), 0 if none.
+    pub fn consumed(&self, source: &str) -> Result<u64, StoreError> {
+        let key = keys::position(source);
+        match self.shared.db.get(&key)? {
+            Some(bytes) => codec::decode(&key, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    /// Records that `source` is consumed up to `position` (never moves back). Written without a
+    /// flush of its own: it reaches the disk with the next group commit or sled's background
+    /// flush, and it is only ever written after the events it covers are durable, so losing it
+    /// in a crash only means that redeliveries are recognised by their event ids instead.
+    pub fn record_consumed(&self, source: &str, position: u64) -> Result<(), StoreError> {
+        if position <= self.consumed(source)? {
+            return Ok(());
+        }
+        self.shared
+            .db
+            .insert(keys::position(source), codec::encode(&position)?)?;
+        Ok(())
     }
 
     /// Waits (up to `limit`) until the photo statuses of every append that has returned are
@@ -305,6 +365,16 @@ impl EventLog {
     /// The underlying tree, for the store's own modules.
     pub(super) fn db(&self) -> &sled::Db {
         &self.shared.db
+    }
+
+    /// How many distinct corrupt records reads, prune and open have met (and skipped) since open.
+    pub fn corrupt_records(&self) -> usize {
+        self.shared.corruption.count()
+    }
+
+    /// Where corrupt records are reported, for the store's own modules.
+    pub(super) fn corruption(&self) -> &Corruption {
+        &self.shared.corruption
     }
 
     /// Whether a write has failed: appends are refused until the store is reopened.
@@ -369,14 +439,16 @@ fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
     }
 }
 
-/// Encodes an event's stored form on the caller's task, so the committer only assigns seqs.
-fn prepare(event: Event) -> Result<PreparedEvent, StoreError> {
+/// Encodes an event's stored form (stored at `stored`) on the caller's task, so the committer
+/// only assigns seqs.
+fn prepare(event: Event, stored: Timestamp) -> Result<PreparedEvent, StoreError> {
     let data = serde_json::to_string(&event.data).map_err(StoreError::EventData)?;
     let record = codec::encode(&EventRecord {
         id: event.id.as_str().to_owned(),
         type_code: event.event_type.code(),
         data: data.clone(),
         timestamp_ms: event.timestamp.millis(),
+        stored_ms: stored.millis(),
     })?;
     Ok(PreparedEvent {
         event,

@@ -1,8 +1,9 @@
 //! Retention: removing old events in small batches while appends and replays go on.
 //!
-//! A pass walks the event records room by room and removes a prefix of each room: those older
-//! than the maximum age (stopping at the first younger one, so what is kept stays contiguous) and
-//! all but the newest `max_events`. The head records stay, so a room never reuses a seq; the
+//! A pass walks the event records room by room and removes a prefix of each room: those stored
+//! longer ago than the maximum age, by the hub's store time and not the producer's `timestamp`
+//! (stopping at the first younger one, so what is kept stays contiguous), and all but the newest
+//! `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
 //! leave their id records too. A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age; the
@@ -15,7 +16,7 @@ use super::codec;
 use super::ids;
 use super::keys;
 use super::records::StatusRecord;
-use super::tree::{decode_event, stored_head};
+use super::tree::{Corruption, readable_event, stored_head};
 use super::{EventLog, StoreError};
 use crate::domain::{PhotoId, ProcessingState, Room, Timestamp};
 
@@ -29,7 +30,7 @@ const PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 /// What to keep.
 #[derive(Debug, Clone, Copy)]
 pub struct RetentionPolicy {
-    /// Events older than this are removed.
+    /// Events stored longer ago than this (by the hub's clock) are removed.
     pub max_age: Duration,
     /// At most this many events are kept per room.
     pub max_events_per_room: u64,
@@ -77,14 +78,21 @@ impl EventLog {
         let mut from = vec![keys::EVENT];
         while let Some(room) = next_room_with_events(db, &from)? {
             report.rooms += 1;
-            let removed = prune_room(db, &room, policy.max_events_per_room, cutoff, dry_run)?;
+            let removed = prune_room(
+                db,
+                self.corruption(),
+                &room,
+                policy.max_events_per_room,
+                cutoff,
+                dry_run,
+            )?;
             if removed > 0 {
                 report.rooms_pruned += 1;
                 report.events_removed += removed;
             }
             from = keys::after_room(&room);
         }
-        report.photos_forgotten = prune_statuses(db, cutoff, dry_run)?;
+        report.photos_forgotten = prune_statuses(db, self.corruption(), cutoff, dry_run)?;
         report.statuses_removed = report.photos_forgotten.len() as u64;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(report)
@@ -111,6 +119,7 @@ fn next_room_with_events(db: &sled::Db, from: &[u8]) -> Result<Option<String>, S
 /// Removes the prefix of `room` that retention lets go; returns how many events that is.
 fn prune_room(
     db: &sled::Db,
+    corruption: &Corruption,
     room: &str,
     max_events: u64,
     cutoff: i64,
@@ -130,16 +139,23 @@ fn prune_room(
     let mut pending = 0;
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
-        let event = decode_event(&key, &value)?;
-        if event.seq > by_count && event.timestamp.millis() >= cutoff {
+        // A record that does not decode has no readable age: it is taken as expired and removed
+        // (its id cannot be read, so its id record stays until the id is stored again).
+        let event = readable_event(&key, &value, corruption);
+        if let Some(event) = &event
+            && event.seq > by_count
+            && event.stored_at.millis() >= cutoff
+        {
             break;
         }
         removed += 1;
         if dry_run {
             continue;
         }
+        if let Some(event) = &event {
+            ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
+        }
         batch.remove(key);
-        ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
         pending += 1;
         if pending == BATCH {
             db.apply_batch(std::mem::take(&mut batch))?;
@@ -155,16 +171,29 @@ fn prune_room(
 
 /// Removes the status of deleted photos whose last status change is older than `cutoff`; returns
 /// those photos.
-fn prune_statuses(db: &sled::Db, cutoff: i64, dry_run: bool) -> Result<Vec<PhotoId>, StoreError> {
+fn prune_statuses(
+    db: &sled::Db,
+    corruption: &Corruption,
+    cutoff: i64,
+    dry_run: bool,
+) -> Result<Vec<PhotoId>, StoreError> {
     let mut removed = Vec::new();
     let mut batch = sled::Batch::default();
     for entry in db.scan_prefix([keys::STATUS]) {
         let (key, value) = entry?;
-        let record: StatusRecord = codec::decode(&key, &value)?;
-        let status = record.into_status().map_err(|reason| StoreError::Corrupt {
-            key: keys::display(&key),
-            reason: reason.into(),
-        })?;
+        let decoded = codec::decode::<StatusRecord>(&key, &value).and_then(|record| {
+            record.into_status().map_err(|reason| StoreError::Corrupt {
+                key: keys::display(&key),
+                reason: reason.into(),
+            })
+        });
+        let status = match decoded {
+            Ok(status) => status,
+            Err(error) => {
+                corruption.report(&key, &error);
+                continue;
+            }
+        };
         if status.status == ProcessingState::Deleted && status.updated_at.millis() < cutoff {
             removed.push(status.photo_id);
             batch.remove(key);

@@ -15,7 +15,10 @@ pub(super) struct EventRecord {
     pub type_code: u8,
     /// The event's `data` object as JSON text.
     pub data: String,
+    /// The event's `timestamp` (the producer's, kept for display).
     pub timestamp_ms: i64,
+    /// When the hub stored it, by its own clock: what retention's age reads (schema version 5).
+    pub stored_ms: i64,
 }
 
 /// The stored form of a photo's status (the wire form, [`PhotoStatus`], has optional fields that
@@ -88,6 +91,8 @@ pub struct StoredEvent {
     pub data: Arc<str>,
     /// Its timestamp.
     pub timestamp: Timestamp,
+    /// When the hub stored it (by its own clock; retention reads this).
+    pub stored_at: Timestamp,
 }
 
 /// What an append answers for one event.

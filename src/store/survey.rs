@@ -3,7 +3,7 @@
 //! next, reading one record per room, never every event.
 
 use super::keys;
-use super::tree::decode_event;
+use super::tree::readable_event;
 use super::{EventLog, StoreError};
 use crate::domain::{Room, Timestamp};
 
@@ -42,12 +42,13 @@ impl EventLog {
                 key: keys::display(&key),
                 reason: "malformed event key".into(),
             })?;
-            let event = decode_event(&key, &value)?;
             survey.rooms += 1;
-            if survey
-                .oldest
-                .as_ref()
-                .is_none_or(|oldest| event.timestamp < oldest.timestamp)
+            let event = readable_event(&key, &value, self.corruption());
+            if let Some(event) = event
+                && survey
+                    .oldest
+                    .as_ref()
+                    .is_none_or(|oldest| event.timestamp < oldest.timestamp)
             {
                 let room = room.parse().map_err(|_| StoreError::Corrupt {
                     key: keys::display(&key),

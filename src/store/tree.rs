@@ -2,13 +2,74 @@
 //! The lowest layer of the store beside `keys`, `codec` and `records`; every other store module
 //! reads through it.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use super::StoreError;
 use super::codec;
 use super::keys;
 use super::records::{EventRecord, StatusRecord, StoredEvent};
 use crate::domain::{EventId, EventType, PhotoId, PhotoStatus, Timestamp};
+use crate::telemetry::{ErrorChain, metric};
+
+/// Corrupt records remembered by key (so that each is logged and counted once); past this many,
+/// each new meeting is logged and counted again.
+const CORRUPT_REMEMBERED: usize = 10_000;
+
+/// The corrupt records a store has met since it was opened (docs/protocol.md, "Faults"): each
+/// is logged once with its room and seq, counted in `store_corrupt_records_total`, and skipped by
+/// whoever met it (replay, history, prune, open).
+#[derive(Debug, Default)]
+pub(super) struct Corruption(Mutex<HashSet<Vec<u8>>>);
+
+impl Corruption {
+    /// Reports the corrupt record at `key`.
+    pub fn report(&self, key: &[u8], error: &StoreError) {
+        {
+            let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(key) {
+                return;
+            }
+            if seen.len() < CORRUPT_REMEMBERED {
+                seen.insert(key.to_vec());
+            }
+        }
+        metrics::counter!(metric::STORE_CORRUPT_RECORDS_TOTAL).increment(1);
+        match keys::parse_event(key) {
+            Some((room, seq)) => tracing::warn!(
+                room,
+                seq,
+                error = %ErrorChain(error),
+                "skipping a corrupt event record"
+            ),
+            None => tracing::warn!(
+                key = %keys::display(key),
+                error = %ErrorChain(error),
+                "skipping a corrupt record"
+            ),
+        }
+    }
+
+    /// How many distinct corrupt records were met.
+    pub fn count(&self) -> usize {
+        self.0.lock().map(|seen| seen.len()).unwrap_or(0)
+    }
+}
+
+/// The event at `key`, or `None` (reported to `corruption`) when its record does not decode.
+pub(super) fn readable_event(
+    key: &[u8],
+    value: &[u8],
+    corruption: &Corruption,
+) -> Option<StoredEvent> {
+    match decode_event(key, value) {
+        Ok(event) => Some(event),
+        Err(error) => {
+            corruption.report(key, &error);
+            None
+        }
+    }
+}
 
 /// The head of `room` as stored: its last event's seq, or the head record retention leaves when
 /// it removes events (whichever is higher; 0 for a room that never had an event).
@@ -67,5 +128,6 @@ pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, Stor
             .ok_or_else(|| corrupt("unknown event type"))?,
         data: Arc::from(record.data),
         timestamp: Timestamp::from_millis(record.timestamp_ms),
+        stored_at: Timestamp::from_millis(record.stored_ms),
     })
 }

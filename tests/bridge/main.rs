@@ -11,6 +11,7 @@ mod fairness;
 mod handover;
 mod hardening;
 mod helpers;
+mod ingest_bounds;
 mod protocol;
 mod resume;
 mod retention;

@@ -1,14 +1,18 @@
-//! Refused messages are terminated, counted, and copied to the dead-letter subject with the
-//! reason; the consumer goes on with the next message.
+//! Refused messages are terminated, counted, and kept in the dead-letter stream with the reason;
+//! the consumer goes on with the next message. `socket-bridge dead-letters` lists and re-publishes
+//! them.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{IdSource, publish, publish_raw, spawn_hub};
 use crate::support::WAIT;
-use crate::support::nats::{HUB_CONSUMER, NatsServer, create_stream, wait_consumed};
+use crate::support::binary::run;
+use crate::support::nats::{
+    HUB_CONSUMER, NatsServer, create_stream, dead_letters, wait_consumed, wait_dead_letters,
+};
 
 /// Each kind of bad message (invalid JSON, unknown type, a photo event without `photoId`, a
 /// `type` that differs from the subject, oversized data, an owner mismatch) lands on the
@@ -124,5 +128,169 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_stored() 
     wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     let again = tokio::time::timeout(Duration::from_secs(3), dead.next()).await;
     assert!(again.is_err(), "a refused message was redelivered");
+    hub.stop().await;
+}
+
+/// The header `name` of a kept dead letter.
+fn kept_header(letter: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
+    letter
+        .headers
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+/// Refused messages (bad JSON, an unknown type, an owner mismatch) are kept in the JetStream
+/// stream `PHOTO_EVENTS_DLQ`, which the hub creates, with their original subject, body and
+/// reason; the stream and what it keeps survive a hub restart, which adds nothing to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_kept_in_a_stream_that_survives_restarts() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_stream(&js).await;
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
+    let mismatch = json!({ "data": { "photoId": "p1", "userId": "u2" } }).to_string();
+    let unknown = json!({ "data": { "photoId": "p1" } }).to_string();
+    let mut deep = json!({});
+    for _ in 0..32 {
+        deep = json!({ "a": deep });
+    }
+    let deep = json!({ "data": deep }).to_string();
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("photo.uploaded", b"{not json".to_vec(), "invalid_json"),
+        ("photo.exploded", unknown.into_bytes(), "unknown_type"),
+        ("system.maintenance", deep.into_bytes(), "too_deep"),
+        (
+            "photo.processing.progress",
+            mismatch.into_bytes(),
+            "owner_mismatch",
+        ),
+    ];
+    for (subject, body, _) in &bad {
+        publish_raw(&js, subject, body.clone()).await;
+    }
+    let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
+    publish(
+        &js,
+        "photo.processing.progress",
+        good,
+        "after",
+        IdSource::Body,
+    )
+    .await;
+
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_stored("photo:p1", 2).await;
+    let kept = wait_dead_letters(&js, bad.len()).await;
+    assert_eq!(kept.len(), bad.len());
+    for (letter, (subject, body, reason)) in kept.iter().zip(&bad) {
+        assert_eq!(kept_header(letter, "Socket-Bridge-Reason"), *reason);
+        assert_eq!(kept_header(letter, "Socket-Bridge-Subject"), *subject);
+        assert_eq!(kept_header(letter, "Socket-Bridge-Stream"), "PHOTO_EVENTS");
+        assert!(!kept_header(letter, "Socket-Bridge-Error").is_empty());
+        assert_eq!(
+            letter.payload.as_ref(),
+            body.as_slice(),
+            "{reason}: body kept"
+        );
+        assert_eq!(letter.subject.as_str(), "socket-bridge.dead-letter");
+    }
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+
+    let hub = hub.restart().await;
+    hub.wait_for_bus("up").await;
+    let after: Vec<u64> = dead_letters(&js).await.iter().map(|l| l.sequence).collect();
+    let before: Vec<u64> = kept.iter().map(|l| l.sequence).collect();
+    assert_eq!(after, before, "the dead letters are kept as they were");
+    hub.stop().await;
+}
+
+/// `socket-bridge dead-letters list` shows each kept dead letter with its reason, original subject
+/// and time (JSON and table); `republish --reason` publishes them again on their original subject
+/// and removes them from the dead-letter stream, so that a message refused because its photo had
+/// no owner yet is stored once the owner is known; `republish --seq` of a removed one fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_cli_lists_and_republishes() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_stream(&js).await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let early = json!({ "data": { "photoId": "p9", "progress": 10 } }).to_string();
+    publish_raw(&js, "photo.processing.progress", early.clone()).await;
+    publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
+    let kept = wait_dead_letters(&js, 2).await;
+
+    let url = nats.url();
+    let listed = run(&[
+        "dead-letters",
+        "--nats-url",
+        &url,
+        "list",
+        "--format",
+        "json",
+    ]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON list");
+    let listed = listed.as_array().expect("an array");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["reason"], "missing_owner");
+    assert_eq!(listed[0]["subject"], "photo.processing.progress");
+    assert_eq!(listed[0]["body"], early);
+    assert_eq!(listed[0]["seq"], kept[0].sequence);
+    assert!(listed[0]["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(listed[1]["reason"], "invalid_json");
+    let table = run(&[
+        "dead-letters",
+        "--nats-url",
+        &url,
+        "list",
+        "--reason",
+        "invalid_json",
+    ]);
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table.contains("invalid_json") && table.contains("photo.uploaded"),
+        "{table}"
+    );
+    assert!(!table.contains("missing_owner"), "{table}");
+
+    let uploaded = json!({ "data": { "photoId": "p9", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "up-p9", IdSource::Body).await;
+    hub.wait_for_stored("photo:p9", 1).await;
+    let republished = run(&[
+        "dead-letters",
+        "--nats-url",
+        &url,
+        "republish",
+        "--reason",
+        "missing_owner",
+    ]);
+    assert!(republished.status.success(), "{republished:?}");
+    hub.wait_for_stored("photo:p9", 2).await;
+    let progress = &hub.history("photo:p9").await[1];
+    assert_eq!(progress["data"]["progress"], 10);
+    let left: Vec<String> = dead_letters(&js)
+        .await
+        .iter()
+        .map(|l| kept_header(l, "Socket-Bridge-Reason"))
+        .collect();
+    assert_eq!(
+        left,
+        ["invalid_json"],
+        "the re-published one left the stream"
+    );
+
+    let gone = kept[0].sequence.to_string();
+    let again = run(&[
+        "dead-letters",
+        "--nats-url",
+        &url,
+        "republish",
+        "--seq",
+        &gone,
+    ]);
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
     hub.stop().await;
 }

@@ -11,4 +11,6 @@ mod dead_letter;
 mod durability;
 mod helpers;
 mod outage;
+mod quiet;
+mod retention;
 mod setup;

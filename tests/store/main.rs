@@ -5,7 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod corrupt;
 mod crash;
+mod disk_full;
 mod faults;
 mod generated_ids;
 mod helpers;

@@ -4,11 +4,23 @@ use std::time::Duration;
 
 use serde_json::{Map, json};
 use socket_bridge::domain::{Event, EventId, EventType, PhotoId, ProcessingState, Room, Timestamp};
-use socket_bridge::store::{EventLog, RetentionPolicy};
+use socket_bridge::store::{EventLog, RetentionPolicy, StoreOptions, StoreTime};
 
-use crate::helpers::{photo_event, temp_store};
+use crate::helpers::{photo_event, runtime};
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// A new event log in a temp dir whose events are stored at their own `timestamp` (so that
+/// [`at`] chooses their age), and a runtime to append with.
+fn temp_store() -> (tempfile::TempDir, tokio::runtime::Runtime, EventLog) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = StoreOptions {
+        store_time: StoreTime::EventTimestamp,
+        ..StoreOptions::default()
+    };
+    let log = EventLog::open_with(dir.path(), options).expect("open");
+    (dir, runtime(), log)
+}
 
 fn at(mut event: Event, ms: i64) -> Event {
     event.timestamp = Timestamp::from_millis(ms);
@@ -262,4 +274,53 @@ fn appends_continue_during_a_prune() {
     assert_eq!(report.events_removed, 20_000);
     let room = Room::photo(&PhotoId::parse("p").expect("id"));
     assert_eq!(seqs(&log, &room), (20_001..=20_200).collect::<Vec<_>>());
+}
+
+/// Retention reads the hub's store time, not the producer's `timestamp` (kept for display): events
+/// whose producer said they happen in the year 2100 are pruned once they were stored longer ago
+/// than the maximum age, and events the producer dated 1970 are kept while they are young.
+#[test]
+fn retention_ages_events_by_store_time_not_producer_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let log = EventLog::open(dir.path()).expect("open");
+    let future = Timestamp::parse_rfc3339("2100-01-01T00:00:00Z").expect("time");
+    let past = Timestamp::from_millis(0);
+    let dated = |id: &str, photo: &str, when: Timestamp| {
+        let mut event = photo_event(id, EventType::ProcessingProgress, photo, "u1", json!({}));
+        event.timestamp = when;
+        event
+    };
+    let events = vec![
+        dated("f1", "future", future),
+        dated("f2", "future", future),
+        dated("p1", "past", past),
+        dated("p2", "past", past),
+    ];
+    rt.block_on(log.append(events)).expect("append");
+    let future_room = Room::photo(&PhotoId::parse("future").expect("id"));
+    let past_room = Room::photo(&PhotoId::parse("past").expect("id"));
+
+    let young = log
+        .prune(&policy(1, 1000), Timestamp::now(), false)
+        .expect("prune");
+    assert_eq!(young.events_removed, 0, "nothing was stored an hour ago");
+    assert_eq!(
+        seqs(&log, &past_room),
+        [1, 2],
+        "old producer times do not age events"
+    );
+    let read = log.read(&past_room, 0, 10).expect("read");
+    assert_eq!(
+        read[0].timestamp, past,
+        "the producer's timestamp is kept for display"
+    );
+
+    let later = Timestamp::from_millis(Timestamp::now().millis() + 2 * HOUR_MS);
+    let aged = log.prune(&policy(1, 1000), later, false).expect("prune");
+    assert_eq!(aged.events_removed, 4);
+    assert!(
+        seqs(&log, &future_room).is_empty(),
+        "future producer times do not keep events"
+    );
 }

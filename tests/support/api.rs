@@ -64,6 +64,22 @@ impl Api {
         .await
     }
 
+    /// POSTs raw `body` bytes (as JSON) to `/api/events` as a publisher; returns the status and
+    /// JSON body.
+    pub async fn publish_raw(&self, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/events", self.base))
+            .bearer_auth(token("publisher", &["events:publish"]))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/events");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Publishes and expects success.
     pub async fn publish_ok(&self, body: &Value) -> Value {
         let (status, body) = self.publish(body).await;
@@ -92,6 +108,17 @@ impl Api {
     /// How many events `room` holds.
     pub async fn stored(&self, room: &str) -> usize {
         self.history(room).await.len()
+    }
+
+    /// `GET /health/detailed`: its status code and body.
+    pub async fn health_with_status(&self) -> (u16, Value) {
+        let response = self
+            .get("/health/detailed")
+            .send()
+            .await
+            .expect("GET /health/detailed");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("health JSON"))
     }
 
     /// `GET /health/detailed`

@@ -16,7 +16,7 @@ use super::process::Process;
 use super::{SECRET, WAIT};
 
 /// The environment variables the binary reads its settings from.
-const SETTINGS_ENV: [&str; 27] = [
+const SETTINGS_ENV: &[&str] = &[
     "LISTEN_ADDR",
     "DATA_DIR",
     "JWT_SECRET",
@@ -24,6 +24,7 @@ const SETTINGS_ENV: [&str; 27] = [
     "NATS_STREAM",
     "NATS_CONSUMER",
     "NATS_DEAD_LETTER_SUBJECT",
+    "NATS_DEAD_LETTER_STREAM",
     "NATS_BATCH_SIZE",
     "NATS_ACK_WAIT",
     "ALLOWED_ORIGINS",
@@ -38,12 +39,22 @@ const SETTINGS_ENV: [&str; 27] = [
     "RETENTION_MAX_EVENTS",
     "PRUNE_SCHEDULE",
     "INSECURE_DEV_AUTH",
+    "MAX_JSON_DEPTH",
     "LOG_FORMAT",
     "SOCKET_REQUESTS_PER_SECOND",
     "SOCKET_REQUEST_BURST",
     "MAX_RESUME_ROOMS",
     "HTTP_HEADER_TIMEOUT",
     "HTTP_BODY_TIMEOUT",
+    "TOKEN_LEEWAY",
+    "MAX_CONNECTIONS",
+    "MAX_SUBSCRIPTIONS_PER_SOCKET",
+    "MAX_BATCH_EVENTS",
+    "MAX_UPLOAD_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "PHOTO_WORKER",
+    "WORKER_THREADS",
+    "PHOTO_MAX_ATTEMPTS",
 ];
 
 /// The binary under test, with no arguments yet and none of its settings taken from this
@@ -150,4 +161,28 @@ impl HubProcess {
     pub fn kill(mut self) {
         self.process.kill();
     }
+}
+
+/// Serves with `args` (and the kit's token secret, a temp data dir, port 0) until a line of its
+/// output satisfies `until`; returns every line up to that one. The process is killed then.
+pub async fn output_until(
+    args: &[&str],
+    until: impl Fn(&str) -> bool + Send + 'static,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = command();
+    command
+        .args(["--listen", "127.0.0.1:0", "--jwt-secret", SECRET])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", "debug");
+    let mut lines = Vec::new();
+    let (_process, lines) = Process::start(command, false, move |line| {
+        lines.push(line.to_owned());
+        until(line).then(|| std::mem::take(&mut lines))
+    })
+    .await
+    .expect("start socket-bridge");
+    lines
 }

@@ -23,6 +23,9 @@ pub const STREAM: &str = "PHOTO_EVENTS";
 /// The durable consumer the hub reads the stream with.
 pub const HUB_CONSUMER: &str = "socket-bridge";
 
+/// The stream the hub keeps refused messages in.
+pub const DEAD_LETTER_STREAM: &str = "PHOTO_EVENTS_DLQ";
+
 /// A `nats-server -js` on its own port and store dir, killed when dropped. `NATS_LOG` shows its
 /// log.
 pub struct NatsServer {
@@ -149,4 +152,47 @@ async fn stream(js: &jetstream::Context) -> stream::Stream {
 
 async fn consumer_info(stream: &stream::Stream, consumer: &str) -> jetstream::consumer::Info {
     stream.consumer_info(consumer).await.expect("consumer info")
+}
+
+/// Every message kept in the dead-letter stream, oldest first (none when it does not exist).
+pub async fn dead_letters(js: &jetstream::Context) -> Vec<jetstream::message::StreamMessage> {
+    let Ok(mut stream) = js.get_stream(DEAD_LETTER_STREAM).await else {
+        return Vec::new();
+    };
+    let state = stream
+        .info()
+        .await
+        .expect("dead-letter stream info")
+        .state
+        .clone();
+    let mut kept = Vec::new();
+    if state.messages == 0 {
+        return kept;
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            kept.push(message);
+        }
+    }
+    kept
+}
+
+/// Waits (up to the kit's wait) until the dead-letter stream holds `count` messages; returns them.
+pub async fn wait_dead_letters(
+    js: &jetstream::Context,
+    count: usize,
+) -> Vec<jetstream::message::StreamMessage> {
+    let started = Instant::now();
+    loop {
+        let kept = dead_letters(js).await;
+        if kept.len() >= count {
+            return kept;
+        }
+        assert!(
+            started.elapsed() < super::WAIT,
+            "{} of {count} dead letters kept in time",
+            kept.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

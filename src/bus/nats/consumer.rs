@@ -8,13 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use async_nats::Client;
 use async_nats::connection::State;
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, AckKind, Message};
-use async_nats::{Client, client::PublishErrorKind};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
+use super::dead_letters::{
+    DEAD_LETTER_BODY_OMITTED, DEAD_LETTER_ERROR, DEAD_LETTER_MSG_ID, DEAD_LETTER_REASON,
+    DEAD_LETTER_SEQUENCE, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT,
+};
 use super::decode::{Incoming, Refusal, StreamIdentity, decode};
 use super::reader::Reader;
 use super::setup::{self, REDELIVERY_MARGIN, Ready, SetupError, Spec};
@@ -244,13 +249,31 @@ impl Consumer {
     }
 
     /// Validates `messages`, dead-letters the bad ones, hands the rest to ingest in one call
-    /// (one durable append) and acks them once they are durable.
+    /// (one durable append) and acks them once they are durable; then records how far the stream
+    /// is consumed. A message at or below that position whose event is no longer stored (pruned
+    /// by retention, or refused before) was consumed already: it is terminated and counted, never
+    /// stored again (docs/protocol.md, "Producers: NATS JetStream").
     async fn process(
         &self,
         identity: &StreamIdentity,
         messages: Vec<Message>,
     ) -> Result<(), Unstored> {
         let now = Timestamp::now();
+        let log = self.ingest.log();
+        let source = identity.source();
+        let consumed = match log.consumed(&source) {
+            Ok(consumed) => consumed,
+            Err(e) => {
+                return Err(Unstored {
+                    messages,
+                    error: ErrorChain(&e).to_string(),
+                });
+            }
+        };
+        // The highest sequence seen, and the lowest whose outcome is not final (its dead letter
+        // could not be kept, so it comes back): the consumed position may not pass it.
+        let mut highest = 0u64;
+        let mut unsettled: Option<u64> = None;
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
             let sequence = match message.info() {
@@ -261,6 +284,7 @@ impl Consumer {
                     continue;
                 }
             };
+            highest = highest.max(sequence);
             let msg_id = message
                 .headers
                 .as_ref()
@@ -272,15 +296,40 @@ impl Consumer {
                 msg_id,
                 stream_sequence: sequence,
             };
-            match decode(&incoming, identity, now, self.max_message_bytes) {
+            let decoded = decode(
+                &incoming,
+                identity,
+                now,
+                self.max_message_bytes,
+                self.ingest.max_json_depth(),
+            );
+            if sequence <= consumed {
+                match decoded {
+                    // Still stored: answered as a duplicate by the append, as any redelivery.
+                    Ok(event) if !matches!(log.placement(&event.id), Ok(None)) => {
+                        pending.push(Pending {
+                            message,
+                            sequence,
+                            event,
+                        })
+                    }
+                    _ => skip_consumed(&message, sequence, consumed).await,
+                }
+                continue;
+            }
+            match decoded {
                 Ok(event) => pending.push(Pending {
                     message,
                     sequence,
                     event,
                 }),
                 Err(refusal) => {
-                    self.dead_letter(identity, &message, sequence, &refusal)
-                        .await;
+                    if !self
+                        .dead_letter(identity, &message, sequence, &refusal)
+                        .await
+                    {
+                        unsettled = Some(unsettled.map_or(sequence, |u| u.min(sequence)));
+                    }
                 }
             }
         }
@@ -306,17 +355,22 @@ impl Consumer {
                     for p in &pending {
                         ack(&p.message, AckKind::Ack).await;
                     }
-                    return Ok(());
+                    break;
                 }
                 Err(AppendError::Rejected { index, rejection }) if index < pending.len() => {
                     let refused = pending.remove(index);
-                    self.dead_letter(
-                        identity,
-                        &refused.message,
-                        refused.sequence,
-                        &Refusal::Rejected(rejection),
-                    )
-                    .await;
+                    if !self
+                        .dead_letter(
+                            identity,
+                            &refused.message,
+                            refused.sequence,
+                            &Refusal::Rejected(rejection),
+                        )
+                        .await
+                    {
+                        unsettled =
+                            Some(unsettled.map_or(refused.sequence, |u| u.min(refused.sequence)));
+                    }
                 }
                 Err(e) => {
                     return Err(Unstored {
@@ -326,67 +380,121 @@ impl Consumer {
                 }
             }
         }
+        let position = match unsettled {
+            Some(first) => highest.min(first.saturating_sub(1)),
+            None => highest,
+        };
+        if position > consumed
+            && let Err(e) = log.record_consumed(&source, position)
+        {
+            tracing::warn!(error = %ErrorChain(&e), position, "could not record how far the stream is consumed; redeliveries are recognised by event id");
+        }
         Ok(())
     }
 
-    /// Counts and logs a refused message, copies it to the dead-letter subject with the reason in
-    /// headers, and terminates it. If the copy cannot be published, the message is nak'ed instead,
-    /// so that it is not lost.
+    /// Counts and logs a refused message, publishes it on the dead-letter subject with the
+    /// original subject, the reason and the stream sequence in headers, waits until the
+    /// dead-letter stream has stored it, and only then terminates it. If the dead letter cannot be
+    /// kept, the message is nak'ed instead, so that it is not lost. Returns whether the message
+    /// was terminated.
     async fn dead_letter(
         &self,
         identity: &StreamIdentity,
         message: &Message,
         sequence: u64,
         refusal: &Refusal,
-    ) {
-        metrics::counter!(metric::NATS_MESSAGES_DEAD_LETTERED_TOTAL, "reason" => refusal.code())
-            .increment(1);
+    ) -> bool {
         tracing::warn!(
             stream_sequence = sequence,
             subject = %message.subject,
             reason = refusal.code(),
             error = %refusal,
-            "refused a message: copying it to the dead-letter subject and terminating it"
+            "refused a message: keeping it in the dead-letter stream and terminating it"
         );
         let mut headers = HeaderMap::new();
-        headers.insert("Socket-Bridge-Reason", refusal.code());
-        headers.insert("Socket-Bridge-Error", header_text(&refusal.to_string()));
+        // Deduplicates the dead letter of one message dead-lettered twice (a crash between the
+        // dead letter and the termination), within the dead-letter stream's duplicate window.
+        if sequence > 0 {
+            headers.insert(
+                NATS_MESSAGE_ID,
+                header_text(&identity.event_id(sequence)).as_str(),
+            );
+        }
+        headers.insert(DEAD_LETTER_REASON, refusal.code());
         headers.insert(
-            "Socket-Bridge-Subject",
-            header_text(message.subject.as_str()),
+            DEAD_LETTER_ERROR,
+            header_text(&refusal.to_string()).as_str(),
         );
-        headers.insert("Socket-Bridge-Stream", header_text(identity.name()));
-        headers.insert("Socket-Bridge-Stream-Sequence", sequence.to_string());
+        headers.insert(
+            DEAD_LETTER_SUBJECT,
+            header_text(message.subject.as_str()).as_str(),
+        );
+        headers.insert(DEAD_LETTER_STREAM, header_text(identity.name()).as_str());
+        headers.insert(DEAD_LETTER_SEQUENCE, sequence.to_string().as_str());
+        if let Some(id) = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+        {
+            headers.insert(DEAD_LETTER_MSG_ID, header_text(id.as_str()).as_str());
+        }
         let mut body = message.payload.clone();
         if body.len() > self.max_message_bytes {
-            headers.insert("Socket-Bridge-Body-Omitted", body.len().to_string());
+            headers.insert(DEAD_LETTER_BODY_OMITTED, body.len().to_string().as_str());
             body = Bytes::new();
         }
+        let js = self.client_js();
         let subject = self.dead_letter_subject.clone();
-        let mut published = self
-            .client
-            .publish_with_headers(subject.clone(), headers.clone(), body)
-            .await;
-        if let Err(e) = &published
+        let mut kept = keep(&js, &subject, headers.clone(), body).await;
+        if let Err(e) = &kept
             && e.kind() == PublishErrorKind::MaxPayloadExceeded
         {
             headers.insert(
-                "Socket-Bridge-Body-Omitted",
-                message.payload.len().to_string(),
+                DEAD_LETTER_BODY_OMITTED,
+                message.payload.len().to_string().as_str(),
             );
-            published = self
-                .client
-                .publish_with_headers(subject, headers, Bytes::new())
-                .await;
+            kept = keep(&js, &subject, headers, Bytes::new()).await;
         }
-        match published {
-            Ok(()) => ack(message, AckKind::Term).await,
+        match kept {
+            Ok(()) => {
+                metrics::counter!(metric::NATS_MESSAGES_DEAD_LETTERED_TOTAL, "reason" => refusal.code())
+                    .increment(1);
+                ack(message, AckKind::Term).await;
+                true
+            }
             Err(e) => {
-                tracing::warn!(error = %ErrorChain(&e), stream_sequence = sequence, "could not copy a refused message to the dead-letter subject; it will be redelivered");
+                tracing::warn!(error = %ErrorChain(&e), stream_sequence = sequence, "could not keep a refused message in the dead-letter stream; it will be redelivered");
                 ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                false
             }
         }
     }
+}
+
+/// Publishes a dead letter and waits until JetStream has stored it.
+async fn keep(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(), jetstream::context::PublishError> {
+    js.publish_with_headers(subject.to_owned(), headers, body)
+        .await?
+        .await
+        .map(drop)
+}
+
+/// Terminates a redelivered message the hub consumed before (its sequence is at or below the
+/// recorded position) whose event is no longer stored.
+async fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
+    metrics::counter!(metric::NATS_MESSAGES_ALREADY_CONSUMED_TOTAL).increment(1);
+    tracing::info!(
+        stream_sequence = sequence,
+        consumed,
+        subject = %message.subject,
+        "a message consumed before came back and its event is no longer stored (pruned or refused); terminating it"
+    );
+    ack(message, AckKind::Term).await;
 }
 
 /// Sends `kind` for `message`. A lost ack is not an error: the message is redelivered and then

@@ -2,6 +2,7 @@
 //! the [`Refusal`] it is dead-lettered with. Pure: no I/O, so every rule is unit-tested here.
 
 use crate::domain::{DomainError, Event, EventInput, Timestamp};
+use crate::ingest::json_depth;
 use crate::store::Rejection;
 
 /// Why a message from the stream was refused. Refused messages are terminated (never
@@ -13,6 +14,14 @@ pub enum Refusal {
     TooLarge {
         /// The body's size.
         size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The body's `data` nests deeper than the limit (`--max-json-depth`).
+    #[error("data is nested {depth} levels deep, more than the limit of {limit}")]
+    TooDeep {
+        /// Its depth (counting stops past the limit).
+        depth: usize,
         /// The limit.
         limit: usize,
     },
@@ -44,6 +53,7 @@ impl Refusal {
         match self {
             Refusal::TooLarge { .. } => "too_large",
             Refusal::InvalidJson(_) => "invalid_json",
+            Refusal::TooDeep { .. } => "too_deep",
             Refusal::TypeMismatch { .. } => "type_mismatch",
             Refusal::Invalid(e) => match e {
                 DomainError::InvalidId { .. } => "invalid_id",
@@ -81,6 +91,12 @@ impl StreamIdentity {
         &self.name
     }
 
+    /// The stream as a source of events in the store (`nats:<name>:<created>`), under which the
+    /// hub records how far it has consumed it.
+    pub fn source(&self) -> String {
+        format!("nats:{}:{}", self.name, self.created_nanos)
+    }
+
     /// The event id of the message at `stream_sequence`, for messages with neither a body `id`
     /// nor a `Nats-Msg-Id` header: the same for every redelivery of the message.
     pub fn event_id(&self, stream_sequence: u64) -> String {
@@ -105,12 +121,13 @@ pub struct Incoming<'a> {
 }
 
 /// Validates `message` into an event. `now` is its timestamp when the body has none; bodies over
-/// `max_bytes` are refused before they are parsed.
+/// `max_bytes` are refused before they are parsed, `data` nested deeper than `max_depth` after.
 pub fn decode(
     message: &Incoming<'_>,
     stream: &StreamIdentity,
     now: Timestamp,
     max_bytes: usize,
+    max_depth: usize,
 ) -> Result<Event, Refusal> {
     if message.payload.len() > max_bytes {
         return Err(Refusal::TooLarge {
@@ -120,6 +137,15 @@ pub fn decode(
     }
     let mut input: EventInput =
         serde_json::from_slice(message.payload).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+    if let Some(data) = &input.data {
+        let depth = json_depth(data, max_depth);
+        if depth > max_depth {
+            return Err(Refusal::TooDeep {
+                depth,
+                limit: max_depth,
+            });
+        }
+    }
     match &input.event_type {
         Some(given) if given != message.subject => {
             return Err(Refusal::TypeMismatch {
@@ -159,7 +185,7 @@ mod tests {
             msg_id,
             stream_sequence: 42,
         };
-        decode(&incoming, &stream(), Timestamp::from_millis(5), LIMIT)
+        decode(&incoming, &stream(), Timestamp::from_millis(5), LIMIT, 32)
     }
 
     fn run_json(subject: &str, body: Value) -> Result<Event, Refusal> {
@@ -243,6 +269,14 @@ mod tests {
         );
         let big = json!({"data": {"blob": "x".repeat(MAX_EVENT_DATA_BYTES)}});
         assert_eq!(code(run_json("system.maintenance", big)), Some("too_large"));
+        let mut deep = json!({});
+        for _ in 0..32 {
+            deep = json!({ "a": deep });
+        }
+        assert_eq!(
+            code(run_json("system.maintenance", json!({ "data": deep }))),
+            Some("too_deep")
+        );
         let huge = vec![b' '; LIMIT + 1];
         assert_eq!(
             code(run("system.maintenance", &huge, None)),

@@ -5,12 +5,14 @@
 //! - `decode`: a message into a validated event, or the reason it is refused (pure).
 //! - `setup`: ensuring the stream and the durable pull consumer exist and fit.
 //! - `consumer`: the consumption loop (group commit, ack; dead letters; backoff, set up again).
+//! - `dead_letters`: the dead-letter headers, and listing and re-publishing kept dead letters.
 //! - `reader`: its reading half (pull requests kept open, messages queued as they arrive).
 //!
 //! The client reconnects by itself, forever, with a capped backoff; while NATS is away the hub
 //! keeps serving sockets and HTTP and reports the bus as down.
 
 mod consumer;
+pub mod dead_letters;
 mod decode;
 mod reader;
 mod setup;
@@ -40,8 +42,13 @@ pub struct NatsSettings {
     pub stream: String,
     /// The hub's durable pull consumer.
     pub consumer: String,
-    /// Where refused messages are copied.
+    /// Where refused messages are published.
     pub dead_letter_subject: String,
+    /// The JetStream stream that keeps them (created when missing, capturing that subject).
+    pub dead_letter_stream: String,
+    /// The events stream's `max_age`: the hub sets it to retention's maximum age (docs/protocol.md,
+    /// "Producers: NATS JetStream").
+    pub stream_max_age: Duration,
     /// Most messages per pull request and per append.
     pub batch_size: usize,
     /// The consumer's ack wait.
@@ -54,8 +61,12 @@ pub struct NatsSettings {
 pub const DEFAULT_STREAM: &str = "PHOTO_EVENTS";
 /// Default durable pull consumer of the hub.
 pub const DEFAULT_CONSUMER: &str = "socket-bridge";
-/// Default subject refused messages are copied to.
+/// Default subject refused messages are published on.
 pub const DEFAULT_DEAD_LETTER_SUBJECT: &str = "socket-bridge.dead-letter";
+/// Default JetStream stream that keeps the dead letters.
+pub const DEFAULT_DEAD_LETTER_STREAM: &str = "PHOTO_EVENTS_DLQ";
+/// Default `max_age` of the events stream (retention's default maximum age).
+pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default messages per pull request.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 /// Default consumer ack wait.
@@ -69,6 +80,8 @@ impl NatsSettings {
             stream: DEFAULT_STREAM.to_owned(),
             consumer: DEFAULT_CONSUMER.to_owned(),
             dead_letter_subject: DEFAULT_DEAD_LETTER_SUBJECT.to_owned(),
+            dead_letter_stream: DEFAULT_DEAD_LETTER_STREAM.to_owned(),
+            stream_max_age: DEFAULT_STREAM_MAX_AGE,
             batch_size: DEFAULT_BATCH_SIZE,
             ack_wait: DEFAULT_ACK_WAIT,
             max_message_bytes,
@@ -81,6 +94,7 @@ impl NatsSettings {
         for (flag, name) in [
             ("--nats-stream", &self.stream),
             ("--nats-consumer", &self.consumer),
+            ("--nats-dead-letter-stream", &self.dead_letter_stream),
         ] {
             let bad = name.is_empty()
                 || name
@@ -91,6 +105,12 @@ impl NatsSettings {
                     "{flag} `{name}`: a JetStream name must be non-empty, without spaces or any of . * > / \\"
                 )));
             }
+        }
+        if self.dead_letter_stream == self.stream {
+            return Err(NatsError::Config(format!(
+                "--nats-dead-letter-stream `{}` must differ from --nats-stream",
+                self.dead_letter_stream
+            )));
         }
         let subject = &self.dead_letter_subject;
         let valid_subject = !subject.is_empty()
@@ -278,6 +298,9 @@ fn spec(settings: &NatsSettings) -> setup::Spec {
         // Room for the batches queued and in flight, never less than JetStream's usual default.
         max_ack_pending: i64::try_from(settings.batch_size.saturating_mul(16).max(1000))
             .unwrap_or(i64::MAX),
+        max_age: settings.stream_max_age,
+        dead_letter_stream: settings.dead_letter_stream.clone(),
+        dead_letter_subject: settings.dead_letter_subject.clone(),
     }
 }
 
@@ -371,6 +394,14 @@ mod tests {
             },
             NatsSettings {
                 dead_letter_subject: "a..b".into(),
+                ..settings()
+            },
+            NatsSettings {
+                dead_letter_stream: "PHOTO_EVENTS".into(),
+                ..settings()
+            },
+            NatsSettings {
+                dead_letter_stream: "DLQ.X".into(),
                 ..settings()
             },
             NatsSettings {

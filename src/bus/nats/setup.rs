@@ -1,6 +1,7 @@
-//! Making sure the JetStream stream and the hub's durable pull consumer exist: creating them when
-//! missing, adjusting the consumer's tunables, and refusing an existing stream or consumer that the
-//! hub cannot use (docs/protocol.md, "Producers: NATS JetStream").
+//! Making sure the JetStream streams and the hub's durable pull consumer exist: creating them when
+//! missing, keeping the events stream's age limit equal to retention's, adjusting the consumer's
+//! tunables, and refusing an existing stream or consumer that the hub cannot use
+//! (docs/protocol.md, "Producers: NATS JetStream" and "Dead letters").
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,7 +60,17 @@ pub struct Spec {
     pub ack_wait: Duration,
     /// The consumer's limit of delivered, unacknowledged messages.
     pub max_ack_pending: i64,
+    /// The events stream's `max_age`: retention's maximum age, so that JetStream keeps no message
+    /// longer than the hub keeps its event.
+    pub max_age: Duration,
+    /// The stream that keeps dead letters.
+    pub dead_letter_stream: String,
+    /// The subject dead letters are published on (the dead-letter stream's only subject).
+    pub dead_letter_subject: String,
 }
+
+/// JetStream's default duplicate window; a stream's window may not be longer than its `max_age`.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 
 /// A stream and consumer ready to be read.
 pub struct Ready {
@@ -85,6 +96,17 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
         .await
         .map_err(unavailable("reading the stream's info"))?;
     check_stream(&spec.stream, &info.config)?;
+    if let Some(update) = aged(spec, &info.config) {
+        tracing::info!(
+            stream = %spec.stream,
+            max_age_s = spec.max_age.as_secs(),
+            "setting the stream's max age to the retention age"
+        );
+        js.update_stream(update)
+            .await
+            .map_err(unavailable("updating the stream's max age"))?;
+    }
+    ensure_dead_letter_stream(js, spec).await?;
     let identity = StreamIdentity::new(spec.stream.clone(), info.created.unix_timestamp_nanos());
 
     let consumer: PullConsumer = match stream.consumer_info(&spec.consumer).await {
@@ -143,10 +165,79 @@ async fn create_stream(
         name: spec.stream.clone(),
         subjects: STREAM_SUBJECTS.iter().map(|s| (*s).to_owned()).collect(),
         storage: stream::StorageType::File,
+        max_age: spec.max_age,
+        duplicate_window: duplicate_window(spec.max_age),
         ..Default::default()
     })
     .await
     .map_err(unavailable("creating the stream"))
+}
+
+/// The duplicate window of a stream whose messages live `max_age` (0: forever).
+fn duplicate_window(max_age: Duration) -> Duration {
+    if max_age.is_zero() {
+        DUPLICATE_WINDOW
+    } else {
+        DUPLICATE_WINDOW.min(max_age)
+    }
+}
+
+/// The existing stream's configuration with the spec's max age, if it has another.
+fn aged(spec: &Spec, existing: &stream::Config) -> Option<stream::Config> {
+    if existing.max_age == spec.max_age {
+        return None;
+    }
+    let mut config = existing.clone();
+    config.max_age = spec.max_age;
+    config.duplicate_window = config.duplicate_window.min(duplicate_window(spec.max_age));
+    Some(config)
+}
+
+/// Ensures the dead-letter stream exists and captures the dead-letter subject. It keeps dead
+/// letters without a limit: they leave it when `socket-bridge dead-letters` re-publishes or an
+/// operator removes them.
+async fn ensure_dead_letter_stream(js: &jetstream::Context, spec: &Spec) -> Result<(), SetupError> {
+    let stream = match js.get_stream(&spec.dead_letter_stream).await {
+        Ok(stream) => stream,
+        Err(e) if stream_missing(&e) => {
+            tracing::info!(
+                stream = %spec.dead_letter_stream,
+                subject = %spec.dead_letter_subject,
+                "creating the dead-letter stream"
+            );
+            return js
+                .create_stream(stream::Config {
+                    name: spec.dead_letter_stream.clone(),
+                    description: Some(
+                        "socket-bridge: messages the hub refused, with the reason in headers"
+                            .into(),
+                    ),
+                    subjects: vec![spec.dead_letter_subject.clone()],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+                .map_err(unavailable("creating the dead-letter stream"));
+        }
+        Err(e) => return Err(unavailable("reading the dead-letter stream")(e)),
+    };
+    let captures = stream
+        .cached_info()
+        .config
+        .subjects
+        .contains(&spec.dead_letter_subject);
+    if captures {
+        Ok(())
+    } else {
+        Err(SetupError::Conflict(format!(
+            "the JetStream stream `{}` exists with subjects {:?}, but socket-bridge keeps its dead \
+             letters there on `{}`: add that subject, or point --nats-dead-letter-stream at another stream",
+            spec.dead_letter_stream,
+            stream.cached_info().config.subjects,
+            spec.dead_letter_subject
+        )))
+    }
 }
 
 /// An existing stream must have exactly the subjects of [`STREAM_SUBJECTS`].
@@ -259,7 +350,33 @@ mod tests {
             consumer: "socket-bridge".into(),
             ack_wait: Duration::from_secs(30),
             max_ack_pending: 4096,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            dead_letter_stream: "PHOTO_EVENTS_DLQ".into(),
+            dead_letter_subject: "socket-bridge.dead-letter".into(),
         }
+    }
+
+    /// An existing stream gets the retention age (and a duplicate window that fits in it) only
+    /// when its age differs; its other settings are kept.
+    #[test]
+    fn stream_age_follows_retention() {
+        let existing = stream::Config {
+            name: "PHOTO_EVENTS".into(),
+            description: Some("kept".into()),
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let update = aged(&spec(), &existing).expect("an update");
+        assert_eq!(update.max_age, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(update.duplicate_window, Duration::from_secs(120));
+        assert_eq!(update.description.as_deref(), Some("kept"));
+        assert!(aged(&spec(), &update).is_none());
+        let short = Spec {
+            max_age: Duration::from_secs(30),
+            ..spec()
+        };
+        let update = aged(&short, &existing).expect("an update");
+        assert_eq!(update.duplicate_window, Duration::from_secs(30));
     }
 
     /// A stream is accepted with exactly the two subjects, in any order, and refused otherwise.

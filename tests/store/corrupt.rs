@@ -1,0 +1,155 @@
+//! Corrupt records (bytes under an event key that do not decode) are reported and skipped by
+//! open, reads, replays and prune: never a refusal to start, a failed pass or a loop.
+
+use std::time::Duration;
+
+use serde_json::json;
+use socket_bridge::domain::{EventType, PhotoId, Room, Timestamp};
+use socket_bridge::store::{EventLog, RetentionPolicy, keys};
+
+use crate::helpers::{photo_event, raw_open, runtime};
+use crate::support::hub::TestHub;
+
+/// Writes garbage under event keys `seqs` of `room` (and a garbage group-commit record, which
+/// open's recovery reads) in the closed store at `dir`, with sled directly.
+fn corrupt(dir: &std::path::Path, room: &str, seqs: &[u64]) {
+    let db = raw_open(dir);
+    for seq in seqs {
+        db.insert(keys::event(room, *seq), &b"\x01\xffgarbage"[..])
+            .expect("raw insert");
+    }
+    db.insert(keys::commit(u64::MAX), &b"\x07not a commit"[..])
+        .expect("raw insert");
+    db.flush().expect("flush");
+}
+
+fn seqs(log: &EventLog, room: &Room, after: u64, limit: usize) -> Vec<u64> {
+    let events = log.read(room, after, limit).expect("read");
+    events.iter().map(|e| e.seq).collect()
+}
+
+/// A store with garbage in the middle and at the end of a room (and a garbage commit record)
+/// opens; reads skip the corrupt records, counting each once; appends continue after the head;
+/// a prune pass removes them with the events before them instead of failing.
+#[test]
+fn corrupt_records_are_skipped_by_open_read_and_prune() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = runtime();
+    let room = Room::photo(&PhotoId::parse("p1").expect("id"));
+    {
+        let log = EventLog::open(dir.path()).expect("open");
+        let mut events = vec![photo_event(
+            "e1",
+            EventType::PhotoUploaded,
+            "p1",
+            "u1",
+            json!({}),
+        )];
+        for n in 2..=5 {
+            let extra = json!({ "progress": n });
+            let id = format!("e{n}");
+            events.push(photo_event(
+                &id,
+                EventType::ProcessingProgress,
+                "p1",
+                "u1",
+                extra,
+            ));
+        }
+        rt.block_on(log.append(events)).expect("append");
+        log.close().expect("close");
+    }
+    corrupt(dir.path(), "photo:p1", &[3, 5]);
+
+    let log = EventLog::open(dir.path()).expect("a store with corrupt records opens");
+    assert_eq!(seqs(&log, &room, 0, 100), [1, 2, 4]);
+    assert_eq!(
+        seqs(&log, &room, 2, 1),
+        [4],
+        "a page skips to the next readable event"
+    );
+    assert!(seqs(&log, &room, 4, 100).is_empty());
+    assert_eq!(
+        seqs(&log, &room, 0, 100),
+        [1, 2, 4],
+        "reading again gives the same"
+    );
+    assert_eq!(
+        log.corrupt_records(),
+        3,
+        "two events and a commit record, each once"
+    );
+    assert_eq!(log.head(&room).expect("head"), 5);
+
+    let next = photo_event("e6", EventType::ProcessingProgress, "p1", "u1", json!({}));
+    let receipts = rt.block_on(log.append(vec![next])).expect("append after");
+    assert_eq!(receipts[0].rooms, [(room.clone(), 6)]);
+
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(3600),
+        max_events_per_room: 2,
+    };
+    let report = log
+        .prune(&policy, Timestamp::now(), false)
+        .expect("a prune pass over corrupt records succeeds");
+    // 1, 2 and 4 by count; 3 and 5 have no readable age and go as expired.
+    assert_eq!(report.events_removed, 5);
+    assert_eq!(seqs(&log, &room, 0, 100), [6]);
+    assert_eq!(log.oldest(&room).expect("oldest"), 6);
+}
+
+/// A hub on a store with corrupt records serves: HTTP history skips them, `/health/detailed`
+/// says the store is degraded with the count, and a Socket.IO replay from 0 reports each hole with
+/// `replay:truncated`, ends (a corrupt last record does not make it loop) and goes live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_serves_around_corrupt_records() {
+    let hub = TestHub::spawn().await;
+    hub.publish_ok(&json!({ "id": "e1", "type": "photo.uploaded", "data": { "photoId": "p1", "userId": "u1" } }))
+        .await;
+    for n in 2..=5 {
+        let body = json!({ "id": format!("e{n}"), "type": "photo.processing.progress", "data": { "photoId": "p1", "progress": n } });
+        hub.publish_ok(&body).await;
+    }
+    let stopped = hub.stop().await;
+    corrupt(&stopped.data_dir().join("store"), "photo:p1", &[3, 5]);
+    let hub = stopped.start().await;
+
+    let history: Vec<u64> = hub
+        .history("photo:p1")
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(history, [1, 2, 4]);
+    let health = hub.health().await;
+    assert_eq!(health["details"]["store"]["status"], "degraded", "{health}");
+    assert_eq!(health["details"]["store"]["corruptRecords"], 3, "{health}");
+    assert_eq!(health["status"], "degraded");
+
+    let mut client = hub.client_for("u1").await;
+    client.next_named("connection:established").await;
+    let ack = client
+        .ack("subscribe:photo", json!({ "photoId": "p1", "since": 0 }))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let mut truncations = Vec::new();
+    let mut seqs = Vec::new();
+    hub.publish_ok(
+        &json!({ "id": "e6", "type": "photo.processing.progress", "data": { "photoId": "p1" } }),
+    )
+    .await;
+    while seqs.last() != Some(&6) {
+        let (name, value) = client.next().await;
+        if name == "replay:truncated" {
+            truncations.push((value["requestedSeq"].clone(), value["oldestSeq"].clone()));
+        } else if value["room"] == "photo:p1"
+            && let Some(seq) = value["seq"].as_u64()
+        {
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(seqs, [1, 2, 4, 6]);
+    assert_eq!(truncations, [(json!(3), json!(4)), (json!(5), json!(6))]);
+    client.close().await;
+    hub.stop().await;
+}

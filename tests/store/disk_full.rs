@@ -1,0 +1,125 @@
+//! A full disk under the real binary (docs/protocol.md, "Faults"): the data dir on a small
+//! tmpfs, filled while the hub ingests. Needs root (to mount); skipped with a printed reason
+//! otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::binary::HubProcess;
+
+/// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts one, or says why it cannot.
+    fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed (root is needed): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Writes to `path` until the disk is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+/// With the data dir on an 8 MB tmpfs that fills up while events are published: ingest answers
+/// 503 `store_unavailable` (never a 500 or sled's text), `/health/detailed` answers 503 with the
+/// store `failing`, the hub exits non-zero by itself; once space is freed, a restarted hub serves
+/// every event that was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_with_503_exits_and_loses_nothing_acknowledged() {
+    let tmpfs = match Tmpfs::mount("8m") {
+        Ok(tmpfs) => tmpfs,
+        Err(reason) => {
+            eprintln!(
+                "SKIPPED a_full_disk_refuses_with_503_exits_and_loses_nothing_acknowledged: {reason}"
+            );
+            return;
+        }
+    };
+    let data: PathBuf = tmpfs.path().join("data");
+    let mut hub = HubProcess::start(&data, |_| {}).await;
+    let mut acked = Vec::new();
+    let publish = |n: usize| json!({ "id": format!("ev-{n}"), "type": "system.maintenance", "data": { "n": n, "pad": "x".repeat(2000) } });
+    for n in 0..20 {
+        hub.publish_ok(&publish(n)).await;
+        acked.push(n);
+    }
+    fill(&tmpfs.path().join("filler"));
+
+    let mut refused = None;
+    for n in 20..5000 {
+        let (status, body) = hub.publish(&publish(n)).await;
+        match status {
+            200 => acked.push(n),
+            _ => {
+                refused = Some((status, body));
+                break;
+            }
+        }
+    }
+    let (status, body) = refused.expect("a write failed on the full disk");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    assert!(!body.to_string().to_lowercase().contains("sled"), "{body}");
+    let (code, health) = hub.health_with_status().await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["details"]["store"]["status"], "failing", "{health}");
+
+    let exit = hub
+        .wait_exit(Duration::from_secs(10))
+        .expect("the hub exits by itself");
+    assert!(!exit.success(), "exits non-zero: {exit:?}");
+
+    std::fs::remove_file(tmpfs.path().join("filler")).expect("free the space");
+    let hub = HubProcess::start(&data, |_| {}).await;
+    let stored: Vec<u64> = hub
+        .history("global")
+        .await
+        .iter()
+        .filter_map(|e| e["data"]["n"].as_u64())
+        .collect();
+    for n in &acked {
+        assert!(stored.contains(&(*n as u64)), "acknowledged event {n} lost");
+    }
+    eprintln!(
+        "disk full: {} events acknowledged, {} stored after the restart",
+        acked.len(),
+        stored.len()
+    );
+    hub.kill();
+}
