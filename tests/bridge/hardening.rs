@@ -42,7 +42,10 @@ async fn connections_beyond_the_limit_are_refused_overloaded() {
     let (_third, refused) = connect(&hub, "u3").await;
     assert_eq!(
         refused,
-        (CONNECT_ERROR.to_owned(), json!({ "message": "overloaded" }))
+        (
+            CONNECT_ERROR.to_owned(),
+            json!({ "message": "overloaded", "data": { "reason": "max_connections" } })
+        )
     );
 
     hub.publish_ok(&maintenance("still served")).await;
