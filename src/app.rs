@@ -130,6 +130,8 @@ pub struct Application {
     retention: RetentionScheduler,
     worker: Option<WorkerHandle>,
     header_timeout: Duration,
+    /// `/metrics` on its own listener (`--metrics-listen`).
+    metrics: Option<(TcpListener, Router)>,
 }
 
 impl Application {
@@ -144,6 +146,15 @@ impl Application {
                 addr: settings.listen.to_string(),
                 source,
             })?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(addr) => Some(
+                http::listener::bind(addr).map_err(|source| AppError::Listen {
+                    addr: addr.to_string(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         let log = EventLog::open_with(settings.store_dir(), settings.store.clone())?;
         let (tokens, generated) =
             TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;
@@ -245,7 +256,9 @@ impl Application {
             photos,
         };
         telemetry::register_metrics();
-        let router = http::router(state, socket.max_payload_bytes)
+        let metrics =
+            metrics_listener.map(|listener| (listener, http::metrics_router(state.clone())));
+        let router = http::router(state, socket.max_payload_bytes, metrics.is_none())
             .layer(socket_layer)
             .layer(cors(&settings.cors))
             .layer(RequestBodyTimeoutLayer::new(settings.http.body_timeout));
@@ -260,6 +273,7 @@ impl Application {
             retention,
             worker,
             header_timeout: settings.http.header_timeout,
+            metrics,
         })
     }
 
@@ -271,6 +285,13 @@ impl Application {
                 addr: "bound listener".into(),
                 source,
             })
+    }
+
+    /// The address `/metrics` is served on when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The in-process bus, to observe what the hub publishes (`None` when it uses NATS).
@@ -326,7 +347,26 @@ impl Application {
             tokio::time::sleep(Duration::from_millis(100)).await;
             io.close().await;
         };
+        let metrics = self.metrics.map(|(listener, router)| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving /metrics");
+            }
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let served = tokio::spawn(http::serve::serve(
+                listener,
+                router,
+                self.header_timeout,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            (stop, served)
+        });
         http::serve::serve(self.listener, self.router, self.header_timeout, graceful).await;
+        if let Some((stop, served)) = metrics {
+            let _ = stop.send(());
+            let _ = served.await;
+        }
         let worker = async {
             if let Some(worker) = self.worker {
                 worker.stop(WORKER_DRAIN_LIMIT).await;

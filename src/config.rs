@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LISTEN_ADDR", default_value_t = settings::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Serve `/metrics` on this address only (e.g. an internal interface) instead of on
+    /// `--listen`.
+    #[arg(long, env = "METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub data: DataArgs,
     /// NATS server URL; unset means the in-process event bus.
@@ -334,6 +338,7 @@ impl ServeArgs {
         }
         Ok(Settings {
             listen: self.listen,
+            metrics_listen: self.metrics_listen,
             data_dir: self.data.data_dir,
             jwt_secret: self.data.jwt_secret,
             nats,

@@ -75,6 +75,9 @@ pub fn default_worker_threads() -> usize {
 pub struct Settings {
     /// Address to listen on (port 0 picks a free one; see `Application::local_addr`).
     pub listen: SocketAddr,
+    /// Where `/metrics` is served when not on `listen` (port 0 picks a free one; see
+    /// `Application::metrics_addr`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Data directory: the event log (`store/`), the photos (`photos/`) and the generated token
     /// secret.
     pub data_dir: PathBuf,
@@ -262,6 +265,7 @@ impl Settings {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: DEFAULT_LISTEN,
+            metrics_listen: None,
             data_dir: data_dir.into(),
             jwt_secret: None,
             nats: None,

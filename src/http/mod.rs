@@ -60,18 +60,29 @@ pub struct AppState {
     pub photos: Photos,
 }
 
-/// The API routes. `max_body` limits request bodies (413 above it), but for uploads, which may
-/// be as large as the photo limit.
-pub fn router(state: AppState, max_body: usize) -> Router {
+/// `GET /metrics` alone, for a listener of its own (`--metrics-listen`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .with_state(state)
+}
+
+/// The API routes, with `/metrics` when `with_metrics`. `max_body` limits request bodies (413
+/// above it), but for uploads, which may be as large as the photo limit.
+pub fn router(state: AppState, max_body: usize, with_metrics: bool) -> Router {
     let upload_body = state
         .photos
         .max_upload_bytes()
         .saturating_add(photos::MULTIPART_OVERHEAD);
     let upload_body = usize::try_from(upload_body).unwrap_or(usize::MAX);
+    let routes = if with_metrics {
+        metrics_router(state.clone())
+    } else {
+        Router::new()
+    };
     Router::new()
         .route("/health", get(health::health))
         .route("/health/detailed", get(health::detailed))
-        .route("/metrics", get(metrics::render))
         .route("/api/events", post(events::ingest))
         .route("/api/photos/{photo_id}/status", get(history::photo_status))
         .route("/api/photos/{photo_id}/events", get(history::photo_events))
@@ -96,4 +107,5 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+        .merge(routes)
 }

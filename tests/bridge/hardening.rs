@@ -2,13 +2,14 @@
 //! `--max-connections` are refused `overloaded`, photo subscriptions beyond
 //! `--max-subscriptions-per-socket` answer `too_many_subscriptions`, batches beyond
 //! `--max-batch-events` answer 413 `batch_too_large`, a failing event log answers 503 and stops
-//! the hub, seqs up to 2^64-1 are resumed without overflow, and an expired token ends its socket.
+//! the hub, seqs up to 2^64-1 are resumed without overflow, an expired token ends its socket, and
+//! `--metrics-listen` keeps `/metrics` off the public listener.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use socket_bridge::app::AppError;
+use socket_bridge::app::{AppError, Application};
 use socket_bridge::store::Faults;
 
 use crate::helpers::{progress_batch, uploaded};
@@ -221,4 +222,34 @@ async fn an_expired_token_ends_its_socket_and_resume_catches_up() {
         .await;
     assert_eq!(again.seqs_until("user:u1", 3).await, [2, 3]);
     again.close().await;
+}
+
+/// With `--metrics-listen`, `/metrics` is served on that address only: the public listener
+/// answers 404 for it, the metrics listener serves the counters.
+#[tokio::test]
+async fn metrics_listen_moves_metrics_off_the_public_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = crate::support::hub::settings(dir.path());
+    settings.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    let app = Application::build(&settings).await.expect("the app builds");
+    let metrics_addr = app.metrics_addr().expect("a metrics listener");
+    let hub = TestHub::run(app, settings);
+
+    let public = hub
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(public.status(), 404, "no metrics on the public listener");
+    let internal = Api::new(format!("http://{metrics_addr}")).metrics().await;
+    assert!(
+        internal.contains("event_log_events_appended_total"),
+        "metrics on the metrics listener: {internal}"
+    );
+    assert_eq!(
+        hub.health().await["status"],
+        "ok",
+        "the API is still served"
+    );
+    hub.stop().await;
 }
