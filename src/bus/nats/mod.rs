@@ -11,7 +11,7 @@
 //! keeps serving sockets and HTTP and reports the bus as down.
 
 mod consumer;
-mod decode;
+pub(crate) mod decode;
 mod reader;
 mod setup;
 
