@@ -18,6 +18,7 @@
 //! - [`settings`]: the validated settings the hub is built from; [`config`]: flags and
 //!   environment, parsed once into them.
 //! - [`cli`]: the support CLI (`history`, `status`, `tail`), talking to a running hub over HTTP.
+//! - `fuzzing` (tests and the `fuzzing` feature only): the bodies of the fuzz targets.
 //! - [`telemetry`]: logs and metric names; [`app`]: wiring and shutdown.
 
 pub mod access;
@@ -27,6 +28,8 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod photos;

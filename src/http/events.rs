@@ -36,10 +36,7 @@ pub async fn ingest(
         ),
         _ => ApiError::bad_request("the request body could not be read"),
     })?;
-    let inputs = match parse_typed(&body) {
-        Some(inputs) => inputs,
-        None => parse_explained(&body)?,
-    };
+    let inputs = parse_body(&body)?;
     if inputs.is_empty() {
         return Err(ApiError::bad_request("empty batch"));
     }
@@ -59,6 +56,16 @@ pub async fn ingest(
         events: ingested.iter().map(AnswerEvent::from).collect(),
     };
     Ok(Json(answer).into_response())
+}
+
+/// Parses a `POST /api/events` body (one event object or an array of them) into unvalidated
+/// inputs, or the `400 invalid_request` that says what is wrong with it, naming the event. Also
+/// called by the fuzz target of the ingest parser.
+pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
+    match parse_typed(body) {
+        Some(inputs) => Ok(inputs),
+        None => parse_explained(body),
+    }
 }
 
 /// The body parsed straight into inputs, with no intermediate JSON tree; `None` when it does not

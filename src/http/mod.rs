@@ -5,7 +5,7 @@
 mod auth;
 mod console;
 mod error;
-mod events;
+pub(crate) mod events;
 mod health;
 mod history;
 pub mod listener;

@@ -9,7 +9,9 @@ use crate::store::{EventLog, StoreError};
 
 /// `{ ...data, eventId, room, seq, timestamp }` for a stored event (`seq` omitted for live-only
 /// events). `data` is the event's data object as JSON text; the hub's fields come last so they
-/// win over same-named keys in `data`, as `{ ...data, eventId }` does in JavaScript.
+/// win over same-named keys in `data`, as `{ ...data, eventId }` does in JavaScript. Data that is
+/// not a JSON object (only a corrupt record holds such) is left out: the hub's fields are always
+/// there, so the client's seqs stay gap-free (docs/protocol.md, "Sequence numbers").
 pub fn event_payload(
     data: &str,
     id: &EventId,
@@ -17,6 +19,13 @@ pub fn event_payload(
     seq: Option<u64>,
     timestamp: Timestamp,
 ) -> Box<RawValue> {
+    let with_data = payload(data, id, room, seq, timestamp);
+    RawValue::from_string(with_data)
+        .or_else(|_| RawValue::from_string(payload("{}", id, room, seq, timestamp)))
+        .unwrap_or_else(|_| empty_object())
+}
+
+fn payload(data: &str, id: &EventId, room: &str, seq: Option<u64>, timestamp: Timestamp) -> String {
     let id = serde_json::to_string(id.as_str()).unwrap_or_else(|_| "\"\"".into());
     let room = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".into());
     let body = data.trim();
@@ -42,7 +51,7 @@ pub fn event_payload(
     out.push_str(",\"timestamp\":\"");
     out.push_str(&timestamp.to_rfc3339());
     out.push_str("\"}");
-    RawValue::from_string(out).unwrap_or_else(|_| empty_object())
+    out
 }
 
 /// The `replay:truncated` payload (docs/protocol.md, "Truncation"): `{ room, requestedSeq,
@@ -89,5 +98,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(empty.get()).expect("json");
         assert!(v.get("seq").is_none());
         assert_eq!(v.as_object().map(|o| o.len()), Some(3));
+    }
+
+    /// Data that is not a JSON object (a corrupt record) is left out, never the hub's fields
+    /// (found by the `store_record` fuzz target).
+    #[test]
+    fn corrupt_data_keeps_the_hub_fields() {
+        let id = EventId::parse("e1").expect("id");
+        let ts = Timestamp::from_millis(0);
+        for data in [
+            r#"{"photoId":"p1",r"x":5}"#,
+            "",
+            "[1]",
+            r#"{"a":1},{"b":2}"#,
+        ] {
+            let p = event_payload(data, &id, "photo:p1", Some(7), ts);
+            let v: serde_json::Value = serde_json::from_str(p.get()).expect("json");
+            assert_eq!(v["eventId"], "e1", "{data}");
+            assert_eq!(v["seq"], 7, "{data}");
+            assert_eq!(v["room"], "photo:p1", "{data}");
+        }
     }
 }

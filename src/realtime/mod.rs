@@ -16,10 +16,10 @@ mod catch_up;
 pub mod follow;
 mod frame;
 mod handlers;
-mod handshake;
+pub(crate) mod handshake;
 mod hub;
 pub mod live;
-mod request;
+pub(crate) mod request;
 mod subscriptions;
 
 pub use follow::{Followed, Follower};

@@ -12,8 +12,20 @@ use super::keys;
 /// The version byte of every record written by this code.
 pub const FORMAT_V1: u8 = 1;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// The most a record's decoding may allocate. bincode allocates what a length prefix claims before
+/// reading the bytes, so without a bound one corrupt length aborts the process (found by the
+/// `store_record` fuzz target). Far above any record the store writes.
+const MAX_DECODED_BYTES: usize = 64 << 20;
+
+/// The one configuration; the limit only bounds decoding and does not change the format.
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_DECODED_BYTES>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<MAX_DECODED_BYTES>()
 }
 
 /// Encodes a record.
@@ -65,5 +77,21 @@ mod tests {
             let err = decode::<(u64, String)>(b"h\x00key", bad).expect_err("must fail");
             assert!(err.to_string().contains("h\\x00key"), "{err}");
         }
+    }
+
+    /// A length prefix far beyond the record is an error, not an allocation that aborts the
+    /// process (a `store_record` fuzz finding: a placement record claiming a 40 PB room name).
+    #[test]
+    fn huge_length_prefixes_are_errors() {
+        for bad in [
+            &[FORMAT_V1, 253, 0, 0, 0, 0, 0, 0, 0, 0x40][..],
+            &[FORMAT_V1, 253, 0xf8, 0x8a, 0x89, 0x65, 0x72, 0x21, 0x90, 0][..],
+        ] {
+            assert!(decode::<String>(b"k", bad).is_err());
+            assert!(decode::<Vec<(String, u64)>>(b"k", bad).is_err());
+        }
+        let big = "x".repeat(1 << 20);
+        let bytes = encode(&big).expect("encode");
+        assert_eq!(decode::<String>(b"k", &bytes).expect("decode"), big);
     }
 }

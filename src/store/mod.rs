@@ -15,6 +15,7 @@
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
 //! - `ids`: the event-id index (`i` records written behind the committer).
 //! - `faults`: write failures injected by tests.
+//! - `fuzzing`: the stored record decoder's fuzz target body (tests and the `fuzzing` feature).
 //! - `derived`: photo statuses and id records, written behind the committer and recovered at
 //!   open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
@@ -27,6 +28,8 @@ mod commit;
 mod derived;
 mod error;
 mod faults;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzzing;
 mod ids;
 pub mod keys;
 mod lock;

@@ -13,7 +13,7 @@
 
 mod consumer;
 pub mod dead_letters;
-mod decode;
+pub(crate) mod decode;
 mod reader;
 mod setup;
 
