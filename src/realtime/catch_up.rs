@@ -121,9 +121,11 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
                 return Ok(None);
             }
         }
+        // The head is read before the page: an empty page below a head known beforehand is a
+        // hole, where a head read after it may only have grown meanwhile (a new commit).
+        let head = log.head(&job.room)?;
         let page = log.read(&job.room, job.cursor, PAGE)?;
         if page.is_empty() {
-            let head = log.head(&job.room)?;
             if job.cursor < head {
                 // Nothing readable up to the head: pruned, or corrupt records the store skipped
                 // (then the oldest kept seq is not past the cursor, and the rest is gone).

@@ -181,9 +181,10 @@ impl Follower {
                 self.truncated(oldest)?;
             }
         }
+        // The head before the page: one read after it may have grown with a new commit.
+        let head = self.log.head(&self.room)?;
         let page = self.log.read(&self.room, self.cursor, PAGE)?;
         if page.is_empty() {
-            let head = self.log.head(&self.room)?;
             if self.cursor < head {
                 // Nothing readable up to the head: pruned, or corrupt records the store skipped.
                 let oldest = self.log.oldest(&self.room)?;

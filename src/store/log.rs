@@ -242,17 +242,19 @@ impl EventLog {
         self.head_by_name(&room.to_string())
     }
 
+    /// The durable head of `room`. The tree is read before the visible heads: the committer
+    /// marks a room before it writes a group into the tree and unmarks it after the flush, so a
+    /// tree head read first is durable unless the room is marked by then (the other order could
+    /// read the tree in the middle of a group and answer a head that a crash could take back).
     fn head_by_name(&self, room: &str) -> Result<u64, StoreError> {
-        if let Some(head) = self
+        let in_tree = stored_head(&self.shared.db, room)?;
+        Ok(self
             .shared
             .visible
             .read()
             .ok()
             .and_then(|v| v.get(room).copied())
-        {
-            return Ok(head);
-        }
-        stored_head(&self.shared.db, room)
+            .unwrap_or(in_tree))
     }
 
     /// The oldest seq still kept in `room`, or `head + 1` when none is kept (a new room gives 1).

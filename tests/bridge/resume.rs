@@ -110,3 +110,43 @@ async fn status_and_seqs_survive_a_restart() {
     client.close().await;
     app.stop().await;
 }
+
+/// A catch-up that reaches the head while new events are being committed goes live without
+/// announcing a gap: `replay:truncated` is only for events that are really gone (none here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_ups_racing_commits_announce_no_false_gap() {
+    let app = TestHub::spawn_with(|s| {
+        s.limits.socket_request_burst = 100_000;
+        s.limits.socket_requests_per_second = 100_000;
+    })
+    .await;
+    app.publish_ok(&uploaded("race", "u1")).await;
+    let api = (*app).clone();
+    let publisher = tokio::spawn(async move {
+        for _ in 0..300 {
+            api.publish_ok(&progress_batch("race", 1)).await;
+        }
+    });
+    let mut client = app.client_for("u1").await;
+    client.next_named("connection:established").await;
+    let mut since = 0;
+    while !publisher.is_finished() {
+        // Short catch-ups that end at the head while the publisher commits.
+        let ack = client
+            .ack(
+                "subscribe:photo",
+                json!({ "photoId": "race", "since": since }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        since = ack["headSeq"].as_u64().expect("headSeq").saturating_sub(2);
+    }
+    publisher.await.expect("the publisher");
+    assert_eq!(
+        client
+            .receives("replay:truncated", std::time::Duration::from_secs(3))
+            .await,
+        None,
+        "no event was pruned, so no gap may be announced"
+    );
+}
