@@ -278,6 +278,15 @@ impl Worker {
         if let Err(e) = written {
             return Err(self.gone_or_broken(photo.clone(), &file_error(&e)));
         }
+        // A delete that stored `photo.deleted` while the thumbnails were being written may have
+        // removed the directory before they landed: the files written after it go too.
+        if matches!(self.log.status(photo), Ok(Some(s)) if s.status == ProcessingState::Deleted) {
+            let (files, gone) = (self.files.clone(), photo.clone());
+            if let Ok(Err(e)) = blocking(move || files.remove(&gone)).await {
+                tracing::warn!(photo = %photo, error = %ErrorChain(&e), "cannot remove the files of a photo deleted while processing");
+            }
+            return Err(Outcome::Deleted);
+        }
         delivery.working().await;
         self.progress(job, attempt, "store", 90, json!({})).await?;
         self.store(
