@@ -127,14 +127,8 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
         let page = log.read(&job.room, job.cursor, PAGE)?;
         if page.is_empty() {
             if job.cursor < head {
-                // Nothing readable up to the head: pruned, or corrupt records the store skipped
-                // (then the oldest kept seq is not past the cursor, and the rest is gone).
-                let oldest = log.oldest(&job.room)?;
-                let resume_at = if oldest > job.cursor {
-                    oldest
-                } else {
-                    head + 1
-                };
+                // Nothing readable up to the head: pruned, or corrupt records the store skipped.
+                let resume_at = log.after_hole(&job.room, job.cursor, head)?;
                 truncated(hub, job, resume_at)?;
                 continue;
             }

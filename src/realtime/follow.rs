@@ -187,12 +187,8 @@ impl Follower {
         if page.is_empty() {
             if self.cursor < head {
                 // Nothing readable up to the head: pruned, or corrupt records the store skipped.
-                let oldest = self.log.oldest(&self.room)?;
-                self.truncated(if oldest > self.cursor {
-                    oldest
-                } else {
-                    head + 1
-                })?;
+                let resume_at = self.log.after_hole(&self.room, self.cursor, head)?;
+                self.truncated(resume_at)?;
             } else {
                 self.from_store = false;
             }

@@ -257,6 +257,18 @@ impl EventLog {
             .unwrap_or(in_tree))
     }
 
+    /// Where a reader continues whose page after `cursor` came back empty below `head` (read
+    /// before the page): the oldest kept seq when retention removed what followed the cursor,
+    /// else past the head (what is left up to it are corrupt records the store skipped).
+    pub fn after_hole(&self, room: &Room, cursor: u64, head: u64) -> Result<u64, StoreError> {
+        let oldest = self.oldest(room)?;
+        Ok(if oldest > cursor {
+            oldest
+        } else {
+            head.saturating_add(1)
+        })
+    }
+
     /// The oldest seq still kept in `room`, or `head + 1` when none is kept (a new room gives 1).
     pub fn oldest(&self, room: &Room) -> Result<u64, StoreError> {
         let name = room.to_string();
