@@ -73,6 +73,17 @@ async fn on_connect(
     // Registered before the socket joins anything: a disconnect from here on removes whatever
     // the hub adds for the socket while it is connected (the hub adds nothing after).
     socket.on_disconnect(on_disconnect);
+    // Requests are handled from before `connection:established` is sent: a client that answers
+    // it with a request at once must find the handlers there (socketioxide drops an event that
+    // has none, and the client's ack never comes).
+    socket.extensions.insert(Arc::new(RequestBudget::new(
+        at_least_one(rt.limits.socket_requests_per_second),
+        at_least_one(rt.limits.socket_request_burst),
+    )));
+    socket.on("subscribe:photo", subscribe_photo);
+    socket.on("unsubscribe:photo", unsubscribe_photo);
+    socket.on("photo:status:request", status_request);
+    socket.on("ping", ping);
     let joined = rt.hub.join_live_then(&socket, &defaults, |heads| {
         let rooms: serde_json::Map<String, Value> = heads
             .iter()
@@ -109,15 +120,6 @@ async fn on_connect(
     if handshake.resume.is_some() {
         tokio::spawn(resume(rt.clone(), socket.clone(), Arc::clone(&handshake)));
     }
-
-    socket.extensions.insert(Arc::new(RequestBudget::new(
-        at_least_one(rt.limits.socket_requests_per_second),
-        at_least_one(rt.limits.socket_request_burst),
-    )));
-    socket.on("subscribe:photo", subscribe_photo);
-    socket.on("unsubscribe:photo", unsubscribe_photo);
-    socket.on("photo:status:request", status_request);
-    socket.on("ping", ping);
 
     publish(
         &rt,
