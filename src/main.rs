@@ -15,6 +15,12 @@ use socket_bridge::retention::ForgetPhotos;
 use socket_bridge::store::EventLog;
 use socket_bridge::telemetry::{self, ErrorChain};
 
+/// jemalloc: in the same load runs it took 21% less hub CPU per event than glibc's malloc with
+/// fan-out 1 and 12% less per delivery with fan-out 100, for 5% more memory per idle connection;
+/// mimalloc saved as much CPU but held 44 MB more at start (docs/benchmarks.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
