@@ -13,6 +13,8 @@ mod m0003_id_index_in_memory;
 mod m0004_id_index_on_disk;
 #[path = "0005_store_time.rs"]
 mod m0005_store_time;
+#[path = "0006_event_blocks.rs"]
+mod m0006_event_blocks;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -40,5 +42,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 5,
         name: "store_time",
         apply: m0005_store_time::apply,
+    },
+    Migration {
+        version: 6,
+        name: "event_blocks",
+        apply: m0006_event_blocks::apply,
     },
 ];

@@ -35,6 +35,25 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
+/// Appends `value`'s bincode form to `out`, without a version byte (the parts of a record whose
+/// version byte is written once for several values: event blocks).
+pub fn encode_part<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    bincode::serde::encode_into_std_write(value, out, config()).map_err(StoreError::Encode)?;
+    Ok(())
+}
+
+/// Decodes one value from the front of `bytes` (a part of the record stored under `key`); returns
+/// it and how many bytes it took.
+pub fn decode_part<T: DeserializeOwned>(
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<(T, usize), StoreError> {
+    bincode::serde::decode_from_slice(bytes, config()).map_err(|e| StoreError::Corrupt {
+        key: keys::display(key),
+        reason: e.to_string(),
+    })
+}
+
 /// Decodes the record stored under `key`. Never panics: a wrong version byte, truncated or
 /// trailing bytes are a [`StoreError::Corrupt`] naming the key.
 pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {

@@ -6,9 +6,9 @@
 //! share one flush, and because a single thread assigns seqs, a room's seqs can have no gap or
 //! repeat. A request that breaks a rule is dropped from the group without touching the others.
 //!
-//! Every record in the durable batch costs about as much as an event, so the batch holds only
-//! what cannot be rebuilt: one record per event and room, and one commit record listing the seq
-//! ranges written. A room's head is its last event key (the head record only matters once
+//! sled's cost is per record, so the durable batch holds only what cannot be rebuilt, in as few
+//! records as possible: one block per room (the group's events of that room, see `block`), and
+//! one commit record listing the seq ranges written. A room's head is its last block's key (the head record only matters once
 //! retention has removed events, and retention writes it). Photo statuses and event-id records
 //! are handed to memory (which every read consults) and written behind the committer; after a
 //! crash, the commit records name exactly what to derive again (see `derived`). After a failed
@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::block::BlockBuilder;
 use super::codec;
 use super::derived::{DerivedJob, Pending, WriterMessage};
 use super::faults::Faults;
@@ -48,8 +49,8 @@ pub(super) struct PreparedEvent {
     pub event: Event,
     /// The `data` object as JSON text.
     pub data: Arc<str>,
-    /// The encoded event record (the same bytes in every room it goes to).
-    pub record: Vec<u8>,
+    /// The event's encoded block entry (the same bytes in the block of every room it goes to).
+    pub entry: Vec<u8>,
 }
 
 /// One caller's batch and where to send its outcome.
@@ -99,8 +100,10 @@ struct Overlay {
     /// Room -> head before the group.
     originals: HashMap<String, u64>,
     statuses: HashMap<PhotoId, PhotoStatus>,
+    /// Placements of the producer-given ids (generated ones are not indexed).
     ids: HashMap<EventId, Vec<(Room, u64)>>,
-    records: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Room -> the block of the group's events in that room.
+    blocks: HashMap<String, BlockBuilder>,
     committed: Vec<CommittedEvent>,
 }
 
@@ -226,8 +229,9 @@ impl Committer {
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
-        for (key, value) in std::mem::take(&mut state.records) {
-            batch.insert(key, value);
+        for (room, block) in std::mem::take(&mut state.blocks) {
+            let head = state.heads.get(&room).copied().unwrap_or(0);
+            batch.insert(keys::event(&room, head), block.finish()?);
         }
         for (room, head) in &state.heads {
             let first = state.originals.get(room).copied().unwrap_or(0) + 1;
@@ -325,9 +329,14 @@ impl Committer {
         for room in rooms {
             let name = room.to_string();
             let seq = self.staged_head(stage, &name)? + 1;
-            stage
-                .records
-                .push((keys::event(&name, seq), prepared.record.clone()));
+            match stage.blocks.get_mut(&name) {
+                Some(block) => block.push(&prepared.entry),
+                None => {
+                    let mut block = BlockBuilder::default();
+                    block.push(&prepared.entry);
+                    stage.blocks.insert(name.clone(), block);
+                }
+            }
             stage.heads.insert(name, seq);
             placement.push((room, seq));
         }
@@ -339,7 +348,9 @@ impl Committer {
             let status = PhotoStatus::apply(before.as_ref(), event, photo, owner, photo_seq);
             stage.statuses.insert(photo.clone(), status);
         }
-        stage.ids.insert(event.id.clone(), placement.clone());
+        if !event.id_generated {
+            stage.ids.insert(event.id.clone(), placement.clone());
+        }
         stage.committed.push(CommittedEvent {
             id: event.id.clone(),
             event_type: event.event_type,

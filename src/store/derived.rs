@@ -21,8 +21,9 @@ use super::StoreError;
 use super::codec;
 use super::ids::{self, IdIndex};
 use super::keys;
+use super::records::StoredEvent;
 use super::records::{CommitRecord, StatusRecord};
-use super::tree::{Corruption, decode_event, read_status, readable_event};
+use super::tree::{Corruption, read_status, readable_events};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room};
 use crate::telemetry::ErrorChain;
 
@@ -183,16 +184,24 @@ pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, S
                 corruption.report(&commit_key, &error);
                 continue;
             };
-            for event in db.range(keys::event(&name, first)..=keys::event(&name, last)) {
-                let (key, value) = event?;
-                let Some(stored) = readable_event(&key, &value, corruption) else {
-                    continue;
-                };
-                ids::add_placement(db, stored.id.as_str(), &room, stored.seq)?;
-                if let Room::Photo(photo) = &room {
-                    match derive_status(db, photo, &key, &value) {
-                        Err(error @ StoreError::Corrupt { .. }) => corruption.report(&key, &error),
-                        other => other?,
+            // The group wrote one block ending at `last` (or, before schema version 6, one
+            // record per seq from `first`).
+            for block in db.range(keys::event(&name, first)..=keys::event(&name, last)) {
+                let (key, value) = block?;
+                for stored in readable_events(&key, &value, corruption) {
+                    if stored.seq < first {
+                        continue;
+                    }
+                    if !stored.id_generated {
+                        ids::add_placement(db, stored.id.as_str(), &room, stored.seq)?;
+                    }
+                    if let Room::Photo(photo) = &room {
+                        match derive_status(db, photo, &stored) {
+                            Err(error @ StoreError::Corrupt { .. }) => {
+                                corruption.report(&key, &error)
+                            }
+                            other => other?,
+                        }
                     }
                 }
             }
@@ -207,19 +216,14 @@ pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, S
 }
 
 /// Applies a photo room's event to the stored status unless the status already includes it.
-fn derive_status(
-    db: &sled::Db,
-    photo: &PhotoId,
-    key: &[u8],
-    value: &[u8],
-) -> Result<(), StoreError> {
-    let stored = decode_event(key, value)?;
+fn derive_status(db: &sled::Db, photo: &PhotoId, stored: &StoredEvent) -> Result<(), StoreError> {
+    let key = keys::event(&Room::photo(photo).to_string(), stored.seq);
     let before = read_status(db, photo)?;
     if before.as_ref().is_some_and(|s| s.last_seq >= stored.seq) {
         return Ok(());
     }
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: keys::display(key),
+        key: keys::display(&key),
         reason,
     };
     let data = match serde_json::from_str(&stored.data) {

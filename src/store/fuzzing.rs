@@ -9,11 +9,11 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::StoreError;
+use super::block::{self, BlockBuilder};
 use super::codec;
 use super::ids::PlacementRecord;
 use super::keys;
-use super::records::{CommitRecord, EventRecord, StatusRecord};
-use super::tree::decode_event;
+use super::records::{CommitRecord, StatusRecord, StoredEvent};
 use crate::realtime::event_payload;
 
 /// The first byte picks the record kind, the rest is the stored value (or, for kind 0, a key).
@@ -47,22 +47,38 @@ pub(crate) fn record(bytes: &[u8]) {
     }
 }
 
-/// An event record under an event key: decoded, re-encoded, decoded again to the same event;
-/// the payload built from it for clients always carries the hub's fields.
+/// An event block under an event key: decoded, re-encoded, decoded again to the same events;
+/// the payload built from each for clients always carries the hub's fields.
 fn event(value: &[u8]) {
     let key = keys::event("photo:p1", 7);
-    let Ok(stored) = decode_event(&key, value) else {
-        return;
+    let decoded = match block::decode(&key, value) {
+        Ok(decoded) => decoded,
+        Err(StoreError::Corrupt { .. }) => return,
+        Err(other) => panic!("decoding gave a non-corrupt error: {other}"),
     };
-    let again = codec::encode(&EventRecord {
-        id: stored.id.as_str().to_owned(),
-        type_code: stored.event_type.code(),
-        data: stored.data.to_string(),
-        timestamp_ms: stored.timestamp.millis(),
-        stored_ms: stored.stored_at.millis(),
-    })
-    .expect("encode");
-    assert_eq!(decode_event(&key, &again).as_ref().ok(), Some(&stored));
+    let mut again = BlockBuilder::default();
+    for stored in &decoded.events {
+        again.push(
+            &block::encode_entry(
+                &stored.id,
+                stored.id_generated,
+                stored.event_type,
+                &stored.data,
+                stored.timestamp,
+                stored.stored_at,
+            )
+            .expect("encode"),
+        );
+    }
+    let again = again.finish().expect("encode");
+    let back = block::decode(&key, &again).expect("decode own encoding");
+    assert_eq!(back.events, decoded.events);
+    for stored in &decoded.events {
+        payload_has_hub_fields(stored);
+    }
+}
+
+fn payload_has_hub_fields(stored: &StoredEvent) {
     let payload = event_payload(
         &stored.data,
         &stored.id,

@@ -2,7 +2,9 @@
 //! stored is recognised instead of stored again, across restarts, for as long as the event is
 //! kept.
 //!
-//! The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
+//! Only the ids producers give are indexed: an id the hub generated (128 random bits) is unique
+//! by construction, and indexing it would cost as much as storing the event (docs/protocol.md,
+//! "Idempotency"). The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
 //! written behind the committer by the derived-state writer, in the same batch that retires the
 //! group's commit record: a record per event in the durable group commit would cost about as much
 //! as the event itself. Until the writer has written them, a flushed group's ids are in
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::StoreError;
 use super::codec;
 use super::keys;
-use super::tree::{Corruption, readable_event};
+use super::tree::{Corruption, event_at};
 use crate::domain::{EventId, Room};
 
 /// The stored value of an `i` record: `(room, seq)` pairs, the photo room first.
@@ -78,10 +80,8 @@ impl IdIndex {
         };
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
-            let key = keys::event(&room.to_string(), seq);
             // A corrupt record is not this event any more: the id counts as not stored there.
-            if let Some(value) = db.get(&key)?
-                && readable_event(&key, &value, &self.corruption).is_some_and(|e| e.id == *id)
+            if event_at(db, &room.to_string(), seq, &self.corruption)?.is_some_and(|e| e.id == *id)
             {
                 kept.push((room, seq));
             }

@@ -4,14 +4,15 @@
 //! Room names, photo ids and user ids never contain a NUL byte (their alphabet is checked by
 //! `domain`), so `room NUL seq` keeps each room's events together and in seq order.
 
-/// `e room NUL seq`: one event in one room.
+/// `e room NUL seq`: a block of events of one room ending at `seq` (see `block`; before schema
+/// version 6 one event per record).
 pub const EVENT: u8 = b'e';
 /// `h room`: the room's head seq (the last seq ever assigned; survives pruning).
 pub const HEAD: u8 = b'h';
 /// `s photoId`: the photo's status snapshot (owner included).
 pub const STATUS: u8 = b's';
-/// `i eventId`: the rooms and seqs an event was stored at (schema version 2 only; the index is
-/// in memory since version 3).
+/// `i eventId`: the rooms and seqs an event was stored at (producer-given ids only since schema
+/// version 6; written behind the committer, see `ids`).
 pub const ID: u8 = b'i';
 /// `c commitNo`: rooms and seq ranges of a group commit not yet in the id index.
 pub const COMMIT: u8 = b'c';
@@ -48,7 +49,8 @@ pub fn after_room(room: &str) -> Vec<u8> {
     key
 }
 
-/// The key of the event at `seq` in `room`.
+/// The key of the block of `room` ending at `seq` (the block holding `seq` is the first key at or
+/// after this one).
 pub fn event(room: &str, seq: u64) -> Vec<u8> {
     let mut key = event_prefix(room);
     key.extend_from_slice(&seq.to_be_bytes());

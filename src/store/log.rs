@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::block;
 use super::codec;
 use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::derived::{self, Pending, WriterMessage};
@@ -16,8 +17,8 @@ use super::ids::IdIndex;
 use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
 use super::migrate;
-use super::records::{EventRecord, StoredEvent};
-use super::tree::{Corruption, read_status, readable_event, stored_head};
+use super::records::StoredEvent;
+use super::tree::{Corruption, read_status, readable_events, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
@@ -274,13 +275,18 @@ impl EventLog {
         let name = room.to_string();
         let head = self.head_by_name(&name)?;
         let prefix = keys::event_prefix(&name);
-        match self.shared.db.scan_prefix(&prefix).keys().next() {
-            Some(key) => {
-                let key = key?;
-                let (_, seq) = keys::parse_event(&key).ok_or_else(|| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: "malformed event key".into(),
-                })?;
+        match self.shared.db.scan_prefix(&prefix).next() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                let seq = match block::first_seq(&key, &value) {
+                    Ok(seq) => seq,
+                    // A first block that does not decode is skipped by readers: the oldest
+                    // readable seq is after it.
+                    Err(error) => {
+                        self.shared.corruption.report(&key, &error);
+                        keys::parse_event(&key).map_or(head, |(_, last)| last) + 1
+                    }
+                };
                 Ok(if seq > head { head + 1 } else { seq })
             }
             None => Ok(head + 1),
@@ -301,15 +307,18 @@ impl EventLog {
         if after >= head || limit == 0 {
             return Ok(Vec::new());
         }
+        // The block holding `after + 1` is the first key at or after its seq's; a block ending
+        // past the head belongs to a group not flushed yet, and is not read.
         let start = keys::event(&name, after + 1);
         let end = keys::event(&name, head);
         let mut out = Vec::with_capacity(limit.min((head - after) as usize));
         for entry in self.shared.db.range(start..=end) {
             let (key, value) = entry?;
-            if let Some(event) = readable_event(&key, &value, &self.shared.corruption) {
+            let events = readable_events(&key, &value, &self.shared.corruption);
+            for event in events.into_iter().filter(|event| event.seq > after) {
                 out.push(event);
                 if out.len() == limit {
-                    break;
+                    return Ok(out);
                 }
             }
         }
@@ -454,19 +463,20 @@ fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
 }
 
 /// Encodes an event's stored form (stored at `stored`) on the caller's task, so the committer
-/// only assigns seqs.
+/// only assigns seqs and copies bytes.
 fn prepare(event: Event, stored: Timestamp) -> Result<PreparedEvent, StoreError> {
     let data = serde_json::to_string(&event.data).map_err(StoreError::EventData)?;
-    let record = codec::encode(&EventRecord {
-        id: event.id.as_str().to_owned(),
-        type_code: event.event_type.code(),
-        data: data.clone(),
-        timestamp_ms: event.timestamp.millis(),
-        stored_ms: stored.millis(),
-    })?;
+    let entry = block::encode_entry(
+        &event.id,
+        event.id_generated,
+        event.event_type,
+        &data,
+        event.timestamp,
+        stored,
+    )?;
     Ok(PreparedEvent {
         event,
         data: Arc::from(data),
-        record,
+        entry,
     })
 }

@@ -9,6 +9,7 @@
 //!   for what writes the layout without the store (the benches' raw sled baseline).
 //! - `codec`: the record encoding (a version byte, then bincode); decoding never panics.
 //! - `records`: what is stored and what appends answer.
+//! - `block`: event blocks, the events one group commit writes to one room as one record.
 //! - `tree`: reading and decoding records (events, statuses, heads); the other modules read
 //!   through it.
 //! - `log`: [`EventLog`], the face: opening, reads, and the public append call.
@@ -23,6 +24,7 @@
 //! - `lock`: the store directory's lock file (one process at a time).
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
+mod block;
 mod codec;
 mod commit;
 mod derived;

@@ -4,7 +4,8 @@
 //! longer ago than the maximum age, by the hub's store time and not the producer's `timestamp`
 //! (stopping at the first younger one, so what is kept stays contiguous), and all but the newest
 //! `max_events`. The head records stay, so a room never reuses a seq; the
-//! oldest kept seq moves forward by itself (it is the room's first event key). Removed events
+//! oldest kept seq moves forward by itself (it is the first seq of the room's first block; a block
+//! whose older events expire is rewritten with its younger ones). Removed events
 //! leave their id records too. A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age; the
 //! photos forgotten so are listed in the report, so that whoever keeps anything else per photo
@@ -12,11 +13,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::block;
 use super::codec;
 use super::ids;
 use super::keys;
 use super::records::StatusRecord;
-use super::tree::{Corruption, readable_event, stored_head};
+use super::tree::{Corruption, stored_head};
 use super::{EventLog, StoreError};
 use crate::domain::{PhotoId, ProcessingState, Room, Timestamp};
 
@@ -139,28 +141,51 @@ fn prune_room(
     let mut pending = 0;
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
-        // A record that does not decode has no readable age: it is taken as expired and removed
-        // (its id cannot be read, so its id record stays until the id is stored again).
-        let event = readable_event(&key, &value, corruption);
-        if let Some(event) = &event
-            && event.seq > by_count
-            && event.stored_at.millis() >= cutoff
-        {
+        // A block that does not decode has no readable age: it is taken as expired and removed
+        // (its ids cannot be read, so their id records stay until the ids are stored again).
+        let decoded = match block::decode(&key, &value) {
+            Ok(decoded) => Some(decoded),
+            Err(error) => {
+                corruption.report(&key, &error);
+                None
+            }
+        };
+        let events = decoded.as_ref().map_or(&[][..], |b| b.events.as_slice());
+        let expired = events
+            .iter()
+            .take_while(|event| event.seq <= by_count || event.stored_at.millis() < cutoff)
+            .count();
+        if decoded.is_some() && expired == 0 {
             break;
         }
-        removed += 1;
+        removed += if decoded.is_some() { expired as u64 } else { 1 };
         if dry_run {
+            if expired < events.len() {
+                break;
+            }
             continue;
         }
-        if let Some(event) = &event {
+        for event in events.iter().take(expired).filter(|e| !e.id_generated) {
             ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
         }
-        batch.remove(key);
+        // A block whose older events expired keeps its younger ones, under the same key.
+        let kept = match &decoded {
+            Some(decoded) if expired < events.len() => decoded.suffix(&value, expired)?,
+            _ => None,
+        };
+        let partial = kept.is_some();
+        match kept {
+            Some(kept) => batch.insert(key, kept),
+            None => batch.remove(key),
+        }
         pending += 1;
         if pending == BATCH {
             db.apply_batch(std::mem::take(&mut batch))?;
             pending = 0;
             std::thread::sleep(PAUSE);
+        }
+        if partial {
+            break;
         }
     }
     if pending > 0 {

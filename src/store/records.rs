@@ -8,7 +8,8 @@ use crate::domain::{
     EventId, EventType, PhotoId, PhotoStatus, ProcessingState, Room, Timestamp, UserId,
 };
 
-/// The stored form of one event in one room (the room and seq are in the key).
+/// The stored form of one event in one room up to schema version 5 (the room and seq are in the
+/// key); such records still read as blocks of one event (see `block`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct EventRecord {
     pub id: String,
@@ -85,6 +86,9 @@ pub struct StoredEvent {
     pub seq: u64,
     /// Its id.
     pub id: EventId,
+    /// Whether the hub generated its id (such ids are not in the id index: docs/protocol.md,
+    /// "Idempotency").
+    pub id_generated: bool,
     /// Its type.
     pub event_type: EventType,
     /// Its `data` object as JSON text.

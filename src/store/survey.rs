@@ -3,7 +3,7 @@
 //! next, reading one record per room, never every event.
 
 use super::keys;
-use super::tree::readable_event;
+use super::tree::readable_events;
 use super::{EventLog, StoreError};
 use crate::domain::{Room, Timestamp};
 
@@ -43,7 +43,9 @@ impl EventLog {
                 reason: "malformed event key".into(),
             })?;
             survey.rooms += 1;
-            let event = readable_event(&key, &value, self.corruption());
+            let event = readable_events(&key, &value, self.corruption())
+                .into_iter()
+                .next();
             if let Some(event) = event
                 && survey
                     .oldest

@@ -3,13 +3,14 @@
 //! reads through it.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use super::StoreError;
+use super::block;
 use super::codec;
 use super::keys;
-use super::records::{EventRecord, StatusRecord, StoredEvent};
-use crate::domain::{EventId, EventType, PhotoId, PhotoStatus, Timestamp};
+use super::records::{StatusRecord, StoredEvent};
+use crate::domain::{PhotoId, PhotoStatus};
 use crate::telemetry::{ErrorChain, metric};
 
 /// Corrupt records remembered by key (so that each is logged and counted once); past this many,
@@ -56,22 +57,43 @@ impl Corruption {
     }
 }
 
-/// The event at `key`, or `None` (reported to `corruption`) when its record does not decode.
-pub(super) fn readable_event(
+/// The events of the block at `key`, or none (reported to `corruption`) when it does not decode.
+pub(super) fn readable_events(
     key: &[u8],
     value: &[u8],
     corruption: &Corruption,
-) -> Option<StoredEvent> {
-    match decode_event(key, value) {
-        Ok(event) => Some(event),
+) -> Vec<StoredEvent> {
+    match block::decode(key, value) {
+        Ok(block) => block.events,
         Err(error) => {
             corruption.report(key, &error);
-            None
+            Vec::new()
         }
     }
 }
 
-/// The head of `room` as stored: its last event's seq, or the head record retention leaves when
+/// The stored event at `seq` in `room`: read from the block holding it (the first block whose
+/// key is at or after the seq's). `None` when it is not kept or its block does not decode
+/// (reported to `corruption`).
+pub(super) fn event_at(
+    db: &sled::Db,
+    room: &str,
+    seq: u64,
+    corruption: &Corruption,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let Some(entry) = db
+        .range(keys::event(room, seq)..keys::after_room(room))
+        .next()
+    else {
+        return Ok(None);
+    };
+    let (key, value) = entry?;
+    Ok(readable_events(&key, &value, corruption)
+        .into_iter()
+        .find(|event| event.seq == seq))
+}
+
+/// The head of `room` as stored: its last event's seq (the key of its last block), or the head record retention leaves when
 /// it removes events (whichever is higher; 0 for a room that never had an event).
 pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
     let key = keys::head(room);
@@ -111,23 +133,4 @@ pub(super) fn read_status(
             key: keys::display(&key),
             reason: reason.into(),
         })
-}
-
-/// Decodes an event record read from `key`.
-pub(super) fn decode_event(key: &[u8], value: &[u8]) -> Result<StoredEvent, StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
-        key: keys::display(key),
-        reason: reason.into(),
-    };
-    let (_, seq) = keys::parse_event(key).ok_or_else(|| corrupt("malformed event key"))?;
-    let record: EventRecord = codec::decode(key, value)?;
-    Ok(StoredEvent {
-        seq,
-        id: EventId::parse(&record.id).map_err(|_| corrupt("invalid event id"))?,
-        event_type: EventType::from_code(record.type_code)
-            .ok_or_else(|| corrupt("unknown event type"))?,
-        data: Arc::from(record.data),
-        timestamp: Timestamp::from_millis(record.timestamp_ms),
-        stored_at: Timestamp::from_millis(record.stored_ms),
-    })
 }

@@ -147,6 +147,8 @@ fn count_based_pruning_keeps_the_newest_per_room() {
     let room_a = Room::photo(&PhotoId::parse("a").expect("id"));
     let user = "user:u1".parse::<Room>().expect("room");
     assert_eq!(seqs(&log, &room_a), vec![5, 6, 7], "newest 3 of photo:a");
+    // The batch was one block per room: the photo room's block now starts at its 5th event.
+    assert_eq!(log.oldest(&room_a).expect("oldest"), 5);
     assert_eq!(seqs(&log, &user), vec![1, 2], "user:u1 had only 2");
     assert_eq!(seqs(&log, &Room::Global), vec![1]);
     assert_eq!(report.events_removed, 4);
