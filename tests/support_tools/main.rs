@@ -10,4 +10,5 @@ mod support;
 mod cli;
 mod console;
 mod hub;
+mod query;
 mod sse;
