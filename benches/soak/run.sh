@@ -147,8 +147,9 @@ while [ $(( $(date +%s) + cycle_max )) -le "$end" ] && kill -0 "$driver_pid" 2>/
   sleep $((CYCLE_S / 4))
   if [ "$tmpfs" = 1 ]; then
     before=$(failed_exits)
+    health=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HUB_PORT/health" || true)
     dd if=/dev/zero of="$data/fill" bs=1M 2>/dev/null || true
-    fault "disk: full ($(df -m --output=avail "$data" | tail -1 | tr -d ' ') MiB left), holding until a write fails (at most ${FULL_HOLD_S}s)"
+    fault "disk: full ($(df -m --output=avail "$data" | tail -1 | tr -d ' ') MiB left; the hub's /health answered $health just before), holding until a write fails (at most ${FULL_HOLD_S}s)"
     full_at=$(date +%s)
     bit_at=""
     while [ $(( $(date +%s) - full_at )) -lt "$FULL_HOLD_S" ]; do
