@@ -125,6 +125,13 @@ async fn a_hub_serves_around_corrupt_records() {
     assert_eq!(health["details"]["store"]["status"], "degraded", "{health}");
     assert_eq!(health["details"]["store"]["corruptRecords"], 3, "{health}");
     assert_eq!(health["status"], "degraded");
+    // The counter is process-wide (other tests of this binary may add to it): at least these 3.
+    let metrics = hub.metrics().await;
+    let corrupt_total = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("store_corrupt_records_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(corrupt_total >= Some(3.0), "{metrics}");
 
     let mut client = hub.client_for("u1").await;
     client.next_named("connection:established").await;
