@@ -35,16 +35,15 @@ pub enum DiskError {
     },
 }
 
-/// Succeeds when the disk of `store_dir` (or of its nearest existing parent, before the first
-/// start) has room to open the store: 2 MiB plus twice sled's largest snapshot, which recovery
-/// writes again.
+/// Succeeds when the disk of `store_dir` has room to open the store there: 2 MiB plus twice
+/// sled's largest snapshot, which recovery writes again. A store not created yet has nothing to
+/// lose (creating it fails cleanly, with the reason), so only an existing one is checked.
 pub fn ensure_room_to_open(store_dir: &Path) -> Result<(), DiskError> {
-    let probe = store_dir
-        .ancestors()
-        .find(|dir| dir.exists())
-        .unwrap_or(Path::new("."));
-    let available = fs2::available_space(probe).map_err(|source| DiskError::Io {
-        dir: probe.to_path_buf(),
+    if !store_dir.is_dir() {
+        return Ok(());
+    }
+    let available = fs2::available_space(store_dir).map_err(|source| DiskError::Io {
+        dir: store_dir.to_path_buf(),
         source,
     })?;
     let needed = FLOOR_BYTES.saturating_add(largest_snapshot(store_dir).saturating_mul(2));
