@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`domain`]: validated types (ids, rooms, events, routing, photo status); parse once, then trust.
-//! - [`store`]: the durable per-room event log in sled (group commit, id index, migrations).
+//! - [`store`]: the durable per-room event log in sled (group commit, id index, migrations);
+//!   [`disk`]: the free space it needs before it is opened.
 //! - [`auth`]: HS256 tokens, the generated secret, permissions.
 //! - [`access`]: who may read which photo and room.
 //! - [`realtime`]: Socket.IO handshake, handlers, and gap-free delivery (replay, resume, slow clients).
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod domain;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

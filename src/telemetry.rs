@@ -13,11 +13,16 @@ pub fn init_logging() {
             "info,tokio_cron_scheduler=warn,socketioxide=warn,engineioxide=warn,async_nats=warn",
         )
     });
-    // The NATS client's debug lines print server URLs with their credentials: keep them out
-    // unless the operator names the crate in RUST_LOG on purpose.
-    let names_nats = std::env::var("RUST_LOG").is_ok_and(|f| f.contains("async_nats"));
-    if !names_nats && let Ok(directive) = "async_nats=info".parse() {
-        filter = filter.add_directive(directive);
+    // Debug lines that print secrets are kept out unless the operator names the crate in
+    // RUST_LOG on purpose: the NATS client's print server URLs with their credentials, the
+    // Socket.IO server's print each handshake's `auth` (its token) and every message received.
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+    for krate in ["async_nats", "socketioxide", "engineioxide"] {
+        if !rust_log.contains(krate)
+            && let Ok(directive) = format!("{krate}=info").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -4,7 +4,8 @@
 # producers over HTTP and NATS JetStream) against the hub, while this script, once per cycle,
 #   - restarts nats-server (SIGTERM, down for a few seconds, started again on its store);
 #   - SIGKILLs the hub (its supervisor loop here starts it again on the same data dir);
-#   - fills the hub's data dir (a small tmpfs) to the last byte, holds it full, then frees it.
+#   - fills the hub's data dir (a small tmpfs) to the last byte, holds it full until a write of the
+#     hub's fails on it (the hub then exits non-zero; at most FULL_HOLD_S), then frees it.
 # At the end the driver checks that every acknowledged event is stored exactly once and that every
 # client was gap-free and duplicate-free per room; this script checks that the hub's RSS (sampled
 # from /proc every 2 s) stayed under RSS_LIMIT_MB. Not a CI test.
@@ -13,7 +14,9 @@
 #   benches/soak/run.sh --minutes 5     # shorter
 #
 # Settings (environment): CLIENTS (16), CYCLE_S (60: seconds between the starts of two fault
-# cycles), FULL_HOLD_S (10: how long the disk stays full), TMPFS_MB (128), RSS_LIMIT_MB (512),
+# cycles), FULL_HOLD_S (90: the longest the disk stays full; it is freed BITE_GRACE_S (5) after the
+# hub's first non-zero exit in the window: sled writes into space its files already hold, so a short
+# fixed hold often passes without a failed write), TMPFS_MB (128), RSS_LIMIT_MB (512),
 # HUB_BIN (default: the debug build, built first), OUT (a new directory under /tmp: logs, RSS
 # samples, the summary). Needs root for the tmpfs mount (without it, the data dir is a plain
 # directory and the disk-full fault is skipped, which the summary says), nats-server, node >= 20
@@ -30,7 +33,8 @@ while [ $# -gt 0 ]; do
 done
 CLIENTS=${CLIENTS:-16}
 CYCLE_S=${CYCLE_S:-60}
-FULL_HOLD_S=${FULL_HOLD_S:-10}
+FULL_HOLD_S=${FULL_HOLD_S:-90}
+BITE_GRACE_S=${BITE_GRACE_S:-5}
 TMPFS_MB=${TMPFS_MB:-128}
 RSS_LIMIT_MB=${RSS_LIMIT_MB:-512}
 OUT=${OUT:-$(mktemp -d /tmp/soak-run.XXXXXX)}
@@ -117,10 +121,21 @@ driver_pid=$!
 
 fault() { echo "$(date -u +%T) $*" | tee -a "$OUT/faults.log" >&2; }
 
-# Fault cycles until a cycle before the end, so the last minute (and the checks) run fault-free.
+# Hub exits with a status other than SIGKILL's (137) so far: a disk-full window "bites" when this
+# grows during it (a write failed and the hub exited, or a start was refused on the full disk).
+failed_exits() {
+  local n
+  n=$(grep -vc 'status 137$' "$OUT/hub-exits.log" 2>/dev/null || true)
+  echo "${n:-0}"
+}
+
+# Fault cycles while a whole cycle (at its longest) still ends a cycle before the end, so the last
+# minute (and the checks) run fault-free.
+cycle_max=$((3 * (CYCLE_S / 4) + 3 + (tmpfs == 1 ? FULL_HOLD_S : 0) + (CYCLE_S / 4 > FULL_HOLD_S ? CYCLE_S / 4 - FULL_HOLD_S : 0)))
 end=$(( $(date +%s) + MINUTES * 60 - CYCLE_S ))
 cycles=0
-while [ "$(date +%s)" -lt "$end" ] && kill -0 "$driver_pid" 2>/dev/null; do
+bites=0
+while [ $(( $(date +%s) + cycle_max )) -le "$end" ] && kill -0 "$driver_pid" 2>/dev/null; do
   sleep $((CYCLE_S / 4))
   fault "nats-server: restart"
   kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
@@ -131,16 +146,29 @@ while [ "$(date +%s)" -lt "$end" ] && kill -0 "$driver_pid" 2>/dev/null; do
   kill -KILL "$(cat "$OUT/hub.pid")" 2>/dev/null || true
   sleep $((CYCLE_S / 4))
   if [ "$tmpfs" = 1 ]; then
+    before=$(failed_exits)
+    health=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$HUB_PORT/health" || true)
     dd if=/dev/zero of="$data/fill" bs=1M 2>/dev/null || true
-    fault "disk: full ($(df -m --output=avail "$data" | tail -1 | tr -d ' ') MiB left), holding ${FULL_HOLD_S}s"
-    sleep "$FULL_HOLD_S"
+    fault "disk: full ($(df -m --output=avail "$data" | tail -1 | tr -d ' ') MiB left; the hub's /health answered $health just before), holding until a write fails (at most ${FULL_HOLD_S}s)"
+    full_at=$(date +%s)
+    bit_at=""
+    while [ $(( $(date +%s) - full_at )) -lt "$FULL_HOLD_S" ]; do
+      if [ -z "$bit_at" ] && [ "$(failed_exits)" -gt "$before" ]; then bit_at=$(date +%s); fi
+      if [ -n "$bit_at" ] && [ $(( $(date +%s) - bit_at )) -ge "$BITE_GRACE_S" ]; then break; fi
+      sleep 1
+    done
     rm -f "$data/fill"
-    fault "disk: freed"
+    if [ -n "$bit_at" ]; then
+      bites=$((bites + 1))
+      fault "disk: freed after $(( $(date +%s) - full_at ))s; bit after $((bit_at - full_at))s ($(( $(failed_exits) - before )) failed hub exits in the window)"
+    else
+      fault "disk: freed after $(( $(date +%s) - full_at ))s; did not bite (no failed write)"
+    fi
   fi
   cycles=$((cycles + 1))
   sleep $((CYCLE_S / 4 > FULL_HOLD_S ? CYCLE_S / 4 - FULL_HOLD_S : 0))
 done
-fault "faults stopped after $cycles cycles"
+fault "faults stopped after $cycles cycles ($bites disk-full windows bit)"
 
 driver_status=0
 wait "$driver_pid" || driver_status=$?
@@ -156,6 +184,7 @@ rss_ok=1
 
 {
   echo "soak: $MINUTES min, $cycles fault cycles (nats restart, hub SIGKILL, disk full: tmpfs=$tmpfs), $CLIENTS clients"
+  echo "disk-full windows that bit: $bites of $([ "$tmpfs" = 1 ] && echo "$cycles" || echo 0)"
   echo "hub exits: $(wc -l <"$OUT/hub-exits.log" 2>/dev/null || echo 0) ($(sort -k5 "$OUT/hub-exits.log" | awk '{print $NF}' | uniq -c | tr '\n' ' '))"
   echo "hub RSS: max $((max_kb / 1024)) MiB (limit $RSS_LIMIT_MB MiB)"
   cat "$OUT/rss-summary.txt"

@@ -1,11 +1,11 @@
 //! History and status for clients and support staff (docs/protocol.md, "HTTP read API").
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use serde::Deserialize;
+use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::auth::Caller;
+use super::query::QueryParams;
 use super::{ApiError, AppState};
 use crate::access::{authorize_photo, authorize_room};
 use crate::domain::{PhotoId, PhotoStatus, Room};
@@ -14,15 +14,6 @@ use crate::domain::{PhotoId, PhotoStatus, Room};
 const DEFAULT_LIMIT: usize = 100;
 /// Largest page; larger requests are clamped.
 const MAX_LIMIT: usize = 1000;
-
-/// `?after=&limit=`
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    #[serde(default)]
-    after: Option<u64>,
-    #[serde(default)]
-    limit: Option<usize>,
-}
 
 fn parse_photo(photo_id: &str) -> Result<PhotoId, ApiError> {
     PhotoId::parse(photo_id).map_err(|e| ApiError::bad_request(e.to_string()))
@@ -43,7 +34,7 @@ pub async fn photo_events(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(photo_id): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    page: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     let photo = parse_photo(&photo_id)?;
     authorize_photo(&caller, &state.log, &photo)?;
@@ -55,7 +46,7 @@ pub async fn room_events(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(room): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    page: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
     let room: Room = room
         .parse()
@@ -64,14 +55,13 @@ pub async fn room_events(
     events_page(&state, &room, page)
 }
 
-fn events_page(
-    state: &AppState,
-    room: &Room,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(page) = page.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let after = page.after.unwrap_or(0);
-    let limit = page.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+/// The page of `room`'s events after `?after=` (default 0), at most `?limit=` of them.
+fn events_page(state: &AppState, room: &Room, page: QueryParams) -> Result<Json<Value>, ApiError> {
+    let after = page.seq("after")?.unwrap_or(0);
+    let limit = page
+        .count("limit", MAX_LIMIT)?
+        .unwrap_or(DEFAULT_LIMIT)
+        .max(1);
     let events = state.log.read(room, after, limit)?;
     let head = state.log.head(room)?;
     let next_after = match events.last() {

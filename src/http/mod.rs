@@ -12,6 +12,7 @@ pub mod listener;
 mod metrics;
 mod overview;
 mod photos;
+mod query;
 mod room_info;
 pub mod serve;
 mod sse;

@@ -7,15 +7,14 @@
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde::Deserialize;
 
 use super::auth::Caller;
+use super::query::QueryParams;
 use super::{ApiError, AppState};
 use crate::access::{authorize_photo, authorize_room};
 use crate::auth::Principal;
@@ -26,23 +25,13 @@ use crate::telemetry::ErrorChain;
 /// How often an idle stream sends a keep-alive comment (proxies close silent connections).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// `?after=N` (a `Last-Event-ID` header wins over it: a reconnecting `EventSource` sends both).
-#[derive(Debug, Deserialize)]
-pub struct StreamQuery {
-    #[serde(default)]
-    after: Option<u64>,
-    /// Only noticed, to say where a token belongs; never used or logged.
-    #[serde(default)]
-    token: Option<String>,
-}
-
 /// `GET /api/rooms/{room}/stream`
 pub async fn room_stream(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<StreamQuery>, QueryRejection>,
+    query: QueryParams,
 ) -> Result<impl IntoResponse, ApiError> {
     let (principal, after) = caller_and_cursor(caller, &headers, query)?;
     let room: Room = room
@@ -58,7 +47,7 @@ pub async fn photo_stream(
     caller: Result<Caller, ApiError>,
     Path(photo_id): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<StreamQuery>, QueryRejection>,
+    query: QueryParams,
 ) -> Result<impl IntoResponse, ApiError> {
     let (principal, after) = caller_and_cursor(caller, &headers, query)?;
     let photo = PhotoId::parse(&photo_id).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -66,21 +55,24 @@ pub async fn photo_stream(
     Ok(stream(&state, &principal, Room::photo(&photo), after))
 }
 
-/// The caller (401 first, saying where the token goes when it came in the URL) and the seq to
-/// replay after.
+/// The caller (401 first, saying where the token goes when it came in the URL: a `?token=` is
+/// only noticed, never used or logged) and the seq to replay after: `Last-Event-ID`, else
+/// `?after=N` (the header wins: a reconnecting `EventSource` sends both).
 fn caller_and_cursor(
     caller: Result<Caller, ApiError>,
     headers: &HeaderMap,
-    query: Result<Query<StreamQuery>, QueryRejection>,
+    query: QueryParams,
 ) -> Result<(Principal, u64), ApiError> {
-    let query = query.map(|Query(q)| q);
-    let Caller(principal) = caller.map_err(|refused| match &query {
-        Ok(StreamQuery { token: Some(_), .. }) => ApiError::unauthorized(
-            "the token goes in the `Authorization: Bearer` header, not in the URL (URLs end up in logs)",
-        ),
-        _ => refused,
+    let Caller(principal) = caller.map_err(|refused| {
+        if query.has("token") {
+            ApiError::unauthorized(
+                "the token goes in the `Authorization: Bearer` header, not in the URL (URLs end up in logs)",
+            )
+        } else {
+            refused
+        }
     })?;
-    let query = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let after_query = query.seq("after")?;
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -89,7 +81,7 @@ fn caller_and_cursor(
             .ok_or_else(|| {
                 ApiError::bad_request("Last-Event-ID must be a seq (a non-negative integer)")
             })?,
-        None => query.after.unwrap_or(0),
+        None => after_query.unwrap_or(0),
     };
     Ok((principal, after))
 }

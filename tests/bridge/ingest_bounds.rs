@@ -74,3 +74,47 @@ async fn refusals_do_not_echo_library_text() {
     }
     hub.stop().await;
 }
+
+/// A refused token (not a JWT, cut short, unsigned `alg: none`, another secret, expired) is 401
+/// `unauthorized` with the API's short words, never the JWT library's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tokens_do_not_echo_library_text() {
+    let hub = TestHub::spawn().await;
+    let good = crate::support::token("u1", &["read:photos"]);
+    let other = socket_bridge::auth::TokenAuthority::new(b"another-secret-0123456789abcdef-0123")
+        .expect("secret")
+        .mint(
+            "u1",
+            &["read:photos".parse().expect("permission")],
+            std::time::Duration::from_secs(60),
+        )
+        .expect("mint");
+    let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+    let claims = good.split('.').nth(1).expect("claims");
+    let tokens = [
+        "not-a-jwt".to_owned(),
+        good[..good.len() / 2].to_owned(),
+        format!("{header}.{claims}."),
+        other,
+        "a.b.c".to_owned(),
+    ];
+    for bearer in tokens {
+        let (status, answer) = hub.get_answer("/api/rooms/global/events", &bearer).await;
+        assert_eq!(status, 401, "{bearer}: {answer}");
+        assert_eq!(answer["error"], "unauthorized", "{answer}");
+        let detail = answer["detail"].as_str().unwrap_or_default();
+        assert!(!detail.is_empty(), "{answer}");
+        for internal in [
+            "Base64",
+            "Json",
+            "Utf8",
+            "InvalidToken",
+            "Invalid",
+            "Error(",
+            ": ",
+        ] {
+            assert!(!detail.contains(internal), "{internal} in {answer}");
+        }
+    }
+    hub.stop().await;
+}

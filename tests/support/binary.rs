@@ -157,6 +157,12 @@ impl HubProcess {
         self.process.wait_exit(limit)
     }
 
+    /// Every line it has logged so far (JSON lines; debug ones when started with
+    /// `RUST_LOG=debug`).
+    pub fn output(&self) -> Vec<String> {
+        self.process.output()
+    }
+
     /// SIGKILL, and waits until it is gone.
     pub fn kill(mut self) {
         self.process.kill();

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::WAIT;
@@ -12,6 +13,8 @@ use super::WAIT;
 /// A running child process, killed when dropped.
 pub struct Process {
     child: Child,
+    /// Every line of its output so far (stdout and stderr, in the order read).
+    output: Arc<Mutex<Vec<String>>>,
 }
 
 impl Process {
@@ -19,6 +22,7 @@ impl Process {
     /// returns a value for a line of either; returns the process and that value. Every line is
     /// read to the end of the process, and written to this process's stderr when `echo` is set.
     /// Only failing to start is an error; not getting ready in time panics with the output so far.
+    /// Every line stays readable with [`output`](Self::output).
     pub async fn start<T: Send + 'static>(
         command: Command,
         echo: bool,
@@ -48,7 +52,11 @@ impl Process {
             forward(stderr, tx, echo);
         }
         // Owned from here on, so that a panic below kills it.
-        let process = Self { child };
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let process = Self {
+            child,
+            output: Arc::clone(&output),
+        };
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();
         loop {
@@ -68,16 +76,28 @@ impl Process {
                     )
                 }
             };
-            if let Some(value) = ready(&line) {
+            let value = ready(&line);
+            seen.push(line);
+            if let Some(value) = value {
+                output.lock().expect("output lock").append(&mut seen);
+                std::thread::spawn(move || {
+                    for line in lines {
+                        output.lock().expect("output lock").push(line);
+                    }
+                });
                 return Ok((process, value));
             }
-            seen.push(line);
         }
     }
 
     /// The process id.
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Every line of its output so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().expect("output lock").clone()
     }
 
     /// SIGTERM (what an operator's restart sends), then waits until it has exited.
@@ -120,8 +140,8 @@ impl Drop for Process {
     }
 }
 
-/// Reads `output` line by line on a thread until it ends, sending each line to `lines` (for as
-/// long as anyone listens) and echoing it to stderr when `echo` is set.
+/// Reads `output` line by line on a thread until it ends, sending each line to `lines` and
+/// echoing it to stderr when `echo` is set.
 fn forward(output: impl Read + Send + 'static, lines: Sender<String>, echo: bool) {
     std::thread::spawn(move || {
         for line in BufReader::new(output).lines().map_while(Result::ok) {

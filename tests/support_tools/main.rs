@@ -10,4 +10,6 @@ mod support;
 mod cli;
 mod console;
 mod hub;
+mod logs;
+mod query;
 mod sse;

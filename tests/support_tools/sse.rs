@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::hub::{SseReader, progress, stream, uploaded};
 use crate::support::api::Api;
 use crate::support::binary::HubProcess;
-use crate::support::{WAIT, token};
+use crate::support::{WAIT, token, token_for};
 
 /// Events the publisher stores while streams resume.
 const TOTAL: u64 = 400;
@@ -245,4 +245,30 @@ async fn streams_end_at_shutdown() {
         .wait_exit(Duration::from_secs(6))
         .expect("the hub exited");
     assert!(status.success(), "{status:?}");
+}
+
+/// A stream whose token expires (no leeway) sends `event: auth:expired` after what came before
+/// and ends; a fresh token with `Last-Event-ID` goes on with the next event.
+#[tokio::test]
+async fn an_expired_token_ends_its_stream() {
+    let hub = HubProcess::spawn(|c| {
+        c.args(["--token-leeway", "0s"]);
+    })
+    .await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
+    let short = token_for("u1", &["read:photos"], Duration::from_secs(2));
+    let mut reader =
+        SseReader::new(stream(&hub, "/api/photos/p1/stream", Some(&short), Some(0)).await);
+    assert_eq!(reader.next().await.id, "1");
+    let expired = reader.next().await;
+    assert_eq!(expired.event, "auth:expired", "{expired:?}");
+    assert!(
+        reader.ends_within(Duration::from_secs(2)).await,
+        "the stream ends after auth:expired"
+    );
+    hub.publish_ok(&progress("p1", 10)).await;
+    let fresh = token("u1", &["read:photos"]);
+    let mut again =
+        SseReader::new(stream(&hub, "/api/photos/p1/stream", Some(&fresh), Some(1)).await);
+    assert_eq!(again.next().await.id, "2");
 }
