@@ -43,14 +43,6 @@ impl Report {
         self.figures.push((name.to_owned(), value, unit));
     }
 
-    /// The number named `name`, if the report has it.
-    pub fn figure(&self, name: &str) -> Option<f64> {
-        self.figures
-            .iter()
-            .find(|(figure, _, _)| figure == name)
-            .and_then(|(_, value, _)| value.as_f64())
-    }
-
     /// Adds a count.
     pub fn count(&mut self, name: &str, value: u64) {
         self.figures.push((name.to_owned(), json!(value), ""));
