@@ -27,9 +27,9 @@ use crate::telemetry::{ErrorChain, metric};
 const PAGE: usize = 256;
 /// Events a catch-up emits between two turns of the runtime given to the tasks queued behind it
 /// (frames a socket's writer can put in one write).
-const GIVE_WAY_EVERY: usize = 64;
+const GIVE_WAY_EVERY: usize = 32;
 /// A turn given away that took longer than this means the runtime is busy: the catch-up pauses.
-const RUNTIME_BUSY: Duration = Duration::from_millis(4);
+const RUNTIME_BUSY: Duration = Duration::from_millis(2);
 /// The longest pause of a catch-up when the runtime is busy.
 const LONGEST_PAUSE: Duration = Duration::from_millis(20);
 /// Pause before retrying an emit into a full socket queue.
