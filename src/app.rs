@@ -117,6 +117,11 @@ const WORKER_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for the NATS consumer to store and ack its last batch.
 const NATS_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
+/// The websocket read buffer each connection starts with and keeps (engineioxide's default is
+/// 4 KiB): clients send small packets (requests, acks), and a larger message grows the buffer for
+/// as long as it needs. Idle connections are most connections (docs/benchmarks.md, idle clients).
+const WS_READ_BUFFER: usize = 1024;
+
 /// The bus the hub was built with.
 enum Bus {
     /// The default, single-process bus.
@@ -220,6 +225,7 @@ impl Application {
             .ping_timeout(socket.ping_timeout)
             .max_payload(socket.max_payload_bytes as u64)
             .ws_max_message_size(socket.max_payload_bytes)
+            .ws_read_buffer_size(WS_READ_BUFFER)
             .max_buffer_size(socket.queue_packets)
             .with_state(realtime)
             .build_layer();

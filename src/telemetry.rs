@@ -127,6 +127,8 @@ pub mod metric {
     pub const STORE_CORRUPT_RECORDS_TOTAL: &str = "store_corrupt_records_total";
     /// Catch-ups started (replay, resume or slow client).
     pub const REPLAYS_STARTED_TOTAL: &str = "replays_started_total";
+    /// Pauses of catch-ups because the runtime was busy (the live path goes first).
+    pub const REPLAY_PAUSES_TOTAL: &str = "replay_pauses_total";
     /// `replay:truncated` notices sent.
     pub const REPLAYS_TRUNCATED_TOTAL: &str = "replays_truncated_total";
     /// Socket requests refused, by code.
@@ -177,6 +179,7 @@ pub mod metric {
         PRUNE_RUNS_SKIPPED_TOTAL,
         PRUNE_RUNS_TOTAL,
         REPLAYS_STARTED_TOTAL,
+        REPLAY_PAUSES_TOTAL,
         STORE_CORRUPT_RECORDS_TOTAL,
         REPLAYS_TRUNCATED_TOTAL,
         REQUESTS_REFUSED_TOTAL,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::http::header::{HeaderMap, HeaderValue, UPGRADE};
+use axum::http::{Request, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -57,7 +59,9 @@ pub async fn serve(
         };
         let service = router
             .clone()
-            .map_request(|request: hyper::Request<Incoming>| request.map(Body::new));
+            .map_request(|request: hyper::Request<Incoming>| {
+                detach_upgrade(request.map(Body::new))
+            });
         let service = TowerToHyperService::new(service.map_err(|e: Infallible| match e {}));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -84,4 +88,32 @@ pub async fn serve(
     let _ = stopping.send(true);
     drop(open);
     open_tx.closed().await;
+}
+
+/// An upgrade request (a websocket) with its URI and header values copied out of hyper's read
+/// buffer, which they otherwise share: the upgraded connection keeps the request's head (the
+/// Socket.IO session holds it), and with it the whole buffer, about 13 KB per websocket for its
+/// lifetime. Other requests are passed as they are (their connection owns the buffer anyway).
+fn detach_upgrade<B>(request: Request<B>) -> Request<B> {
+    if !request.headers().contains_key(UPGRADE) {
+        return request;
+    }
+    let (mut head, body) = request.into_parts();
+    head.headers = owned_headers(&head.headers);
+    // Parsing from a `&str` copies; a URI that parsed once parses again.
+    if let Ok(uri) = head.uri.to_string().parse::<Uri>() {
+        head.uri = uri;
+    }
+    Request::from_parts(head, body)
+}
+
+/// `headers` with every value in an allocation of its own (names are copied when parsed).
+fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
 }

@@ -25,6 +25,13 @@ use crate::telemetry::{ErrorChain, metric};
 
 /// Events read from the store per catch-up page.
 const PAGE: usize = 256;
+/// Events a catch-up emits between two turns of the runtime given to the tasks queued behind it
+/// (frames a socket's writer can put in one write).
+const GIVE_WAY_EVERY: usize = 32;
+/// A turn given away that took longer than this means the runtime is busy: the catch-up pauses.
+const RUNTIME_BUSY: Duration = Duration::from_millis(2);
+/// The longest pause of a catch-up when the runtime is busy.
+const LONGEST_PAUSE: Duration = Duration::from_millis(20);
 /// Pause before retrying an emit into a full socket queue.
 const FULL_QUEUE_RETRY: Duration = Duration::from_millis(5);
 /// How long to keep trying to disconnect a socket whose queue stays full (socketioxide queues the
@@ -114,6 +121,7 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
             truncated(hub, job, oldest)?;
         }
     }
+    let mut emitted = 0usize;
     loop {
         if slot.is_none() {
             slot = take_slot(hub, &job.stop).await;
@@ -164,10 +172,30 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
                 return Ok(None);
             }
             job.cursor = event.seq;
+            emitted += 1;
+            if emitted.is_multiple_of(GIVE_WAY_EVERY) {
+                give_way(&mut slot).await;
+            }
         }
         // Back to the end of the pool's queue: the other sockets' catch-ups take their turn.
         slot = None;
         tokio::task::yield_now().await;
+    }
+}
+
+/// Lets the tasks queued behind this catch-up run (docs/protocol.md, "Limits": live events to
+/// caught-up sockets never wait behind replays). If the turn took long, the runtime has more
+/// work queued than live delivery can wait behind (the live path's HTTP handlers, dispatcher and
+/// writers, and the writers of what replays emitted): the catch-up gives its slot back and pauses
+/// as long again, so that replays only use the time the live path leaves.
+async fn give_way(slot: &mut Option<SemaphorePermit<'_>>) {
+    let asked = Instant::now();
+    tokio::task::yield_now().await;
+    let waited = asked.elapsed();
+    if waited > RUNTIME_BUSY {
+        *slot = None;
+        metrics::counter!(metric::REPLAY_PAUSES_TOTAL).increment(1);
+        tokio::time::sleep(waited.min(LONGEST_PAUSE)).await;
     }
 }
 

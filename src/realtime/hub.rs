@@ -23,7 +23,7 @@ use crate::telemetry::metric;
 /// Catch-up pages that may be read and emitted at once; the rest wait their turn (a reconnect
 /// storm must not starve live delivery). A catch-up takes a slot per page, and each socket runs
 /// one catch-up at a time, so sockets share the slots in turn, page by page.
-const CATCH_UP_SLOTS: usize = 32;
+const CATCH_UP_SLOTS: usize = 4;
 
 /// Why a socket could not be subscribed.
 #[derive(Debug, thiserror::Error)]
