@@ -252,26 +252,31 @@ impl Hub {
     }
 }
 
-/// Hands one committed event of `room` at `seq` to the room's live subscribers, building its
-/// payload once, on the first socket that takes it.
+/// Hands one committed event of `room` at `seq` to the room's live subscribers. Its Socket.IO
+/// packet is encoded once, on the first socket that takes it, and every socket's queue gets the
+/// same bytes (all sockets are in the one namespace the packet is encoded for).
 fn deliver(
     state: &mut Subscriptions<Sid, SocketRef>,
     event: &CommittedEvent,
     room: &Room,
     seq: u64,
 ) -> (u64, Vec<CatchUpStart<SocketRef>>) {
-    let mut payload = None;
+    let mut packet = None;
     state.dispatch(room, seq, |socket| {
-        let payload = payload.get_or_insert_with(|| {
-            event_payload(
+        let packet = packet.get_or_insert_with(|| {
+            let payload = event_payload(
                 &event.data,
                 &event.id,
                 &room.to_string(),
                 Some(seq),
                 event.timestamp,
-            )
+            );
+            socket.encode_event(event.event_type.as_str(), &*payload)
         });
-        match socket.emit(event.event_type.as_str(), &**payload) {
+        let Ok(packet) = packet else {
+            return Emit::Refused;
+        };
+        match socket.send_encoded(packet) {
             Ok(()) => Emit::Sent,
             Err(SendError::Socket(SocketError::Closed)) => Emit::Closed,
             Err(_) => Emit::Refused,

@@ -8,6 +8,7 @@ mod support;
 
 mod abuse;
 mod fairness;
+mod fanout;
 mod handover;
 mod hardening;
 mod helpers;

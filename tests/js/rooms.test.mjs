@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { RFC3339_MS, ev, token, uid, useHub } from './hub.mjs';
+import { RFC3339_MS, ev, range, token, uid, useHub } from './hub.mjs';
 
 const hub = await useHub();
 
@@ -169,4 +169,47 @@ test('a default client (polling upgraded to websocket) receives its events', asy
   assert.equal(got.eventId, receipt.eventId);
   assert.equal((await client.ack('subscribe:photo', { photoId: photo })).ok, true);
   client.close();
+});
+
+// Shows that a room's live event, encoded once for all its sockets, reaches websocket-only and
+// polling-only sockets of the room alike: every seq once, in order, with the same payload.
+test('live events of a room reach websocket and polling sockets alike, each seq once in order', async () => {
+  const user = uid('u');
+  const photo = uid('p');
+  const room = `photo:${photo}`;
+  await hub.publishOne(ev.uploaded(photo, user));
+  const clients = await Promise.all(
+    [['websocket'], ['websocket'], ['websocket'], ['polling'], ['polling']].map((transports) =>
+      hub.connect(user, {}, { transports, upgrade: false }),
+    ),
+  );
+  for (const client of clients) {
+    assert.equal((await client.ack('subscribe:photo', { photoId: photo })).ok, true);
+  }
+  assert.deepEqual(
+    clients.map((c) => c.socket.io.engine.transport.name),
+    ['websocket', 'websocket', 'websocket', 'polling', 'polling'],
+  );
+  const count = 40;
+  const receipts = await hub.publish(range(1, count).map((i) => ev.progress(photo, i, { step: `s${i}` })));
+  const seqs = receipts.map((r) => r.rooms[room]);
+  for (const client of clients) {
+    assert.deepEqual(await client.waitForSeqs(room, count), seqs, client.socket.io.engine.transport.name);
+  }
+  await Promise.all(clients.map((client) => hub.drain(client)));
+  const payloads = clients.map((c) => c.inRoom(room).map((r) => [r.event, r.data]));
+  for (const got of payloads) {
+    assert.deepEqual(got, payloads[0], 'the same events and payloads on every socket');
+  }
+  assert.equal(payloads[0].length, count, 'nothing more after the drain');
+  assert.deepEqual(payloads[0][count - 1][1], {
+    photoId: photo,
+    progress: count,
+    step: `s${count}`,
+    eventId: receipts[count - 1].eventId,
+    room,
+    seq: seqs[count - 1],
+    timestamp: payloads[0][count - 1][1].timestamp,
+  });
+  for (const client of clients) client.close();
 });
