@@ -6,6 +6,11 @@ events (distinct ids, PHOTOS photo rooms and their owners' user rooms) from WORK
 pinned to core 1, and reads the hub's CPU time from /proc/<pid>/stat before and after.
 
     cargo build --release && python3 benches/http_ingest.py [BATCHES] [BATCH] [WORKERS]
+
+Environment: PHOTOS (100), the photo rooms; REOPEN=1 also stops the hub (SIGTERM) after the
+ingest, starts it again on the same data dir, and reports how long it took to answer /health and
+its RSS then (the durable-path issue's "RSS after reopening" row:
+`PHOTOS=10000 REOPEN=1 python3 benches/http_ingest.py 1000`).
 """
 
 import http.client
@@ -21,7 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "socket-bridge")
 SECRET = "bench-secret-0123456789abcdef0123"
-PHOTOS = 100
+PHOTOS = int(os.environ.get("PHOTOS", "100"))
 
 
 def cpu_ticks(pid):
@@ -66,8 +71,11 @@ def main():
     data = tempfile.mkdtemp(prefix="ingest-bench-")
     port = free_port()
     env = dict(os.environ, JWT_SECRET=SECRET, RUST_LOG="warn")
-    hub = subprocess.Popen(["taskset", "-c", "0", BIN, "--listen", f"127.0.0.1:{port}",
-                            "--data-dir", data], env=env)
+    def start():
+        return subprocess.Popen(["taskset", "-c", "0", BIN, "--listen", f"127.0.0.1:{port}",
+                                 "--data-dir", data], env=env)
+
+    hub = start()
     token = subprocess.check_output([BIN, "token", "--user", "bench", "--permission",
                                      "events:publish", "--data-dir", data], env=env).decode().strip()
     for _ in range(100):
@@ -109,7 +117,24 @@ def main():
     print(f"  {events / elapsed:,.0f} events/s durable; hub CPU {cpu * 1e6 / events:.2f} us/event; "
           f"hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB; failures {len(failures)}")
     hub.terminate()
-    hub.wait(timeout=10)
+    hub.wait(timeout=30)
+    if os.environ.get("REOPEN") == "1":
+        started = time.monotonic()
+        hub = start()
+        healthy = None
+        while time.monotonic() - started < 120 and healthy is None:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    healthy = time.monotonic() - started
+            except OSError:
+                time.sleep(0.02)
+        du = subprocess.check_output(["du", "-sk", data]).split()[0].decode()
+        print(f"  reopen: healthy after {healthy if healthy is None else round(healthy, 2)} s; "
+              f"hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB; data dir {int(du) / 1024:.0f} MiB")
+        hub.terminate()
+        hub.wait(timeout=30)
     subprocess.run(["rm", "-rf", data])
     return 1 if failures else 0
 
