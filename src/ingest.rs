@@ -52,16 +52,15 @@ pub fn json_depth(value: &Value, limit: usize) -> usize {
     let mut deepest = 0;
     let mut stack = vec![(value, 1usize)];
     while let Some((value, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match value {
-            Value::Object(map) => Box::new(map.values()),
-            Value::Array(items) => Box::new(items.iter()),
+        match value {
+            Value::Object(map) => stack.extend(map.values().map(|child| (child, depth + 1))),
+            Value::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
             _ => continue,
-        };
+        }
         deepest = deepest.max(depth);
         if deepest > limit {
             return deepest;
         }
-        stack.extend(children.map(|child| (child, depth + 1)));
     }
     deepest
 }

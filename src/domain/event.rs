@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -145,6 +146,9 @@ pub struct Event {
     pub event_type: EventType,
     /// Its data, as the producer sent it.
     pub data: Map<String, Value>,
+    /// `data` as JSON text, serialized once when the event was validated (its size is checked on
+    /// it, and the store keeps and delivers it).
+    pub data_json: Arc<str>,
     /// The producer's timestamp, else the time the hub accepted it.
     pub timestamp: Timestamp,
     /// `data.photoId`, present for every photo event (never set for `system.*` events).
@@ -196,9 +200,11 @@ impl Event {
         data: Map<String, Value>,
         timestamp: Timestamp,
     ) -> Result<Self, DomainError> {
-        let size = serde_json::to_vec(&data)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let data_json = serde_json::to_string(&data).map_err(|e| DomainError::InvalidField {
+            field: "data",
+            reason: e.to_string(),
+        })?;
+        let size = data_json.len();
         if size > MAX_EVENT_DATA_BYTES {
             return Err(DomainError::TooLarge {
                 size,
@@ -237,6 +243,7 @@ impl Event {
             id,
             event_type,
             data,
+            data_json: Arc::from(data_json),
             timestamp,
             photo_id,
             user_id,

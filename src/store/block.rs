@@ -145,16 +145,8 @@ pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Block, StoreError> {
             })
         }
         Some(&FORMAT_BLOCK) => {
-            let mut at = 1;
-            let (count, read): (u64, usize) =
-                codec::decode_part(key, value.get(at..).unwrap_or_default())?;
-            at += read;
-            if count == 0 || count > last {
-                return Err(corrupt(format!(
-                    "a block of {count} events ending at seq {last}"
-                )));
-            }
-            let first = last - count + 1;
+            let (first, mut at) = block_header(key, last, value)?;
+            let count = last - first + 1;
             // Each entry takes at least 5 bytes: a count beyond that is corrupt, not a reason
             // to reserve memory.
             let capacity = usize::try_from(count)
@@ -181,23 +173,27 @@ pub(super) fn decode(key: &[u8], value: &[u8]) -> Result<Block, StoreError> {
 
 /// The first seq of the block stored under `key` (without decoding its events).
 pub(super) fn first_seq(key: &[u8], value: &[u8]) -> Result<u64, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
+    let (_, last) = keys::parse_event(key).ok_or_else(|| StoreError::Corrupt {
         key: keys::display(key),
-        reason,
-    };
-    let (_, last) = keys::parse_event(key).ok_or_else(|| corrupt("malformed event key".into()))?;
-    match value.split_first() {
-        Some((&FORMAT_BLOCK, rest)) => {
-            let (count, _): (u64, usize) = codec::decode_part(key, rest)?;
-            if count == 0 || count > last {
-                return Err(corrupt(format!(
-                    "a block of {count} events ending at seq {last}"
-                )));
-            }
-            Ok(last - count + 1)
-        }
+        reason: "malformed event key".into(),
+    })?;
+    match value.first() {
+        Some(&FORMAT_BLOCK) => Ok(block_header(key, last, value)?.0),
         _ => Ok(last),
     }
+}
+
+/// A block's first seq (from its event count and its `last` seq) and where its first entry
+/// starts in `value`.
+fn block_header(key: &[u8], last: u64, value: &[u8]) -> Result<(u64, usize), StoreError> {
+    let (count, read): (u64, usize) = codec::decode_part(key, value.get(1..).unwrap_or_default())?;
+    if count == 0 || count > last {
+        return Err(StoreError::Corrupt {
+            key: keys::display(key),
+            reason: format!("a block of {count} events ending at seq {last}"),
+        });
+    }
+    Ok((last - count + 1, 1 + read))
 }
 
 fn stored_event(key: &[u8], seq: u64, entry: Entry<String>) -> Result<StoredEvent, StoreError> {

@@ -47,8 +47,6 @@ const LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 /// An event with its stored form already encoded (on the appender's task, not the committer's).
 pub(super) struct PreparedEvent {
     pub event: Event,
-    /// The `data` object as JSON text.
-    pub data: Arc<str>,
     /// The event's encoded block entry (the same bytes in the block of every room it goes to).
     pub entry: Vec<u8>,
 }
@@ -354,7 +352,7 @@ impl Committer {
         stage.committed.push(CommittedEvent {
             id: event.id.clone(),
             event_type: event.event_type,
-            data: Arc::clone(&prepared.data),
+            data: Arc::clone(&event.data_json),
             timestamp: event.timestamp,
             rooms: placement.clone(),
         });

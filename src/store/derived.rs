@@ -217,13 +217,12 @@ pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, S
 
 /// Applies a photo room's event to the stored status unless the status already includes it.
 fn derive_status(db: &sled::Db, photo: &PhotoId, stored: &StoredEvent) -> Result<(), StoreError> {
-    let key = keys::event(&Room::photo(photo).to_string(), stored.seq);
     let before = read_status(db, photo)?;
     if before.as_ref().is_some_and(|s| s.last_seq >= stored.seq) {
         return Ok(());
     }
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: keys::display(&key),
+        key: keys::display(&keys::event(&Room::photo(photo).to_string(), stored.seq)),
         reason,
     };
     let data = match serde_json::from_str(&stored.data) {

@@ -22,9 +22,6 @@ pub enum StoreError {
     /// A record could not be encoded.
     #[error("could not encode a record")]
     Encode(#[source] bincode::error::EncodeError),
-    /// An event's `data` could not be written as JSON text.
-    #[error("could not encode an event's data")]
-    EventData(#[source] serde_json::Error),
     /// The data dir was written by a newer version of socket-bridge.
     #[error(
         "the store has schema version {found}, newer than this build supports ({supported}); \

@@ -465,18 +465,13 @@ fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
 /// Encodes an event's stored form (stored at `stored`) on the caller's task, so the committer
 /// only assigns seqs and copies bytes.
 fn prepare(event: Event, stored: Timestamp) -> Result<PreparedEvent, StoreError> {
-    let data = serde_json::to_string(&event.data).map_err(StoreError::EventData)?;
     let entry = block::encode_entry(
         &event.id,
         event.id_generated,
         event.event_type,
-        &data,
+        &event.data_json,
         event.timestamp,
         stored,
     )?;
-    Ok(PreparedEvent {
-        event,
-        data: Arc::from(data),
-        entry,
-    })
+    Ok(PreparedEvent { event, entry })
 }
