@@ -156,6 +156,18 @@ fn check_log(log: &EventLog, receipts: &[Receipt]) {
         let read_ids: Vec<(u64, String)> = read.iter().map(|e| (e.seq, e.id.to_string())).collect();
         let expected: Vec<(u64, String)> = seqs.iter().map(|(s, id)| (*s, id.clone())).collect();
         assert_eq!(read_ids, expected, "{room} reads back what was appended");
+        // Reads that start and end inside a group commit's block: from every seq, one event and
+        // a short page give the same events as the full read.
+        for after in 0..n {
+            let page = log.read(room, after, 3).expect("read a page");
+            let page: Vec<(u64, String)> = page.iter().map(|e| (e.seq, e.id.to_string())).collect();
+            let end = (after as usize + 3).min(expected.len());
+            assert_eq!(
+                page,
+                expected[after as usize..end],
+                "{room}: page after {after}"
+            );
+        }
         if let Room::Photo(photo) = room {
             let status = log
                 .status(photo)
