@@ -227,6 +227,7 @@ impl Application {
             .ws_max_message_size(socket.max_payload_bytes)
             .ws_read_buffer_size(WS_READ_BUFFER)
             .max_buffer_size(socket.queue_packets)
+            .max_buffer_bytes(socket.queue_bytes)
             .with_state(realtime)
             .build_layer();
         realtime::register(&io);

@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// from the store instead.
     #[arg(long, env = "SOCKET_QUEUE_PACKETS", default_value_t = settings::DEFAULT_QUEUE_PACKETS)]
     pub socket_queue_packets: usize,
+    /// Bytes queued per socket before the hub treats the client as slow, whatever the number
+    /// of packets (one event may take the queue past it).
+    #[arg(long, env = "SOCKET_QUEUE_BYTES", default_value_t = settings::DEFAULT_QUEUE_BYTES)]
+    pub socket_queue_bytes: usize,
     /// How long a slow client may make no progress before it is disconnected (it will resume).
     #[arg(long, env = "SLOW_CLIENT_TIMEOUT", value_parser = duration, default_value_t = settings::DEFAULT_SLOW_CLIENT_TIMEOUT.into())]
     pub slow_client_timeout: humantime::Duration,
@@ -317,9 +321,11 @@ impl ServeArgs {
         for (flag, value) in [
             (
                 "--socket-requests-per-second",
-                self.socket_requests_per_second,
+                self.socket_requests_per_second as usize,
             ),
-            ("--socket-request-burst", self.socket_request_burst),
+            ("--socket-request-burst", self.socket_request_burst as usize),
+            ("--socket-queue-packets", self.socket_queue_packets),
+            ("--socket-queue-bytes", self.socket_queue_bytes),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -351,6 +357,7 @@ impl ServeArgs {
                 ping_timeout: std::time::Duration::from_millis(self.ping_timeout_ms),
                 max_payload_bytes,
                 queue_packets: self.socket_queue_packets,
+                queue_bytes: self.socket_queue_bytes,
                 slow_client_timeout: self.slow_client_timeout.into(),
             },
             retention: self.retention.policy(),
@@ -533,6 +540,20 @@ mod tests {
             serve.into_settings(),
             Err(ConfigError::Zero("--worker-threads"))
         ));
+    }
+
+    /// A socket queue of zero packets or zero bytes would never take an event: refused.
+    #[test]
+    fn zero_socket_queue_refused() {
+        for flag in ["--socket-queue-packets", "--socket-queue-bytes"] {
+            let Ok(Command::Serve(serve)) = parse(&[flag, "0"]) else {
+                panic!("{flag} 0 parses");
+            };
+            assert!(
+                matches!(serve.into_settings(), Err(ConfigError::Zero(f)) if f == flag),
+                "{flag} 0 is refused"
+            );
+        }
     }
 
     /// A bad schedule is refused when the settings are built.

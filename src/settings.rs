@@ -30,6 +30,8 @@ pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_048_576;
 /// Default packets queued per socket before the hub catches the client up from the store.
 pub const DEFAULT_QUEUE_PACKETS: usize = 1024;
+/// Default bytes of packets queued per socket before the hub catches the client up from the store.
+pub const DEFAULT_QUEUE_BYTES: usize = 1_048_576;
 /// Default time a slow client may make no progress before it is disconnected.
 pub const DEFAULT_SLOW_CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default clock skew tolerated on a token's `exp`.
@@ -209,6 +211,9 @@ pub struct SocketSettings {
     /// Packets queued per socket before the hub treats the client as slow and catches it up
     /// from the store instead.
     pub queue_packets: usize,
+    /// Bytes of packets queued per socket (not yet taken by its transport) at or above which the
+    /// queue counts as full, whatever the number of packets.
+    pub queue_bytes: usize,
     /// How long a slow client may make no progress before it is disconnected (it will resume).
     pub slow_client_timeout: Duration,
 }
@@ -220,6 +225,7 @@ impl Default for SocketSettings {
             ping_timeout: DEFAULT_PING_TIMEOUT,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             queue_packets: DEFAULT_QUEUE_PACKETS,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             slow_client_timeout: DEFAULT_SLOW_CLIENT_TIMEOUT,
         }
     }

@@ -31,14 +31,44 @@ async fn connected_clients(hub: &Api) -> u64 {
         .expect("connectedClients")
 }
 
+/// A socket queue of 64 packets, large enough in bytes for them all.
+const QUEUE_IN_PACKETS: Queue = Queue {
+    packets: "64",
+    bytes: "1073741824",
+};
+
+/// A socket queue of 256 KiB, with room for more packets than the test sends.
+const QUEUE_IN_BYTES: Queue = Queue {
+    packets: "8192",
+    bytes: "262144",
+};
+
+/// A socket queue's bounds: `SOCKET_QUEUE_PACKETS` and `SOCKET_QUEUE_BYTES`.
+#[derive(Clone, Copy)]
+struct Queue {
+    packets: &'static str,
+    bytes: &'static str,
+}
+
 /// A raw websocket that completes the Socket.IO handshake and then never reads, while 62 MiB of
 /// events flow to a room it is in: the server's memory grows no more than in the same run
 /// without the stalled client (the baseline: the store's cache and buffers), the stalled client
 /// is dropped, and a normal client in the same room still gets every event in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_without_hurting_others() {
-    let baseline = run(false).await;
-    let with_stalled = run(true).await;
+    assert_stalled_client_costs_little(QUEUE_IN_PACKETS).await;
+}
+
+/// The same with a queue bounded in bytes only (its packet bound is never reached): the
+/// stalled socket's queue stops at about 256 KiB instead of holding the 62 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_bounded_in_bytes_holds_a_stalled_client_to_its_bytes() {
+    assert_stalled_client_costs_little(QUEUE_IN_BYTES).await;
+}
+
+async fn assert_stalled_client_costs_little(queue: Queue) {
+    let baseline = run(false, queue).await;
+    let with_stalled = run(true, queue).await;
     eprintln!(
         "server RSS growth: {baseline} MiB without the stalled client, {with_stalled} MiB with it"
     );
@@ -50,11 +80,12 @@ async fn a_client_that_never_reads_is_dropped_without_hurting_others() {
 }
 
 /// Publishes the events with or without a stalled client; returns the server's RSS growth, MiB.
-async fn run(with_stalled: bool) -> u64 {
+async fn run(with_stalled: bool, queue: Queue) -> u64 {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = HubProcess::start(dir.path(), |command| {
         command
-            .env("SOCKET_QUEUE_PACKETS", "64")
+            .env("SOCKET_QUEUE_PACKETS", queue.packets)
+            .env("SOCKET_QUEUE_BYTES", queue.bytes)
             .env("SLOW_CLIENT_TIMEOUT", "2s")
             .env("STORE_CACHE_MB", "16");
     })

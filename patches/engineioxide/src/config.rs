@@ -60,6 +60,16 @@ pub struct EngineIoConfig {
     /// Defaults to 128 packets
     pub max_buffer_size: usize,
 
+    /// The bytes of message and binary data that can be queued per connection before the
+    /// queue counts as full, whatever the number of packets.
+    ///
+    /// While the bytes queued and not yet taken by the transport are at or above this value,
+    /// `emit()` and `reserve()` return a full-buffer error, so one message may take the queue
+    /// past it.
+    ///
+    /// Defaults to `usize::MAX` (no bound in bytes).
+    pub max_buffer_bytes: usize,
+
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
     pub max_payload: u64,
@@ -97,6 +107,7 @@ impl Default for EngineIoConfig {
             ping_timeout: Duration::from_millis(20000),
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
+            max_buffer_bytes: usize::MAX,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -200,6 +211,14 @@ impl EngineIoConfigBuilder {
     /// ```
     pub fn max_buffer_size(mut self, max_buffer_size: usize) -> Self {
         self.config.max_buffer_size = max_buffer_size;
+        self
+    }
+
+    /// The bytes of message and binary data that can be queued per connection before the
+    /// queue counts as full (one message may take it past this value).
+    /// Defaults to `usize::MAX` (no bound in bytes).
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.config.max_buffer_bytes = max_buffer_bytes;
         self
     }
 

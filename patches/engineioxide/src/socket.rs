@@ -59,12 +59,16 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error};
+use crate::{
+    config::EngineIoConfig,
+    errors::Error,
+    queue::{QueueRx, queued_bytes},
+};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
@@ -116,17 +120,25 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
     inner: mpsc::Permit<'a, PacketBuf>,
+    queued: &'a AtomicUsize,
 }
 impl Permit<'_> {
+    /// Counts the packets' bytes as queued, then queues them.
+    fn send(self, packets: PacketBuf) {
+        self.queued
+            .fetch_add(queued_bytes(&packets), Ordering::Relaxed);
+        self.inner.send(packets);
+    }
+
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(smallvec![Packet::Message(msg)]);
+        self.send(smallvec![Packet::Message(msg)]);
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(smallvec![Packet::Binary(data)]);
+        self.send(smallvec![Packet::Binary(data)]);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -138,7 +150,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -150,20 +162,20 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(packets);
+        self.send(packets);
     }
 }
 
 #[derive(Debug)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    pub buffered_rx: QueueRx,
     pub peeked_packet: Option<PacketBuf>,
     pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
 }
 
 impl InternalRx {
     fn new(
-        buffered_rx: Receiver<PacketBuf>,
+        buffered_rx: QueueRx,
         volatile_rx: watch::Receiver<Option<PacketBuf>>,
     ) -> Self {
         Self {
@@ -216,6 +228,13 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
 
+    /// Bytes of message and binary data queued in `internal_tx` and not yet taken by the
+    /// transport (counted by the senders, uncounted by [`QueueRx`]).
+    queued_bytes: Arc<AtomicUsize>,
+
+    /// Queued bytes at or above which [`Socket::reserve`] answers that the queue is full.
+    max_buffer_bytes: usize,
+
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
@@ -258,6 +277,7 @@ where
         let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
 
         Self {
             id: Sid::new(),
@@ -265,8 +285,13 @@ where
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(
+                QueueRx::new(internal_rx, queued_bytes.clone()),
+                volatile_rx,
+            )),
             internal_tx,
+            queued_bytes,
+            max_buffer_bytes: config.max_buffer_bytes,
 
             volatile_tx,
 
@@ -288,12 +313,16 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
-            .try_send(smallvec![packet])
-            .map_err(|p| match p {
+        let packets: PacketBuf = smallvec![packet];
+        let bytes = queued_bytes(&packets);
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.internal_tx.try_send(packets).map_err(|p| {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            })?;
+            }
+        })?;
         Ok(())
     }
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -439,11 +468,34 @@ where
     /// space in the internal chan.
     ///
     /// If the internal chan is full, the function will return a [`TrySendError::Full`] error.
+    /// It is also full while the bytes queued and not yet taken by the transport are at or
+    /// above [`EngineIoConfig::max_buffer_bytes`] (one message may take the queue past it).
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
+        self.check_queued_bytes(())?;
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            queued: &self.queued_bytes,
+        })
+    }
+
+    /// The bytes of message and binary data queued for the transport and not yet taken by it.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    /// `value` back while the queued bytes are below the bound; else `Full(value)` (`Closed`
+    /// once the socket is closed).
+    fn check_queued_bytes<T>(&self, value: T) -> Result<T, TrySendError<T>> {
+        if self.queued_bytes() < self.max_buffer_bytes {
+            Ok(value)
+        } else if self.internal_tx.is_closed() {
+            Err(TrySendError::Closed(value))
+        } else {
+            Err(TrySendError::Full(value))
+        }
     }
 
     /// Emits a message to the client.
@@ -454,7 +506,8 @@ where
     ///
     /// ⚠️ If the buffer is full or the socket is disconnected, an error will be returned with the original data
     pub fn emit(&self, msg: impl Into<Str>) -> Result<(), TrySendError<Str>> {
-        self.send(Packet::Message(msg.into())).map_err(|e| match e {
+        let msg = self.check_queued_bytes(msg.into())?;
+        self.send(Packet::Message(msg)).map_err(|e| match e {
             TrySendError::Full(p) => TrySendError::Full(p.into_message()),
             TrySendError::Closed(p) => TrySendError::Closed(p.into_message()),
         })
@@ -489,10 +542,11 @@ where
     ///
     /// ⚠️ If the buffer is full or the socket is disconnected, an error will be returned with the original data
     pub fn emit_binary<B: Into<Bytes>>(&self, data: B) -> Result<(), TrySendError<Bytes>> {
+        let data = self.check_queued_bytes(data.into())?;
         if self.protocol == ProtocolVersion::V3 {
-            self.send(Packet::BinaryV3(data.into()))
+            self.send(Packet::BinaryV3(data))
         } else {
-            self.send(Packet::Binary(data.into()))
+            self.send(Packet::Binary(data))
         }
         .map_err(|e| match e {
             TrySendError::Full(p) => TrySendError::Full(p.into_binary()),
@@ -609,6 +663,7 @@ where
         let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
         let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
         let (volatile_tx, volatile_rx) = watch::channel(None);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
 
         let sock = Self {
             id: sid,
@@ -616,8 +671,13 @@ where
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(
+                QueueRx::new(internal_rx, queued_bytes.clone()),
+                volatile_rx,
+            )),
             internal_tx,
+            queued_bytes,
+            max_buffer_bytes: usize::MAX,
 
             volatile_tx,
 
@@ -645,5 +705,56 @@ where
         });
 
         (sock, rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn socket(max_buffer_bytes: usize) -> Socket<()> {
+        let config = EngineIoConfig {
+            max_buffer_bytes,
+            ..EngineIoConfig::default()
+        };
+        let req_parts = http::Request::<()>::default().into_parts().0;
+        Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            req_parts,
+            Box::new(|_, _| {}),
+            false,
+        )
+    }
+
+    #[tokio::test]
+    async fn queue_is_full_at_max_buffer_bytes() {
+        let socket = socket(10);
+        socket.reserve().unwrap().emit("12345678".into());
+        socket.reserve().unwrap().emit_binary(Bytes::from_static(b"1234"));
+        assert_eq!(socket.queued_bytes(), 12);
+        assert!(matches!(socket.reserve(), Err(TrySendError::Full(()))));
+        assert!(matches!(socket.emit("1"), Err(TrySendError::Full(_))));
+        socket.send(Packet::Ping).unwrap();
+        assert_eq!(socket.queued_bytes(), 12, "control packets count nothing");
+
+        let mut rx = socket.internal_rx.try_lock().unwrap();
+        assert!(rx.buffered_rx.recv().await.is_some());
+        assert_eq!(socket.queued_bytes(), 4);
+        socket.reserve().unwrap().emit("123456".into());
+        assert_eq!(socket.queued_bytes(), 10);
+        while rx.buffered_rx.try_recv().is_ok() {}
+        assert_eq!(socket.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn unbounded_bytes_by_default() {
+        let socket = socket(EngineIoConfig::default().max_buffer_bytes);
+        for _ in 0..EngineIoConfig::default().max_buffer_size {
+            socket.reserve().unwrap().emit("x".repeat(1 << 16).into());
+        }
+        assert!(matches!(socket.reserve(), Err(TrySendError::Full(()))));
+        assert_eq!(socket.queued_bytes(), 128 << 16);
     }
 }

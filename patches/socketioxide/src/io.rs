@@ -204,6 +204,18 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// The bytes of message data that can be queued per connection before the buffer counts as
+    /// full, whatever the number of packets: while the bytes not yet taken by the transport are
+    /// at or above this value the `emit()` method will return an error (one message may take
+    /// the buffer past it).
+    ///
+    /// Defaults to no bound in bytes.
+    #[inline]
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.engine_config_builder = self.engine_config_builder.max_buffer_bytes(max_buffer_bytes);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///
