@@ -2,13 +2,15 @@
 //! when NATS is back, losing nothing.
 
 use serde_json::json;
+use socket_bridge::app::AppError;
+use socket_bridge::store::Faults;
 
 use crate::helpers::{
     IdSource, assert_workload_stored, consume, publish, publish_workload, spawn_hub, workload_event,
 };
 use crate::support::WAIT;
-use crate::support::hub::TestHub;
-use crate::support::nats::{HUB_CONSUMER, NatsServer, wait_consumed};
+use crate::support::hub::{TestHub, settings};
+use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_ack_floor, wait_consumed};
 
 /// A NATS restart while the hub is consuming loses nothing: the events published before and
 /// after it are all stored once, in order, and `/health/detailed` shows the bus down, then up.
@@ -64,5 +66,62 @@ async fn hub_starts_without_nats_and_consumes_once_it_is_up() {
     hub.wait_for_stored("photo:p1", 1).await;
     let events = hub.history("photo:p1").await;
     assert_eq!(events[0]["eventId"], "up-1");
+    hub.stop().await;
+}
+
+/// When the event log cannot write, the hub acks nothing it could not store: it stops for its
+/// supervisor (`AppError::StoreFailed`) with the consumer's ack floor still at the last stored
+/// message, and the next run on the same data dir stores each of the refused messages once, in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_fault_acks_nothing_and_the_next_run_stores_it() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub_settings = settings(dir.path());
+    consume(&nats, &mut hub_settings);
+    let faults = Faults::default();
+    let mut faulty = hub_settings.clone();
+    faulty.store.faults = faults.clone();
+    let hub = TestHub::start(faulty).await;
+    hub.wait_for_bus("up").await;
+
+    let js = nats.jetstream().await;
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "up-1", IdSource::Body).await;
+    hub.wait_for_stored("photo:p1", 1).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let floor = consumer_ack_floor(&js).await;
+
+    faults.fail_next_writes(1);
+    let ids = ["pr-1", "pr-2", "pr-3"];
+    for (n, id) in ids.iter().enumerate() {
+        let body = json!({ "data": { "photoId": "p1", "userId": "u1", "progress": n * 10 } });
+        publish(&js, "photo.processing.progress", body, id, IdSource::Body).await;
+    }
+    let ended = hub.ended().await;
+    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
+    assert_eq!(
+        consumer_ack_floor(&js).await,
+        floor,
+        "nothing acked after the failed write"
+    );
+
+    let hub = TestHub::start(hub_settings).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT * 2).await;
+    let events = hub.history("photo:p1").await;
+    let stored: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventId"].as_str().unwrap_or(""),
+                e["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored,
+        [("up-1", 1), ("pr-1", 2), ("pr-2", 3), ("pr-3", 4)],
+        "each refused message stored once, in order"
+    );
     hub.stop().await;
 }

@@ -125,6 +125,14 @@ pub async fn consumer_backlog(js: &jetstream::Context) -> (usize, u64) {
     (info.num_ack_pending, info.num_pending)
 }
 
+/// The last stream sequence up to which the hub's consumer has acked every message.
+pub async fn consumer_ack_floor(js: &jetstream::Context) -> u64 {
+    consumer_info(&stream(js).await, HUB_CONSUMER)
+        .await
+        .ack_floor
+        .stream_sequence
+}
+
 /// Waits (up to `limit`) until `consumer` has been delivered something and has nothing pending
 /// or unacked.
 pub async fn wait_consumed(js: &jetstream::Context, consumer: &str, limit: Duration) {
