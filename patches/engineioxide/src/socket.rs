@@ -59,7 +59,7 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -67,18 +67,14 @@ use std::{
 use crate::{
     config::EngineIoConfig,
     errors::Error,
-    queue::{QueueRx, queued_bytes},
+    queue::{QueuePermit, QueueRx, QueueTx, queue},
 };
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex,
-    mpsc::{self, Receiver, error::TrySendError},
-    watch,
-};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError, watch};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -119,14 +115,10 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
-    queued: &'a AtomicUsize,
+    inner: QueuePermit<'a>,
 }
 impl Permit<'_> {
-    /// Counts the packets' bytes as queued, then queues them.
     fn send(self, packets: PacketBuf) {
-        self.queued
-            .fetch_add(queued_bytes(&packets), Ordering::Relaxed);
         self.inner.send(packets);
     }
 
@@ -226,11 +218,7 @@ where
     pub(crate) internal_rx: Mutex<InternalRx>,
 
     /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
-
-    /// Bytes of message and binary data queued in `internal_tx` and not yet taken by the
-    /// transport (counted by the senders, uncounted by [`QueueRx`]).
-    queued_bytes: Arc<AtomicUsize>,
+    pub(crate) internal_tx: QueueTx,
 
     /// Queued bytes at or above which [`Socket::reserve`] answers that the queue is full.
     max_buffer_bytes: usize,
@@ -240,12 +228,10 @@ where
     /// message is retained; subsequent volatile sends overwrite the previous one.
     volatile_tx: watch::Sender<Option<PacketBuf>>,
 
-    /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
-    /// which is running in a separate task
-    heartbeat_rx: Mutex<Receiver<()>>,
-    /// Channel to send Ping [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) from the connexion to the heartbeat job
-    /// which is running in a separate task
-    pub(crate) heartbeat_tx: mpsc::Sender<()>,
+    /// Notified by the connection when a Pong [`Packet`] (v4 protocol) or Ping (v3 protocol)
+    /// arrives, for the heartbeat job which is running in a separate task (at most one
+    /// notification is kept while the job is not waiting).
+    pub(crate) heartbeat: Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -274,10 +260,8 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
+        let (internal_tx, internal_rx) = queue(config.max_buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
 
         Self {
             id: Sid::new(),
@@ -285,18 +269,13 @@ where
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(
-                QueueRx::new(internal_rx, queued_bytes.clone()),
-                volatile_rx,
-            )),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
-            queued_bytes,
             max_buffer_bytes: config.max_buffer_bytes,
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -313,16 +292,12 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        let packets: PacketBuf = smallvec![packet];
-        let bytes = queued_bytes(&packets);
-        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.internal_tx.try_send(packets).map_err(|p| {
-            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-            match p {
+        self.internal_tx
+            .try_send(smallvec![packet])
+            .map_err(|p| match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            }
-        })?;
+            })?;
         Ok(())
     }
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -377,18 +352,13 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
-        heartbeat_rx.try_recv().ok();
+        self.heartbeat.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
@@ -406,10 +376,9 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            tokio::time::timeout(timeout, self.heartbeat.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
@@ -420,19 +389,13 @@ where
 
     #[cfg(feature = "v3")]
     async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, heartbeat_rx.recv())
+            tokio::time::timeout(interval + timeout, self.heartbeat.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
@@ -475,15 +438,12 @@ where
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
         self.check_queued_bytes(())?;
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit {
-            inner: permit,
-            queued: &self.queued_bytes,
-        })
+        Ok(Permit { inner: permit })
     }
 
     /// The bytes of message and binary data queued for the transport and not yet taken by it.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Relaxed)
+        self.internal_tx.queued_bytes()
     }
 
     /// `value` back while the queued bytes are below the bound; else `Full(value)` (`Closed`
@@ -612,8 +572,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
             .field("internal_tx", &self.internal_tx)
-            .field("heartbeat_rx", &self.heartbeat_rx)
-            .field("heartbeat_tx", &self.heartbeat_tx)
+            .field("heartbeat", &self.heartbeat)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -660,10 +619,8 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
-        let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
+        let (internal_tx, internal_rx) = queue(buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
 
         let sock = Self {
             id: sid,
@@ -671,18 +628,13 @@ where
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(
-                QueueRx::new(internal_rx, queued_bytes.clone()),
-                volatile_rx,
-            )),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
-            queued_bytes,
             max_buffer_bytes: usize::MAX,
 
             volatile_tx,
 
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -693,7 +645,7 @@ where
         };
         let sock = Arc::new(sock);
 
-        let (tx, rx) = mpsc::channel(buffer_size);
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer_size);
         let sock_clone = sock.clone();
         tokio::spawn(async move {
             let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
