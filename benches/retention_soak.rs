@@ -7,8 +7,10 @@
 //!
 //! `soak SECONDS`: appenders write continuously into 1,000 rooms while a retention pass keeping
 //! 100 events per room runs every 10 s (the production job, shortened); every 30 s it prints the
-//! sled directory's size on disk and the number of live events, so the curve shows whether the
-//! store levels off.
+//! sled directory's size on disk, the number of live events, and the bytes of the records the
+//! store keeps (keys and values: event blocks, id records, the rest) with the ratio of the
+//! directory's size to them, so the curve shows whether the store levels off and how far above
+//! its data.
 //!
 //! `prune-latency`: stores 1,000,000 old events, then measures single-event append latency
 //! (p50/p99/max) for 10 s without a prune (the baseline) and while a pass prunes all of them.
@@ -100,7 +102,10 @@ async fn soak(seconds: u64) {
     let mut next_prune = started + PRUNE_EVERY;
     let mut next_sample = started;
     let mut removed = 0u64;
-    println!("elapsed_s,appended,removed,live_events,dir_bytes,sled_size_on_disk");
+    println!(
+        "elapsed_s,appended,removed,live_events,dir_bytes,sled_size_on_disk,\
+         kept_event_bytes,kept_id_bytes,kept_other_bytes,dir_over_kept"
+    );
     while started.elapsed() < Duration::from_secs(seconds) {
         if Instant::now() >= next_prune {
             let log = log.clone();
@@ -114,14 +119,26 @@ async fn soak(seconds: u64) {
         }
         if Instant::now() >= next_sample {
             let total = appended.load(Ordering::Relaxed);
+            let dir_bytes = dir_size(dir.path());
+            let kept = {
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || log.record_bytes())
+                    .await
+                    .expect("record bytes task")
+                    .expect("record bytes")
+            };
             println!(
-                "{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{:.1}",
                 started.elapsed().as_secs(),
                 total,
                 removed,
                 total.saturating_sub(removed),
-                dir_size(dir.path()),
-                log.size_on_disk().unwrap_or(0)
+                dir_bytes,
+                log.size_on_disk().unwrap_or(0),
+                kept.events,
+                kept.ids,
+                kept.other,
+                dir_bytes as f64 / kept.total().max(1) as f64
             );
             next_sample += SAMPLE_EVERY;
         }
