@@ -7,9 +7,12 @@ pinned to core 1, and reads the hub's CPU time from /proc/<pid>/stat before and 
 
     cargo build --release && python3 benches/http_ingest.py [BATCHES] [BATCH] [WORKERS]
 
-Environment: PHOTOS (100), the photo rooms; REOPEN=1 also stops the hub (SIGTERM) after the
-ingest, starts it again on the same data dir, and reports how long it took to answer /health and
-its RSS then (the durable-path issue's "RSS after reopening" row:
+Environment: PHOTOS (100), the photo rooms; SAMPLE=N prints the hub's RSS each time another N
+events have been answered (RSS against events ingested; the peak, VmHWM, is printed at the end);
+IDLE=S waits S seconds after the ingest and prints the RSS again (what stays held once the
+writer behind the committer and the allocator's decay have caught up); REOPEN=1 also stops the
+hub (SIGTERM) after the ingest, starts it again on the same data dir, and reports how long it
+took to answer /health and its RSS then (the durable-path issue's "RSS after reopening" row:
 `PHOTOS=10000 REOPEN=1 python3 benches/http_ingest.py 1000`).
 """
 
@@ -35,10 +38,10 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -89,6 +92,8 @@ def main():
     todo = list(range(batches))
     lock = threading.Lock()
     failures = []
+    sample = int(os.environ.get("SAMPLE", "0"))
+    answered = [0]
 
     def worker():
         conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -102,6 +107,11 @@ def main():
             reply.read()
             if reply.status != 200:
                 failures.append(reply.status)
+            with lock:
+                before, answered[0] = answered[0], answered[0] + size
+                if sample and before // sample != answered[0] // sample:
+                    print(f"  {answered[0]} events: hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB "
+                          f"at {time.monotonic() - t0:.1f} s", flush=True)
 
     ticks = os.sysconf("SC_CLK_TCK")
     cpu0, t0 = cpu_ticks(hub.pid), time.monotonic()
@@ -115,7 +125,12 @@ def main():
     print(f"http_ingest: {events} events in {batches} batches of {size}, {workers} workers, "
           f"load avg {os.getloadavg()[0]:.2f}")
     print(f"  {events / elapsed:,.0f} events/s durable; hub CPU {cpu * 1e6 / events:.2f} us/event; "
-          f"hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB; failures {len(failures)}")
+          f"hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB (peak {rss_kib(hub.pid, 'VmHWM') / 1024:.0f}); "
+          f"failures {len(failures)}")
+    idle = float(os.environ.get("IDLE", "0"))
+    if idle > 0:
+        time.sleep(idle)
+        print(f"  after {idle:.0f} s idle: hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB")
     hub.terminate()
     hub.wait(timeout=30)
     if os.environ.get("REOPEN") == "1":

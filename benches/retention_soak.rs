@@ -7,8 +7,13 @@
 //!
 //! `soak SECONDS`: appenders write continuously into 1,000 rooms while a retention pass keeping
 //! 100 events per room runs every 10 s (the production job, shortened); every 30 s it prints the
-//! sled directory's size on disk and the number of live events, so the curve shows whether the
-//! store levels off.
+//! sled directory's size on disk, the number of live events, and the bytes of the records the
+//! store keeps (keys and values: event blocks, id records, the rest) with the ratio of the
+//! directory's size to them, so the curve shows whether the store levels off and how far above
+//! its data.
+//!
+//! At the end the soak copies its records into a new directory (sled's export and import) and
+//! prints that directory's size: sled's floor for the same records.
 //!
 //! `prune-latency`: stores 1,000,000 old events, then measures single-event append latency
 //! (p50/p99/max) for 10 s without a prune (the baseline) and while a pass prunes all of them.
@@ -100,7 +105,10 @@ async fn soak(seconds: u64) {
     let mut next_prune = started + PRUNE_EVERY;
     let mut next_sample = started;
     let mut removed = 0u64;
-    println!("elapsed_s,appended,removed,live_events,dir_bytes,sled_size_on_disk");
+    println!(
+        "elapsed_s,appended,removed,live_events,dir_bytes,sled_size_on_disk,\
+         kept_event_bytes,kept_id_bytes,kept_other_bytes,dir_over_kept"
+    );
     while started.elapsed() < Duration::from_secs(seconds) {
         if Instant::now() >= next_prune {
             let log = log.clone();
@@ -114,14 +122,26 @@ async fn soak(seconds: u64) {
         }
         if Instant::now() >= next_sample {
             let total = appended.load(Ordering::Relaxed);
+            let dir_bytes = dir_size(dir.path());
+            let kept = {
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || log.record_bytes())
+                    .await
+                    .expect("record bytes task")
+                    .expect("record bytes")
+            };
             println!(
-                "{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{:.1}",
                 started.elapsed().as_secs(),
                 total,
                 removed,
                 total.saturating_sub(removed),
-                dir_size(dir.path()),
-                log.size_on_disk().unwrap_or(0)
+                dir_bytes,
+                log.size_on_disk().unwrap_or(0),
+                kept.events,
+                kept.ids,
+                kept.other,
+                dir_bytes as f64 / kept.total().max(1) as f64
             );
             next_sample += SAMPLE_EVERY;
         }
@@ -131,7 +151,39 @@ async fn soak(seconds: u64) {
     for task in tasks {
         task.await.expect("appender");
     }
+    let kept = log.record_bytes().expect("record bytes").total();
     log.close().expect("close");
+    drop(log);
+    compacted(dir.path(), kept);
+}
+
+/// Copies every record of the store in `path` into a new sled directory (sled's export and
+/// import) and prints its size: what sled needs for the same records without the space its log
+/// holds for what was overwritten or removed, the floor of the ratio to the kept bytes.
+fn compacted(path: &Path, kept: u64) {
+    let before = dir_size(path);
+    // sled lets go of its lock a few milliseconds after the last handle is dropped.
+    let started = Instant::now();
+    let old = loop {
+        match sled::open(path) {
+            Ok(db) => break db,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("reopen the soak's store: {e}"),
+        }
+    };
+    let target = tempfile::tempdir().expect("tempdir");
+    let fresh = sled::open(target.path()).expect("open a fresh store");
+    fresh.import(old.export());
+    fresh.flush().expect("flush");
+    let after = dir_size(target.path());
+    println!(
+        "compacted (export/import into a new dir): {before} -> {after} bytes; kept {kept} bytes; \
+         dir/kept {:.1} -> {:.1}",
+        before as f64 / kept.max(1) as f64,
+        after as f64 / kept.max(1) as f64
+    );
 }
 
 /// Appends single events (ids `tag-<n>`) one after another while `going_on()`; returns their

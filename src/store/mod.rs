@@ -48,4 +48,4 @@ pub use log::{EventLog, StoreOptions, StoreTime};
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{PruneReport, RetentionPolicy};
 pub use records::{CommittedEvent, Receipt, StoredEvent};
-pub use survey::{OldestEvent, StoreSurvey};
+pub use survey::{OldestEvent, RecordBytes, StoreSurvey};

@@ -1,6 +1,7 @@
 //! A store-wide survey for operators (the support console's hub overview): how many rooms keep
 //! events, and the oldest event kept. It visits rooms by jumping from one room's key range to the
-//! next, reading one record per room, never every event.
+//! next, reading one record per room, never every event. [`EventLog::record_bytes`] does read
+//! every record: what the kept records hold, to set beside the size on disk.
 
 use super::keys;
 use super::tree::readable_events;
@@ -27,7 +28,42 @@ pub struct OldestEvent {
     pub timestamp: Timestamp,
 }
 
+/// The bytes (keys and values) of the records the store keeps, by kind: the data sled has to keep,
+/// whatever its files take on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordBytes {
+    /// Event blocks.
+    pub events: u64,
+    /// Event-id index records.
+    pub ids: u64,
+    /// Everything else: heads, photo statuses, commit records, positions, metadata.
+    pub other: u64,
+}
+
+impl RecordBytes {
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.events + self.ids + self.other
+    }
+}
+
 impl EventLog {
+    /// Adds up the keys and values of every record. Blocking, and it reads the whole tree: for
+    /// benchmarks and diagnostics, not for a request path.
+    pub fn record_bytes(&self) -> Result<RecordBytes, StoreError> {
+        let mut bytes = RecordBytes::default();
+        for entry in self.db().iter() {
+            let (key, value) = entry?;
+            let size = (key.len() + value.len()) as u64;
+            match key.first() {
+                Some(&keys::EVENT) => bytes.events += size,
+                Some(&keys::ID) => bytes.ids += size,
+                _ => bytes.other += size,
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Surveys the kept events. Blocking (one read per room): call it from a blocking thread.
     pub fn survey(&self) -> Result<StoreSurvey, StoreError> {
         let db = self.db();

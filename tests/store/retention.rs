@@ -326,3 +326,48 @@ fn retention_ages_events_by_store_time_not_producer_time() {
         "future producer times do not keep events"
     );
 }
+
+/// `record_bytes` counts what the kept records hold, by kind: it grows with appends (blocks and
+/// producer ids) and shrinks with what a pass removes, as the retention soak's ratio of disk size
+/// to kept data needs.
+#[test]
+fn record_bytes_follow_appends_and_prunes() {
+    let (_dir, rt, log) = temp_store();
+    let empty = log.record_bytes().expect("record bytes");
+    assert_eq!(
+        (empty.events, empty.ids),
+        (0, 0),
+        "a new store keeps no event"
+    );
+    let now = Timestamp::now().millis();
+    let events: Vec<Event> = (0..50)
+        .map(|i| {
+            at(
+                photo_event(
+                    &format!("e{i}"),
+                    EventType::ProcessingProgress,
+                    "p1",
+                    "u1",
+                    json!({"note": "x".repeat(200)}),
+                ),
+                now,
+            )
+        })
+        .collect();
+    rt.block_on(log.append(events)).expect("append");
+    assert!(log.sync_statuses(Duration::from_secs(5)), "ids written");
+    let full = log.record_bytes().expect("record bytes");
+    // Every event is kept at least in its photo room, with 200 bytes of data.
+    assert!(full.events > 50 * 200, "blocks counted: {full:?}");
+    assert!(full.ids > 50 * 2, "id records counted: {full:?}");
+    assert_eq!(full.total(), full.events + full.ids + full.other);
+
+    log.prune(&policy(24, 5), Timestamp::from_millis(now), false)
+        .expect("prune");
+    let pruned = log.record_bytes().expect("record bytes");
+    assert!(
+        pruned.events < full.events / 5,
+        "a pass keeping 5 of 50 events per room leaves a tenth of the blocks' bytes: {pruned:?} after {full:?}"
+    );
+    assert!(pruned.ids < full.ids / 5, "pruned ids go: {pruned:?}");
+}
