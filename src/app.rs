@@ -228,6 +228,8 @@ impl Application {
             .ws_read_buffer_size(WS_READ_BUFFER)
             .max_buffer_size(socket.queue_packets)
             .max_buffer_bytes(socket.queue_bytes)
+            // The hub reads the handshake from the connect packet, never the request's headers.
+            .keep_request_headers(false)
             .with_state(realtime)
             .build_layer();
         realtime::register(&io);

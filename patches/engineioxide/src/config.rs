@@ -70,6 +70,13 @@ pub struct EngineIoConfig {
     /// Defaults to `usize::MAX` (no bound in bytes).
     pub max_buffer_bytes: usize,
 
+    /// Whether a socket keeps the headers and extensions of the request that opened it (its
+    /// method, URI and version are always kept) for the socket's lifetime.
+    ///
+    /// A server that never reads them after the connection is made can save about 0.9 KB per
+    /// socket. Defaults to `true`.
+    pub keep_request_headers: bool,
+
     /// The maximum number of bytes that can be received per http request.
     /// Defaults to 100KB.
     pub max_payload: u64,
@@ -108,6 +115,7 @@ impl Default for EngineIoConfig {
             upgrade_timeout: Duration::from_millis(10000),
             max_buffer_size: 128,
             max_buffer_bytes: usize::MAX,
+            keep_request_headers: true,
             max_payload: 1e5 as u64, // 100kb
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
@@ -219,6 +227,13 @@ impl EngineIoConfigBuilder {
     /// Defaults to `usize::MAX` (no bound in bytes).
     pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
         self.config.max_buffer_bytes = max_buffer_bytes;
+        self
+    }
+
+    /// Whether a socket keeps the headers and extensions of the request that opened it.
+    /// Defaults to `true`.
+    pub fn keep_request_headers(mut self, keep: bool) -> Self {
+        self.config.keep_request_headers = keep;
         self
     }
 

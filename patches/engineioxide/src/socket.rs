@@ -256,10 +256,14 @@ where
         protocol: ProtocolVersion,
         transport: TransportType,
         config: &EngineIoConfig,
-        req_parts: Parts,
+        mut req_parts: Parts,
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
+        if !config.keep_request_headers {
+            req_parts.headers = http::HeaderMap::new();
+            req_parts.extensions = http::Extensions::new();
+        }
         let (internal_tx, internal_rx) = queue(config.max_buffer_size);
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
@@ -698,6 +702,38 @@ mod tests {
         assert_eq!(socket.queued_bytes(), 10);
         while rx.buffered_rx.try_recv().is_ok() {}
         assert_eq!(socket.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn request_headers_kept_unless_configured_not_to() {
+        let request = || {
+            let mut parts = http::Request::<()>::default().into_parts().0;
+            parts.headers.insert("x-test", "1".parse().unwrap());
+            parts.extensions.insert(7u8);
+            parts.uri = "/engine.io/?EIO=4".parse().unwrap();
+            parts
+        };
+        let socket = |keep_request_headers| {
+            let config = EngineIoConfig {
+                keep_request_headers,
+                ..EngineIoConfig::default()
+            };
+            Socket::<()>::new(
+                ProtocolVersion::V4,
+                TransportType::Websocket,
+                &config,
+                request(),
+                Box::new(|_, _| {}),
+                false,
+            )
+        };
+        let kept = socket(true);
+        assert_eq!(kept.req_parts.headers.len(), 1);
+        assert_eq!(kept.req_parts.extensions.get::<u8>(), Some(&7));
+        let dropped = socket(false);
+        assert!(dropped.req_parts.headers.is_empty());
+        assert!(dropped.req_parts.extensions.get::<u8>().is_none());
+        assert_eq!(dropped.req_parts.uri, "/engine.io/?EIO=4");
     }
 
     #[tokio::test]

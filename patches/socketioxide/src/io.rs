@@ -216,6 +216,15 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// Whether a socket keeps the headers and extensions of the request that opened it, for
+    /// [`Socket::req_parts`](crate::socket::Socket::req_parts) and the
+    /// [`HttpExtension`](crate::extract::HttpExtension) extractor. Defaults to `true`.
+    #[inline]
+    pub fn keep_request_headers(mut self, keep: bool) -> Self {
+        self.engine_config_builder = self.engine_config_builder.keep_request_headers(keep);
+        self
+    }
+
     /// The maximum size of a payload in bytes.
     /// If a payload is bigger than this value the `emit()` method will return an error.
     ///
