@@ -72,11 +72,24 @@ struct Unstored {
     error: String,
 }
 
-/// A message to store, with its stream sequence and decoded event.
+/// A message to store, with its stream sequence and decoded event (taken by the append).
 struct Pending {
     message: Message,
     sequence: u64,
-    event: Event,
+    event: Option<Event>,
+    /// Whether the event is of a stored kind (else live-only).
+    stored_kind: bool,
+}
+
+impl Pending {
+    fn new(message: Message, sequence: u64, event: Event) -> Self {
+        Self {
+            message,
+            sequence,
+            stored_kind: event.event_type.is_stored(),
+            event: Some(event),
+        }
+    }
 }
 
 impl Consumer {
@@ -293,46 +306,21 @@ impl Consumer {
                 continue;
             }
             highest = highest.max(sequence);
-            let msg_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(NATS_MESSAGE_ID))
-                .map(|v| v.as_str());
-            let incoming = Incoming {
-                subject: message.subject.as_str(),
-                payload: &message.payload,
-                msg_id,
-                stream_sequence: sequence,
-            };
-            let decoded = decode(
-                &incoming,
-                identity,
-                now,
-                self.max_message_bytes,
-                self.ingest.max_json_depth(),
-            );
+            let decoded = self.decode(identity, &message, sequence, now);
             if sequence <= consumed {
                 match decoded {
                     // Still stored: answered as a duplicate by the append, as any redelivery.
                     Ok(event)
                         if !event.id_generated && !matches!(log.placement(&event.id), Ok(None)) =>
                     {
-                        pending.push(Pending {
-                            message,
-                            sequence,
-                            event,
-                        })
+                        pending.push(Pending::new(message, sequence, event))
                     }
                     _ => skip_consumed(&message, sequence, consumed).await,
                 }
                 continue;
             }
             match decoded {
-                Ok(event) => pending.push(Pending {
-                    message,
-                    sequence,
-                    event,
-                }),
+                Ok(event) => pending.push(Pending::new(message, sequence, event)),
                 Err(refusal) => {
                     if !self
                         .dead_letter(identity, &message, sequence, &refusal)
@@ -344,9 +332,25 @@ impl Consumer {
             }
         }
         // Each round either ingests everything left or removes the one event the store refused,
-        // so it runs at most once per message of the batch.
+        // so it runs at most once per message of the batch. The append takes the events; after a
+        // refusal (rare) the others are decoded again, the same way, for the next round.
         while !pending.is_empty() {
-            let events = pending.iter().map(|p| p.event.clone()).collect();
+            let mut events = Vec::with_capacity(pending.len());
+            for p in &mut pending {
+                let event = match p.event.take() {
+                    Some(event) => Ok(event),
+                    None => self.decode(identity, &p.message, p.sequence, now),
+                };
+                match event {
+                    Ok(event) => events.push(event),
+                    Err(refusal) => {
+                        return Err(Unstored {
+                            messages: pending.into_iter().map(|p| p.message).collect(),
+                            error: format!("a message decoded before no longer decodes: {refusal}"),
+                        });
+                    }
+                }
+            }
             let consumed = ConsumedPosition {
                 source: source.clone(),
                 position: settled_position(highest, unsettled),
@@ -355,7 +359,7 @@ impl Consumer {
                 Ok(ingested) => {
                     let (mut stored, mut duplicates, mut live) = (0, 0, 0);
                     for (p, outcome) in pending.iter().zip(&ingested) {
-                        if !p.event.event_type.is_stored() {
+                        if !p.stored_kind {
                             live += 1;
                         } else if outcome.duplicate {
                             duplicates += 1;
@@ -402,6 +406,35 @@ impl Consumer {
             tracing::warn!(error = %ErrorChain(&e), position, "could not record how far the stream is consumed; redeliveries are recognised by event id");
         }
         Ok(())
+    }
+
+    /// Decodes a message of the stream at `sequence` (`now` is the timestamp of an event without
+    /// one).
+    fn decode(
+        &self,
+        identity: &StreamIdentity,
+        message: &Message,
+        sequence: u64,
+        now: Timestamp,
+    ) -> Result<Event, Refusal> {
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+            .map(|v| v.as_str());
+        let incoming = Incoming {
+            subject: message.subject.as_str(),
+            payload: &message.payload,
+            msg_id,
+            stream_sequence: sequence,
+        };
+        decode(
+            &incoming,
+            identity,
+            now,
+            self.max_message_bytes,
+            self.ingest.max_json_depth(),
+        )
     }
 
     /// Counts and logs a refused message, publishes it on the dead-letter subject with the
