@@ -3,7 +3,8 @@
 //!
 //! `cargo bench --bench nats_pipeline` (needs `nats-server` on the PATH). `NATS_BENCH_EVENTS`
 //! (default 100000; 500 when run by `cargo test`) sets the backlog size, `NATS_BENCH_BATCH`
-//! (default 256) the hub's batch.
+//! (default 256) the hub's batch, `NATS_BENCH_IDS=derived` publishes the backlog without body ids
+//! (the hub derives each id from the stream position; default `body`).
 //!
 //! 1. A backlog of `photo.processing.progress` events over 100 photos is published while no
 //!    consumer runs (the photos' `photo.uploaded` events were stored by an earlier hub run).
@@ -48,10 +49,11 @@ fn main() -> Result<(), Error> {
         if support::benching() { 100_000 } else { 500 },
     );
     let batch = env_usize("NATS_BENCH_BATCH", 256);
+    let body_ids = std::env::var("NATS_BENCH_IDS").map_or(true, |ids| ids != "derived");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(events, batch))
+        .block_on(run(events, batch, body_ids))
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -61,7 +63,7 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-async fn run(events: usize, batch: usize) -> Result<(), Error> {
+async fn run(events: usize, batch: usize, body_ids: bool) -> Result<(), Error> {
     if std::env::var("BENCH_LOG").is_ok() {
         socket_bridge::telemetry::init_logging();
     }
@@ -91,7 +93,7 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     hub.stop().await;
 
     let published = Instant::now();
-    publish_backlog(&js, events).await?;
+    publish_backlog(&js, events, body_ids).await?;
     let publish_secs = published.elapsed().as_secs_f64();
 
     // Baseline: the whole stream (uploads and backlog), acked one by one.
@@ -185,7 +187,8 @@ async fn run(events: usize, batch: usize) -> Result<(), Error> {
     let bare_rate = rate(total, bare_secs);
     let stored_rate = rate(events, stored_secs);
     let delivered_rate = rate(events, delivered_secs);
-    println!("nats_pipeline: {events} events over {PHOTOS} photos, hub batch {batch}");
+    let ids = if body_ids { "body ids" } else { "derived ids" };
+    println!("nats_pipeline: {events} events over {PHOTOS} photos, hub batch {batch}, {ids}");
     println!(
         "  published (JetStream, async acks) {:>9.0} events/s",
         rate(events, publish_secs)
@@ -245,14 +248,21 @@ impl AppendFigures {
     }
 }
 
-/// Publishes `events` progress events over the photos, 1000 unacknowledged at a time.
-async fn publish_backlog(js: &jetstream::Context, events: usize) -> Result<(), Error> {
+/// Publishes `events` progress events over the photos (with body ids `e<n>` when `body_ids`),
+/// 1000 unacknowledged at a time.
+async fn publish_backlog(
+    js: &jetstream::Context,
+    events: usize,
+    body_ids: bool,
+) -> Result<(), Error> {
     let mut acks = Vec::with_capacity(1000);
     for n in 0..events {
-        let body = json!({
-            "id": format!("e{n}"),
+        let mut body = json!({
             "data": { "photoId": format!("p{}", n % PHOTOS), "progress": (n / PHOTOS) % 101, "stage": "resize" },
         });
+        if body_ids {
+            body["id"] = json!(format!("e{n}"));
+        }
         acks.push(
             js.publish("photo.processing.progress", body.to_string().into())
                 .await?,

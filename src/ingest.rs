@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp};
-use crate::store::{AppendError, EventLog};
+use crate::store::{AppendError, ConsumedPosition, EventLog};
 
 /// Live-only events that may wait for the realtime side before the oldest are dropped.
 const LIVE_QUEUE: usize = 1024;
@@ -201,6 +201,24 @@ impl Ingest {
     /// ones on. If the store refuses one event (its index is that of `events`), nothing is
     /// stored or passed on. Answers one [`Ingested`] per event, in order.
     pub async fn accept(&self, events: Vec<Event>) -> Result<Vec<Ingested>, AppendError> {
+        self.accept_with(events, None).await
+    }
+
+    /// [`accept`](Self::accept)s a batch read from a stream, recording `consumed` in the same
+    /// durable append (see [`EventLog::append_consumed`]).
+    pub async fn accept_consumed(
+        &self,
+        events: Vec<Event>,
+        consumed: ConsumedPosition,
+    ) -> Result<Vec<Ingested>, AppendError> {
+        self.accept_with(events, Some(consumed)).await
+    }
+
+    async fn accept_with(
+        &self,
+        events: Vec<Event>,
+        consumed: Option<ConsumedPosition>,
+    ) -> Result<Vec<Ingested>, AppendError> {
         let mut out: Vec<Ingested> = events
             .iter()
             .map(|e| Ingested {
@@ -220,7 +238,11 @@ impl Ingest {
                 live.push(event);
             }
         }
-        let receipts = self.log.append(stored).await.map_err(|e| match e {
+        let appended = match consumed {
+            Some(consumed) => self.log.append_consumed(stored, consumed).await,
+            None => self.log.append(stored).await,
+        };
+        let receipts = appended.map_err(|e| match e {
             AppendError::Rejected { index, rejection } => AppendError::Rejected {
                 index: stored_positions.get(index).copied().unwrap_or(index),
                 rejection,

@@ -159,8 +159,10 @@ pub struct Event {
     pub progress: Option<u8>,
     /// `data.error`, when given on a `photo.processing.failed`.
     pub error: Option<String>,
-    /// Whether the hub generated `id` for this event just now (128 random bits): such an id
-    /// cannot be stored yet, so the store does not look it up before storing the event.
+    /// Whether the hub made `id` for this event, so that the store neither looks it up before
+    /// storing the event nor indexes it: 128 random bits generated just now (cannot be stored
+    /// yet), or a JetStream message's stream position (whose redeliveries the NATS consumer
+    /// recognises by the consumed position it records with the events).
     pub id_generated: bool,
 }
 

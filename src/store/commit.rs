@@ -8,8 +8,10 @@
 //!
 //! sled's cost is per record, so the durable batch holds only what cannot be rebuilt, in as few
 //! records as possible: one block per room (the group's events of that room, see `block`), and
-//! one commit record listing the seq ranges written. A room's head is its last block's key (the head record only matters once
-//! retention has removed events, and retention writes it). Photo statuses and event-id records
+//! one commit record listing the seq ranges written (and, for a batch read from JetStream, the
+//! stream's consumed position, so that it is durable exactly when the events it covers are). A
+//! room's head is its last block's key (the head record only matters once retention has removed
+//! events, and retention writes it). Photo statuses and event-id records
 //! are handed to memory (which every read consults) and written behind the committer; after a
 //! crash, the commit records name exactly what to derive again (see `derived`). After a failed
 //! write or flush the committer refuses every append until the store is reopened: an id is only
@@ -54,6 +56,8 @@ pub(super) struct PreparedEvent {
 /// One caller's batch and where to send its outcome.
 pub(super) struct AppendRequest {
     pub events: Vec<PreparedEvent>,
+    /// A source's consumed position to write in the same group commit, if the batch is accepted.
+    pub consumed: Option<(String, u64)>,
     pub reply: oneshot::Sender<Result<Vec<Receipt>, AppendError>>,
 }
 
@@ -102,6 +106,8 @@ struct Overlay {
     ids: HashMap<EventId, Vec<(Room, u64)>>,
     /// Room -> the block of the group's events in that room.
     blocks: HashMap<String, BlockBuilder>,
+    /// Source -> the consumed position its accepted requests recorded.
+    positions: HashMap<String, u64>,
     committed: Vec<CommittedEvent>,
 }
 
@@ -197,6 +203,12 @@ impl Committer {
             }
             outcomes.push(outcome);
         }
+        for (request, outcome) in group.iter().zip(&outcomes) {
+            if let (Some((source, position)), Ok(_)) = (&request.consumed, outcome) {
+                let recorded = state.positions.entry(source.clone()).or_default();
+                *recorded = (*recorded).max(*position);
+            }
+        }
 
         if !state.heads.is_empty()
             && let Err(e) = self.write(&mut state)
@@ -237,6 +249,16 @@ impl Committer {
         }
         let commit_no = self.next_commit_no;
         batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
+        for (source, position) in &state.positions {
+            let key = keys::position(source);
+            let recorded: u64 = match self.db.get(&key)? {
+                Some(bytes) => codec::decode(&key, &bytes)?,
+                None => 0,
+            };
+            if *position > recorded {
+                batch.insert(key, codec::encode(position)?);
+            }
+        }
 
         // Until the flush, readers of these rooms stop at the heads they had.
         if let Ok(mut visible) = self.visible.write() {

@@ -3,8 +3,9 @@
 //! kept.
 //!
 //! Only the ids producers give are indexed: an id the hub generated (128 random bits) is unique
-//! by construction, and indexing it would cost as much as storing the event (docs/protocol.md,
-//! "Idempotency"). The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
+//! by construction, one derived from a JetStream message's position is recognised by the
+//! consumed position stored with its event, and indexing either would cost about as much as
+//! storing the event (docs/protocol.md, "Idempotency"). The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
 //! written behind the committer by the derived-state writer, in the same batch that retires the
 //! group's commit record: a record per event in the durable group commit would cost about as much
 //! as the event itself. Until the writer has written them, a flushed group's ids are in

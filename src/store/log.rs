@@ -38,6 +38,16 @@ pub struct StoreOptions {
     pub store_time: StoreTime,
 }
 
+/// How far a source of events (a JetStream stream's identity) is consumed: the highest position
+/// (stream sequence) whose message was stored, refused or passed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedPosition {
+    /// The source (see [`EventLog::consumed`]).
+    pub source: String,
+    /// Its position.
+    pub position: u64,
+}
+
 /// Which time the store keeps as an event's store time, the one retention's age reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StoreTime {
@@ -197,6 +207,27 @@ impl EventLog {
     /// the photos' status. An event whose id is already stored is not written again; its receipt
     /// repeats the stored rooms and seqs. If any event breaks a rule, nothing is stored.
     pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, AppendError> {
+        self.send(events, None).await
+    }
+
+    /// [`append`](Self::append)s a batch read from `consumed.source` and, in the same durable
+    /// group commit, records that the source is consumed up to `consumed.position` (never moving
+    /// it back): after a crash, the position on disk covers exactly the events that are. Nothing
+    /// is recorded when the batch is refused or holds only duplicates.
+    pub async fn append_consumed(
+        &self,
+        events: Vec<Event>,
+        consumed: ConsumedPosition,
+    ) -> Result<Vec<Receipt>, AppendError> {
+        self.send(events, Some((consumed.source, consumed.position)))
+            .await
+    }
+
+    async fn send(
+        &self,
+        events: Vec<Event>,
+        consumed: Option<(String, u64)>,
+    ) -> Result<Vec<Receipt>, AppendError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -222,7 +253,11 @@ impl EventLog {
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(AppendRequest { events, reply })
+            .send(AppendRequest {
+                events,
+                consumed,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         let outcome = answer.await.map_err(|_| StoreError::Closed)?;
@@ -353,10 +388,12 @@ impl EventLog {
         }
     }
 
-    /// Records that `source` is consumed up to `position` (never moves back). Written without a
-    /// flush of its own: it reaches the disk with the next group commit or sled's background
-    /// flush, and it is only ever written after the events it covers are durable, so losing it
-    /// in a crash only means that redeliveries are recognised by their event ids instead.
+    /// Records that `source` is consumed up to `position` (never moves back), for batches that
+    /// stored nothing: [`append_consumed`](Self::append_consumed) records it with the events of
+    /// those that do.
+    /// Written without a flush of its own: it reaches the disk with the next group commit or
+    /// sled's background flush, and it covers no stored event that a crash could take back
+    /// without it.
     pub fn record_consumed(&self, source: &str, position: u64) -> Result<(), StoreError> {
         if position <= self.consumed(source)? {
             return Ok(());

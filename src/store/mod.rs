@@ -44,7 +44,7 @@ mod tree;
 
 pub use error::{AppendError, Rejection, StoreError};
 pub use faults::Faults;
-pub use log::{EventLog, StoreOptions, StoreTime};
+pub use log::{ConsumedPosition, EventLog, StoreOptions, StoreTime};
 pub use migrate::SCHEMA_VERSION;
 pub use prune::{PruneReport, RetentionPolicy};
 pub use records::{CommittedEvent, Receipt, StoredEvent};

@@ -1,14 +1,21 @@
 //! Nothing lost, nothing stored twice: a backlog published while the hub is down, a hub killed
-//! with SIGKILL mid-consumption, and a graceful stop that drains the batch in hand.
+//! with SIGKILL mid-consumption, a graceful stop that drains the batch in hand, and the whole
+//! stream delivered again.
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use socket_bridge::store::EventLog;
+
 use crate::helpers::{
-    assert_workload_stored, consume, publish_workload, spawn_hub_up, start_binary,
+    IdSource, assert_workload_stored, consume, publish, publish_workload, spawn_hub, spawn_hub_up,
+    start_binary,
 };
 use crate::support::WAIT;
 use crate::support::hub::TestHub;
-use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_backlog, wait_consumed};
+use crate::support::nats::{
+    HUB_CONSUMER, NatsServer, STREAM, consumer_backlog, create_stream, wait_consumed,
+};
 
 /// 500 events published while the hub is stopped are all stored once it starts, each once, in
 /// order, whatever their id source.
@@ -92,5 +99,64 @@ async fn graceful_stop_stores_and_acks_the_batch_in_hand() {
     // Well before the ack wait is over.
     wait_consumed(&js, HUB_CONSUMER, Duration::from_secs(30)).await;
     assert_workload_stored(&hub, count, photos).await;
+    hub.stop().await;
+}
+
+/// Messages with neither a body `id` nor a `Nats-Msg-Id` are not written to the id index (their
+/// ids are their stream positions); when JetStream delivers the whole stream again, they are
+/// recognised by the consumed position stored with them, and none is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_ids_are_recognised_by_position_not_by_the_id_index() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    create_stream(&js).await;
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "", IdSource::Derived).await;
+    for n in 1..=3 {
+        let body = json!({ "data": { "photoId": "p1", "progress": n * 10 } });
+        publish(
+            &js,
+            "photo.processing.progress",
+            body,
+            "",
+            IdSource::Derived,
+        )
+        .await;
+    }
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_stored("photo:p1", 4).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let stopped = hub.stop().await;
+
+    let store = stopped.data_dir().join("store");
+    let log = EventLog::open(&store).expect("open the store");
+    let room = "photo:p1".parse().expect("room");
+    let stored = log.read(&room, 0, 10).expect("read");
+    assert_eq!(stored.len(), 4);
+    for event in &stored {
+        assert!(event.id.as_str().starts_with("nats:PHOTO_EVENTS:"));
+        assert_eq!(
+            log.placement(&event.id).expect("lookup"),
+            None,
+            "{} is in the id index",
+            event.id
+        );
+    }
+    log.close().expect("close");
+    drop(log);
+
+    js.delete_consumer_from_stream(HUB_CONSUMER, STREAM)
+        .await
+        .expect("delete the consumer");
+    let hub = stopped.start().await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let seqs: Vec<u64> = hub
+        .history("photo:p1")
+        .await
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "redelivered messages were stored again");
+    assert_eq!(hub.stored("user:u1").await, 1);
     hub.stop().await;
 }

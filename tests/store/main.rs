@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod consumed;
 mod corrupt;
 mod crash;
 mod disk_full;

@@ -4,6 +4,7 @@
 //! nak'ed with a capped exponential delay and reading pauses until they are due again; the loop
 //! sets the consumer up again after NATS comes back.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use super::setup::{self, REDELIVERY_MARGIN, Ready, SetupError, Spec};
 use crate::bus::Backoff;
 use crate::domain::{Event, Timestamp};
 use crate::ingest::Ingest;
-use crate::store::AppendError;
+use crate::store::{AppendError, ConsumedPosition};
 use crate::telemetry::{ErrorChain, metric};
 
 /// Chunks of messages the reader may queue ahead of the storer.
@@ -71,11 +72,24 @@ struct Unstored {
     error: String,
 }
 
-/// A message to store, with its stream sequence and decoded event.
+/// A message to store, with its stream sequence and decoded event (taken by the append).
 struct Pending {
     message: Message,
     sequence: u64,
-    event: Event,
+    event: Option<Event>,
+    /// Whether the event is of a stored kind (else live-only).
+    stored_kind: bool,
+}
+
+impl Pending {
+    fn new(message: Message, sequence: u64, event: Event) -> Self {
+        Self {
+            message,
+            sequence,
+            stored_kind: event.event_type.is_stored(),
+            event: Some(event),
+        }
+    }
 }
 
 impl Consumer {
@@ -249,10 +263,13 @@ impl Consumer {
     }
 
     /// Validates `messages`, dead-letters the bad ones, hands the rest to ingest in one call
-    /// (one durable append) and acks them once they are durable; then records how far the stream
-    /// is consumed. A message at or below that position whose event is no longer stored (pruned
-    /// by retention, or refused before) was consumed already: it is terminated and counted, never
-    /// stored again (docs/protocol.md, "Producers: NATS JetStream").
+    /// (one durable append, which also records how far the stream is consumed) and acks them once
+    /// they are durable. A message at or below that position was consumed already when its id is
+    /// derived from its position (such ids are not indexed: the position, durable with the events
+    /// it covers, is what recognises their redeliveries) or when its event is no longer stored
+    /// (pruned by retention, or refused before): it is terminated and counted, never stored again
+    /// (docs/protocol.md, "Producers: NATS JetStream"). A second copy of a message in the same
+    /// batch (a redelivery that caught up with it) is left to the first one's ack.
     async fn process(
         &self,
         identity: &StreamIdentity,
@@ -275,6 +292,7 @@ impl Consumer {
         let mut highest = 0u64;
         let mut unsettled: Option<u64> = None;
         let mut pending = Vec::with_capacity(messages.len());
+        let mut seen = HashSet::with_capacity(messages.len());
         for message in messages {
             let sequence = match message.info() {
                 Ok(info) => info.stream_sequence,
@@ -284,45 +302,25 @@ impl Consumer {
                     continue;
                 }
             };
+            if !seen.insert(sequence) {
+                continue;
+            }
             highest = highest.max(sequence);
-            let msg_id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(NATS_MESSAGE_ID))
-                .map(|v| v.as_str());
-            let incoming = Incoming {
-                subject: message.subject.as_str(),
-                payload: &message.payload,
-                msg_id,
-                stream_sequence: sequence,
-            };
-            let decoded = decode(
-                &incoming,
-                identity,
-                now,
-                self.max_message_bytes,
-                self.ingest.max_json_depth(),
-            );
+            let decoded = self.decode(identity, &message, sequence, now);
             if sequence <= consumed {
                 match decoded {
                     // Still stored: answered as a duplicate by the append, as any redelivery.
-                    Ok(event) if !matches!(log.placement(&event.id), Ok(None)) => {
-                        pending.push(Pending {
-                            message,
-                            sequence,
-                            event,
-                        })
+                    Ok(event)
+                        if !event.id_generated && !matches!(log.placement(&event.id), Ok(None)) =>
+                    {
+                        pending.push(Pending::new(message, sequence, event))
                     }
                     _ => skip_consumed(&message, sequence, consumed).await,
                 }
                 continue;
             }
             match decoded {
-                Ok(event) => pending.push(Pending {
-                    message,
-                    sequence,
-                    event,
-                }),
+                Ok(event) => pending.push(Pending::new(message, sequence, event)),
                 Err(refusal) => {
                     if !self
                         .dead_letter(identity, &message, sequence, &refusal)
@@ -334,14 +332,34 @@ impl Consumer {
             }
         }
         // Each round either ingests everything left or removes the one event the store refused,
-        // so it runs at most once per message of the batch.
+        // so it runs at most once per message of the batch. The append takes the events; after a
+        // refusal (rare) the others are decoded again, the same way, for the next round.
         while !pending.is_empty() {
-            let events = pending.iter().map(|p| p.event.clone()).collect();
-            match self.ingest.accept(events).await {
+            let mut events = Vec::with_capacity(pending.len());
+            for p in &mut pending {
+                let event = match p.event.take() {
+                    Some(event) => Ok(event),
+                    None => self.decode(identity, &p.message, p.sequence, now),
+                };
+                match event {
+                    Ok(event) => events.push(event),
+                    Err(refusal) => {
+                        return Err(Unstored {
+                            messages: pending.into_iter().map(|p| p.message).collect(),
+                            error: format!("a message decoded before no longer decodes: {refusal}"),
+                        });
+                    }
+                }
+            }
+            let consumed = ConsumedPosition {
+                source: source.clone(),
+                position: settled_position(highest, unsettled),
+            };
+            match self.ingest.accept_consumed(events, consumed).await {
                 Ok(ingested) => {
                     let (mut stored, mut duplicates, mut live) = (0, 0, 0);
                     for (p, outcome) in pending.iter().zip(&ingested) {
-                        if !p.event.event_type.is_stored() {
+                        if !p.stored_kind {
                             live += 1;
                         } else if outcome.duplicate {
                             duplicates += 1;
@@ -380,16 +398,43 @@ impl Consumer {
                 }
             }
         }
-        let position = match unsettled {
-            Some(first) => highest.min(first.saturating_sub(1)),
-            None => highest,
-        };
+        // Batches that stored nothing (refused, live-only or duplicates) record it here.
+        let position = settled_position(highest, unsettled);
         if position > consumed
             && let Err(e) = log.record_consumed(&source, position)
         {
             tracing::warn!(error = %ErrorChain(&e), position, "could not record how far the stream is consumed; redeliveries are recognised by event id");
         }
         Ok(())
+    }
+
+    /// Decodes a message of the stream at `sequence` (`now` is the timestamp of an event without
+    /// one).
+    fn decode(
+        &self,
+        identity: &StreamIdentity,
+        message: &Message,
+        sequence: u64,
+        now: Timestamp,
+    ) -> Result<Event, Refusal> {
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+            .map(|v| v.as_str());
+        let incoming = Incoming {
+            subject: message.subject.as_str(),
+            payload: &message.payload,
+            msg_id,
+            stream_sequence: sequence,
+        };
+        decode(
+            &incoming,
+            identity,
+            now,
+            self.max_message_bytes,
+            self.ingest.max_json_depth(),
+        )
     }
 
     /// Counts and logs a refused message, publishes it on the dead-letter subject with the
@@ -484,15 +529,24 @@ async fn keep(
         .map(drop)
 }
 
+/// The consumed position a batch reaches: its highest sequence, but below the first message whose
+/// outcome is not final.
+fn settled_position(highest: u64, unsettled: Option<u64>) -> u64 {
+    match unsettled {
+        Some(first) => highest.min(first.saturating_sub(1)),
+        None => highest,
+    }
+}
+
 /// Terminates a redelivered message the hub consumed before (its sequence is at or below the
-/// recorded position) whose event is no longer stored.
+/// recorded position) whose id is its stream position or whose event is no longer stored.
 async fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
     metrics::counter!(metric::NATS_MESSAGES_ALREADY_CONSUMED_TOTAL).increment(1);
     tracing::info!(
         stream_sequence = sequence,
         consumed,
         subject = %message.subject,
-        "a message consumed before came back and its event is no longer stored (pruned or refused); terminating it"
+        "a message consumed before came back (its id is its stream position, or its event is no longer stored: pruned or refused); terminating it"
     );
     ack(message, AckKind::Term).await;
 }

@@ -156,13 +156,18 @@ pub fn decode(
         Some(_) => {}
         None => input.event_type = Some(message.subject.to_owned()),
     }
+    // Without a body id or header, the id is the message's position in the stream: its
+    // redeliveries are recognised by the consumed position, not by the id index.
+    let derived = input.id.is_none() && message.msg_id.is_none();
     if input.id.is_none() {
         input.id = Some(match message.msg_id {
             Some(id) => id.to_owned(),
             None => stream.event_id(message.stream_sequence),
         });
     }
-    Ok(Event::from_input(input, now)?)
+    let mut event = Event::from_input(input, now)?;
+    event.id_generated = derived;
+    Ok(event)
 }
 
 #[cfg(test)]
@@ -214,14 +219,23 @@ mod tests {
     #[test]
     fn id_precedence() {
         let body = json!({"id": "body-id", "data": {}}).to_string();
-        let with_both = run("system.maintenance", body.as_bytes(), Some("header-id"));
-        assert_eq!(with_both.expect("valid").id.as_str(), "body-id");
-        let header = run("system.maintenance", b"{\"data\":{}}", Some("header-id"));
-        assert_eq!(header.expect("valid").id.as_str(), "header-id");
+        let with_both =
+            run("system.maintenance", body.as_bytes(), Some("header-id")).expect("valid");
+        assert_eq!(with_both.id.as_str(), "body-id");
+        let header = run("system.maintenance", b"{\"data\":{}}", Some("header-id")).expect("valid");
+        assert_eq!(header.id.as_str(), "header-id");
         let derived = run("system.maintenance", b"{\"data\":{}}", None).expect("valid");
         assert_eq!(
             derived.id.as_str(),
             "nats:PHOTO_EVENTS:1700000000123456789:42"
+        );
+        assert!(
+            derived.id_generated,
+            "a derived id is the hub's, deduplicated by position, not indexed"
+        );
+        assert!(
+            !with_both.id_generated && !header.id_generated,
+            "given ids are indexed"
         );
         let recreated = StreamIdentity::new("PHOTO_EVENTS", 1_800_000_000_000_000_000);
         assert_ne!(recreated.event_id(42), derived.id.as_str());
