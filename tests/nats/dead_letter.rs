@@ -11,7 +11,8 @@ use crate::helpers::{IdSource, publish, publish_raw, spawn_hub};
 use crate::support::WAIT;
 use crate::support::binary::run;
 use crate::support::nats::{
-    HUB_CONSUMER, NatsServer, create_stream, dead_letters, wait_consumed, wait_dead_letters,
+    DEAD_LETTER_STREAM, HUB_CONSUMER, NatsServer, consumer_backlog, create_stream, dead_letters,
+    wait_consumed, wait_dead_letters,
 };
 
 /// Each kind of bad message (invalid JSON, unknown type, a photo event without `photoId`, a
@@ -303,5 +304,62 @@ async fn dead_letters_cli_lists_and_republishes() {
         &gone,
     ]);
     assert_eq!(again.status.code(), Some(3), "{again:?}");
+    hub.stop().await;
+}
+
+/// A refused message whose dead letter cannot be kept (the dead-letter stream is gone) is nak'ed
+/// and kept when it comes back, after the stream is there again, even though a later message was
+/// stored meanwhile: the consumed position never passes a message still to come back (else its
+/// return would be taken for a redelivery of something consumed, and it would be lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_could_not_be_kept_is_kept_when_it_comes_back() {
+    let nats = NatsServer::start().await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
+    hub.wait_for_stored("photo:p1", 1).await;
+
+    let dead_letter_stream = js
+        .get_stream(DEAD_LETTER_STREAM)
+        .await
+        .expect("the hub made the dead-letter stream");
+    let config = dead_letter_stream.cached_info().config.clone();
+    js.delete_stream(DEAD_LETTER_STREAM)
+        .await
+        .expect("delete the dead-letter stream");
+    publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
+    // The refused message is delivered (and nak'ed) before the good one is published, so that
+    // they come in separate batches.
+    let started = std::time::Instant::now();
+    while consumer_backlog(&js).await.1 > 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the refused message was not delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
+    publish(
+        &js,
+        "photo.processing.progress",
+        good,
+        "good",
+        IdSource::Body,
+    )
+    .await;
+    hub.wait_for_stored("photo:p1", 2).await;
+
+    js.create_stream(config)
+        .await
+        .expect("the dead-letter stream again");
+    let kept = wait_dead_letters(&js, 1).await;
+    assert_eq!(
+        kept_header(&kept[0], "Socket-Bridge-Reason"),
+        "invalid_json"
+    );
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     hub.stop().await;
 }

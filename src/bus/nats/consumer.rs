@@ -4,9 +4,9 @@
 //! nak'ed with a capped exponential delay and reading pauses until they are due again; the loop
 //! sets the consumer up again after NATS comes back.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::Client;
@@ -54,6 +54,10 @@ pub(super) struct Consumer {
     pub consuming: Arc<AtomicBool>,
     /// Changes whenever the client loses its connection.
     pub disconnects: watch::Receiver<u64>,
+    /// Stream sequences of refused messages whose dead letter could not be kept: they were
+    /// nak'ed and come back, so the consumed position may not pass the lowest of them, in this
+    /// batch or any later one, until each is settled.
+    pub unsettled: Mutex<BTreeSet<u64>>,
 }
 
 /// How a run of [`Consumer::consume`] ended.
@@ -287,10 +291,10 @@ impl Consumer {
                 });
             }
         };
-        // The highest sequence seen, and the lowest whose outcome is not final (its dead letter
-        // could not be kept, so it comes back): the consumed position may not pass it.
+        // The highest sequence seen; the sequences whose outcome is not final (their dead
+        // letter could not be kept, so they come back) are in `self.unsettled`.
         let mut highest = 0u64;
-        let mut unsettled: Option<u64> = None;
+        let mut failed = HashSet::new();
         let mut pending = Vec::with_capacity(messages.len());
         let mut seen = HashSet::with_capacity(messages.len());
         for message in messages {
@@ -326,7 +330,7 @@ impl Consumer {
                         .dead_letter(identity, &message, sequence, &refusal)
                         .await
                     {
-                        unsettled = Some(unsettled.map_or(sequence, |u| u.min(sequence)));
+                        self.unsettle(&mut failed, sequence);
                     }
                 }
             }
@@ -353,7 +357,7 @@ impl Consumer {
             }
             let consumed = ConsumedPosition {
                 source: source.clone(),
-                position: settled_position(highest, unsettled),
+                position: self.settled_position(highest, &seen, &failed),
             };
             match self.ingest.accept_consumed(events, consumed).await {
                 Ok(ingested) => {
@@ -386,8 +390,7 @@ impl Consumer {
                         )
                         .await
                     {
-                        unsettled =
-                            Some(unsettled.map_or(refused.sequence, |u| u.min(refused.sequence)));
+                        self.unsettle(&mut failed, refused.sequence);
                     }
                 }
                 Err(e) => {
@@ -399,13 +402,46 @@ impl Consumer {
             }
         }
         // Batches that stored nothing (refused, live-only or duplicates) record it here.
-        let position = settled_position(highest, unsettled);
+        let position = self.settled_position(highest, &seen, &failed);
+        self.settle(&seen, &failed);
         if position > consumed
             && let Err(e) = log.record_consumed(&source, position)
         {
             tracing::warn!(error = %ErrorChain(&e), position, "could not record how far the stream is consumed; redeliveries are recognised by event id");
         }
         Ok(())
+    }
+
+    /// How far the stream is consumed after a batch whose highest sequence is `highest`: not
+    /// past a message still to come back, `failed` in this batch or unsettled from an earlier
+    /// one and not `seen` (settled) in this batch.
+    fn settled_position(&self, highest: u64, seen: &HashSet<u64>, failed: &HashSet<u64>) -> u64 {
+        let unsettled = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
+        let carried = unsettled.iter().copied().find(|s| !seen.contains(s));
+        failed
+            .iter()
+            .copied()
+            .chain(carried)
+            .min()
+            .map_or(highest, |first| highest.min(first.saturating_sub(1)))
+    }
+
+    /// Records that the message at `sequence` was nak'ed to come back (its dead letter could
+    /// not be kept), in this batch's `failed` and across batches.
+    fn unsettle(&self, failed: &mut HashSet<u64>, sequence: u64) {
+        failed.insert(sequence);
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sequence);
+    }
+
+    /// Records the outcome of a batch: the `seen` sequences are settled but for the `failed`.
+    fn settle(&self, seen: &HashSet<u64>, failed: &HashSet<u64>) {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !seen.contains(s) || failed.contains(s));
     }
 
     /// Decodes a message of the stream at `sequence` (`now` is the timestamp of an event without
@@ -527,15 +563,6 @@ async fn keep(
         .await?
         .await
         .map(drop)
-}
-
-/// The consumed position a batch reaches: its highest sequence, but below the first message whose
-/// outcome is not final.
-fn settled_position(highest: u64, unsettled: Option<u64>) -> u64 {
-    match unsettled {
-        Some(first) => highest.min(first.saturating_sub(1)),
-        None => highest,
-    }
 }
 
 /// Terminates a redelivered message the hub consumed before (its sequence is at or below the

@@ -282,6 +282,7 @@ impl NatsBus {
             ingest,
             consuming: Arc::clone(&self.consuming),
             disconnects: self.disconnects.clone(),
+            unsettled: Default::default(),
         };
         ConsumerHandle {
             stop,
