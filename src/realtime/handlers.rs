@@ -118,7 +118,9 @@ async fn on_connect(
         }
     }
     if handshake.resume.is_some() {
-        tokio::spawn(resume(rt.clone(), socket.clone(), Arc::clone(&handshake)));
+        // Below live delivery: a storm of resumes must not hold up live events.
+        rt.hub
+            .spawn_background(resume(rt.clone(), socket.clone(), Arc::clone(&handshake)));
     }
 
     publish(

@@ -12,6 +12,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::background::Background;
 use super::catch_up::{self, CatchUp};
 use super::follow::{Follower, Followers};
 use super::frame::event_payload;
@@ -56,6 +57,8 @@ struct Inner {
     catch_up_slots: Semaphore,
     options: HubOptions,
     followers: Followers,
+    /// Where catch-ups and resumes run, below live delivery.
+    background: Background,
 }
 
 /// A request to replay a room for a socket before it goes live.
@@ -68,7 +71,8 @@ pub struct Replay {
 }
 
 impl Hub {
-    /// A hub delivering from `log`. Call [`Hub::start`] to begin dispatching.
+    /// A hub delivering from `log`, with its background runtime (see `background`). Call
+    /// [`Hub::start`] to begin dispatching. Must be called inside a tokio runtime.
     pub fn new(log: EventLog, options: HubOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -77,6 +81,7 @@ impl Hub {
                 catch_up_slots: Semaphore::new(CATCH_UP_SLOTS),
                 options,
                 followers: Followers::default(),
+                background: Background::start(),
             }),
         }
     }
@@ -227,7 +232,18 @@ impl Hub {
     }
 
     fn spawn_catch_up(&self, job: CatchUp) {
-        tokio::spawn(catch_up::run(self.clone(), job));
+        self.inner
+            .background
+            .spawn(catch_up::run(self.clone(), job));
+    }
+
+    /// Runs `task` on the hub's background runtime, below live delivery (a resume's store
+    /// lookups and waits).
+    pub(super) fn spawn_background<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.background.spawn(task);
     }
 
     /// The event log delivery reads from.

@@ -4,6 +4,7 @@
 //! - `budget`: each socket's request budget (the per-socket rate limit).
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
 //! - `request`: photo request payloads, their refusals ([`RequestError`]) and answers.
+//! - `background`: the low-priority runtime catch-ups and resumes run on.
 //! - `hub`: the subscription handle and the dispatcher of live events.
 //! - `subscriptions`: the pure subscription state and its delivery rules.
 //! - `catch_up`: replaying a room from the store to one socket (replay, resume, slow clients).
@@ -11,6 +12,7 @@
 //! - `frame`: the payload of a delivered event.
 //! - [`live`]: broadcasting the live-only events ingest passes on.
 
+mod background;
 mod budget;
 mod catch_up;
 pub mod follow;
