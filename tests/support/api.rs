@@ -110,6 +110,15 @@ impl Api {
         self.history(room).await.len()
     }
 
+    /// The seqs of every event stored in `room`, oldest first (via [`history`](Self::history)).
+    pub async fn stored_seqs(&self, room: &str) -> Vec<u64> {
+        self.history(room)
+            .await
+            .iter()
+            .filter_map(|e| e["seq"].as_u64())
+            .collect()
+    }
+
     /// `GET /health/detailed`: its status code and body.
     pub async fn health_with_status(&self) -> (u16, Value) {
         let response = self

@@ -416,13 +416,13 @@ impl Consumer {
     /// past a message still to come back, `failed` in this batch or unsettled from an earlier
     /// one and not `seen` (settled) in this batch.
     fn settled_position(&self, highest: u64, seen: &HashSet<u64>, failed: &HashSet<u64>) -> u64 {
-        let unsettled = self.unsettled.lock().unwrap_or_else(|p| p.into_inner());
-        let carried = unsettled.iter().copied().find(|s| !seen.contains(s));
-        failed
+        // `failed` sequences are in `self.unsettled` too; the set is ordered, so the first still
+        // to come back is the lowest.
+        self.unsettled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .copied()
-            .chain(carried)
-            .min()
+            .find(|s| !seen.contains(s) || failed.contains(s))
             .map_or(highest, |first| highest.min(first.saturating_sub(1)))
     }
 
