@@ -1,5 +1,6 @@
-//! The consumption loop: take what the reader received, validate it, store every good event of it
-//! in one group-committed append, then ack. A message is acked only after its event is durable;
+//! The consumption loop: take what the reader received and decoded, store every good event of it
+//! in one group-committed append, then hand it to the acker task (so the next append need not
+//! wait for the acks to be sent). A message is acked only after its event is durable;
 //! refused messages are dead-lettered and terminated; after a store failure the messages are
 //! nak'ed with a capped exponential delay and reading pauses until they are due again; the loop
 //! sets the consumer up again after NATS comes back.
@@ -21,8 +22,8 @@ use super::dead_letters::{
     DEAD_LETTER_BODY_OMITTED, DEAD_LETTER_ERROR, DEAD_LETTER_MSG_ID, DEAD_LETTER_REASON,
     DEAD_LETTER_SEQUENCE, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT,
 };
-use super::decode::{Incoming, Refusal, StreamIdentity, decode};
-use super::reader::Reader;
+use super::decode::{Refusal, StreamIdentity};
+use super::reader::{Arrived, Decoder, Reader};
 use super::setup::{self, REDELIVERY_MARGIN, Ready, SetupError, Spec};
 use crate::bus::Backoff;
 use crate::domain::{Event, Timestamp};
@@ -32,6 +33,9 @@ use crate::telemetry::{ErrorChain, metric};
 
 /// Chunks of messages the reader may queue ahead of the storer.
 const QUEUED_CHUNKS: usize = 8;
+
+/// Stored batches whose acks may wait for the acker task.
+const QUEUED_ACKS: usize = 8;
 
 /// Most pull batches one append takes (when the store is slower than NATS, queued chunks add
 /// up: fewer, larger group commits).
@@ -189,6 +193,8 @@ impl Consumer {
     ) -> Outcome {
         let (queue, received) = mpsc::channel(QUEUED_CHUNKS);
         let (halt, halted) = watch::channel(false);
+        let (acks, to_ack) = mpsc::channel(QUEUED_ACKS);
+        let acker = tokio::spawn(ack_stored(to_ack));
         let reader = tokio::spawn(
             Reader {
                 client: self.client.clone(),
@@ -197,13 +203,22 @@ impl Consumer {
                 stop: stop.clone(),
                 halt: halted,
                 disconnects: self.disconnects.clone(),
+                decoder: Decoder {
+                    identity: ready.identity.clone(),
+                    max_bytes: self.max_message_bytes,
+                    max_depth: self.ingest.max_json_depth(),
+                },
                 queue,
             }
             .run(),
         );
         let paused = self
-            .store(&ready.identity, received, &halt, retry, transient)
+            .store(&ready.identity, received, &acks, &halt, retry, transient)
             .await;
+        drop(acks);
+        if let Err(e) = acker.await {
+            tracing::warn!(error = %e, "the acker task failed; unacked messages will be redelivered");
+        }
         let read = match reader.await {
             Ok(read) => read,
             Err(e) => Err(format!("the reader task failed: {e}")),
@@ -219,14 +234,15 @@ impl Consumer {
         }
     }
 
-    /// The storer: takes what the reader queued, stores it with one append and acks it, until the
-    /// reader is done. When the store fails it halts the reader, nak's the messages with the next
+    /// The storer: takes what the reader queued, stores it with one append and hands it to
+    /// `acks`, until the reader is done. When the store fails it halts the reader, nak's the messages with the next
     /// backoff delay, nak's everything received after them with the same delay (so that they all
     /// come back in order), and returns that delay.
     async fn store(
         &self,
         identity: &StreamIdentity,
-        mut received: mpsc::Receiver<Vec<Message>>,
+        mut received: mpsc::Receiver<Vec<Arrived>>,
+        acks: &mpsc::Sender<Vec<Message>>,
         halt: &watch::Sender<bool>,
         retry: &mut Backoff,
         transient: &mut Backoff,
@@ -241,10 +257,11 @@ impl Consumer {
                 }
             }
             if let Some(delay) = paused {
+                let messages: Vec<Message> = messages.into_iter().map(|a| a.message).collect();
                 nak_all(&messages, delay).await;
                 continue;
             }
-            match self.process(identity, messages).await {
+            match self.process(identity, messages, acks).await {
                 Ok(()) => {
                     transient.reset();
                     retry.reset();
@@ -266,9 +283,9 @@ impl Consumer {
         paused
     }
 
-    /// Validates `messages`, dead-letters the bad ones, hands the rest to ingest in one call
-    /// (one durable append, which also records how far the stream is consumed) and acks them once
-    /// they are durable. A message at or below that position was consumed already when its id is
+    /// Dead-letters the refused messages of `messages`, hands the rest to ingest in one call
+    /// (one durable append, which also records how far the stream is consumed) and, once they
+    /// are durable, to `acks`. A message at or below that position was consumed already when its id is
     /// derived from its position (such ids are not indexed: the position, durable with the events
     /// it covers, is what recognises their redeliveries) or when its event is no longer stored
     /// (pruned by retention, or refused before): it is terminated and counted, never stored again
@@ -277,16 +294,16 @@ impl Consumer {
     async fn process(
         &self,
         identity: &StreamIdentity,
-        messages: Vec<Message>,
+        messages: Vec<Arrived>,
+        acks: &mpsc::Sender<Vec<Message>>,
     ) -> Result<(), Unstored> {
-        let now = Timestamp::now();
         let log = self.ingest.log();
         let source = identity.source();
         let consumed = match log.consumed(&source) {
             Ok(consumed) => consumed,
             Err(e) => {
                 return Err(Unstored {
-                    messages,
+                    messages: messages.into_iter().map(|a| a.message).collect(),
                     error: ErrorChain(&e).to_string(),
                 });
             }
@@ -297,11 +314,11 @@ impl Consumer {
         let mut failed = HashSet::new();
         let mut pending = Vec::with_capacity(messages.len());
         let mut seen = HashSet::with_capacity(messages.len());
-        for message in messages {
-            let sequence = match message.info() {
-                Ok(info) => info.stream_sequence,
+        for Arrived { message, decoded } in messages {
+            let (sequence, decoded) = match decoded {
+                Ok(decoded) => decoded,
                 Err(e) => {
-                    self.dead_letter(identity, &message, 0, &Refusal::NoMetadata(e.to_string()))
+                    self.dead_letter(identity, &message, 0, &Refusal::NoMetadata(e))
                         .await;
                     continue;
                 }
@@ -310,7 +327,6 @@ impl Consumer {
                 continue;
             }
             highest = highest.max(sequence);
-            let decoded = self.decode(identity, &message, sequence, now);
             if sequence <= consumed {
                 match decoded {
                     // Still stored: answered as a duplicate by the append, as any redelivery.
@@ -338,12 +354,18 @@ impl Consumer {
         // Each round either ingests everything left or removes the one event the store refused,
         // so it runs at most once per message of the batch. The append takes the events; after a
         // refusal (rare) the others are decoded again, the same way, for the next round.
+        let decoder = Decoder {
+            identity: identity.clone(),
+            max_bytes: self.max_message_bytes,
+            max_depth: self.ingest.max_json_depth(),
+        };
+        let now = Timestamp::now();
         while !pending.is_empty() {
             let mut events = Vec::with_capacity(pending.len());
             for p in &mut pending {
                 let event = match p.event.take() {
                     Some(event) => Ok(event),
-                    None => self.decode(identity, &p.message, p.sequence, now),
+                    None => decoder.event(&p.message, p.sequence, now),
                 };
                 match event {
                     Ok(event) => events.push(event),
@@ -374,8 +396,11 @@ impl Consumer {
                     metrics::counter!(metric::NATS_MESSAGES_STORED_TOTAL).increment(stored);
                     metrics::counter!(metric::NATS_MESSAGES_DUPLICATE_TOTAL).increment(duplicates);
                     metrics::counter!(metric::NATS_MESSAGES_LIVE_TOTAL).increment(live);
-                    for p in &pending {
-                        ack(&p.message, AckKind::Ack).await;
+                    let stored: Vec<Message> = pending.into_iter().map(|p| p.message).collect();
+                    if let Err(unsent) = acks.send(stored).await {
+                        for message in &unsent.0 {
+                            ack(message, AckKind::Ack).await;
+                        }
                     }
                     break;
                 }
@@ -442,35 +467,6 @@ impl Consumer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| !seen.contains(s) || failed.contains(s));
-    }
-
-    /// Decodes a message of the stream at `sequence` (`now` is the timestamp of an event without
-    /// one).
-    fn decode(
-        &self,
-        identity: &StreamIdentity,
-        message: &Message,
-        sequence: u64,
-        now: Timestamp,
-    ) -> Result<Event, Refusal> {
-        let msg_id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(NATS_MESSAGE_ID))
-            .map(|v| v.as_str());
-        let incoming = Incoming {
-            subject: message.subject.as_str(),
-            payload: &message.payload,
-            msg_id,
-            stream_sequence: sequence,
-        };
-        decode(
-            &incoming,
-            identity,
-            now,
-            self.max_message_bytes,
-            self.ingest.max_json_depth(),
-        )
     }
 
     /// Counts and logs a refused message, publishes it on the dead-letter subject with the
@@ -576,6 +572,15 @@ async fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
         "a message consumed before came back (its id is its stream position, or its event is no longer stored: pruned or refused); terminating it"
     );
     ack(message, AckKind::Term).await;
+}
+
+/// The acker task: acks each stored batch it is handed, until the storer is done.
+async fn ack_stored(mut stored: mpsc::Receiver<Vec<Message>>) {
+    while let Some(messages) = stored.recv().await {
+        for message in &messages {
+            ack(message, AckKind::Ack).await;
+        }
+    }
 }
 
 /// Sends `kind` for `message`. A lost ack is not an error: the message is redelivered and then

@@ -1,10 +1,11 @@
 //! The reading half of consumption: one inbox for every pull request, so that messages arrive in
 //! stream order; a new request whenever less than half a batch is still asked for, so that the
-//! server streams without pause; the messages queued in chunks as they arrive, for the storer
-//! (see `consumer`).
+//! server streams without pause; the messages decoded and queued in chunks as they arrive, for
+//! the storer (see `consumer`), which so finds them decoded when its previous append returns.
 
 use std::time::Duration;
 
+use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::consumer::pull::BatchConfig;
 use async_nats::jetstream::{self, Message};
@@ -13,6 +14,8 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
 use super::consumer::stopping;
+use super::decode::{Incoming, Refusal, StreamIdentity, decode};
+use crate::domain::{Event, Timestamp};
 
 /// How long one pull request waits for messages on an idle stream. Bounds how long a stop (or a
 /// pause) waits for the open requests to end.
@@ -21,6 +24,67 @@ const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// Silence after which the open requests are taken as lost (the server answers every request
 /// by its expiry, with messages or a timeout status).
 const REQUESTS_LOST_AFTER: Duration = Duration::from_secs(6);
+
+/// Decodes the messages of one stream with the hub's limits.
+#[derive(Debug, Clone)]
+pub(super) struct Decoder {
+    /// The stream the messages come from.
+    pub identity: StreamIdentity,
+    /// Largest message body accepted.
+    pub max_bytes: usize,
+    /// Deepest `data` accepted.
+    pub max_depth: usize,
+}
+
+impl Decoder {
+    /// Decodes the message at stream position `sequence` (`now` is the timestamp of an event
+    /// without one).
+    pub fn event(
+        &self,
+        message: &Message,
+        sequence: u64,
+        now: Timestamp,
+    ) -> Result<Event, Refusal> {
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(NATS_MESSAGE_ID))
+            .map(|v| v.as_str());
+        let incoming = Incoming {
+            subject: message.subject.as_str(),
+            payload: &message.payload,
+            msg_id,
+            stream_sequence: sequence,
+        };
+        decode(
+            &incoming,
+            &self.identity,
+            now,
+            self.max_bytes,
+            self.max_depth,
+        )
+    }
+
+    /// Reads a message's stream position and decodes it.
+    fn arrived(&self, message: Message, now: Timestamp) -> Arrived {
+        let decoded = match message.info() {
+            Ok(info) => {
+                let sequence = info.stream_sequence;
+                Ok((sequence, self.event(&message, sequence, now)))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Arrived { message, decoded }
+    }
+}
+
+/// A message of the stream as the reader hands it to the storer.
+pub(super) struct Arrived {
+    pub message: Message,
+    /// Its stream position and its event (or why it is refused); `Err` when the message carries
+    /// no JetStream metadata.
+    pub decoded: Result<(u64, Result<Event, Refusal>), String>,
+}
 
 /// The reader task's state.
 pub(super) struct Reader {
@@ -33,7 +97,8 @@ pub(super) struct Reader {
     pub halt: watch::Receiver<bool>,
     /// Changes whenever the client loses its connection.
     pub disconnects: watch::Receiver<u64>,
-    pub queue: mpsc::Sender<Vec<Message>>,
+    pub decoder: Decoder,
+    pub queue: mpsc::Sender<Vec<Arrived>>,
 }
 
 /// What one message on the inbox means.
@@ -120,8 +185,15 @@ impl Reader {
                 }
                 next = subscription.next().now_or_never().flatten();
             }
-            if !messages.is_empty() && self.queue.send(messages).await.is_err() {
-                return Ok(());
+            if !messages.is_empty() {
+                let now = Timestamp::now();
+                let arrived = messages
+                    .into_iter()
+                    .map(|message| self.decoder.arrived(message, now))
+                    .collect();
+                if self.queue.send(arrived).await.is_err() {
+                    return Ok(());
+                }
             }
             if let Some(error) = failure {
                 return Err(error);
