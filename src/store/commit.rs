@@ -123,8 +123,9 @@ pub(super) struct Committer {
     pub ids: Arc<IdIndex>,
     /// Where durable events go (the hub).
     pub listener: Arc<CommitListener>,
-    /// The status writer's queue.
-    pub writer: std::sync::mpsc::Sender<WriterMessage>,
+    /// The status writer's queue (bounded: the committer waits when the writer is that far
+    /// behind).
+    pub writer: std::sync::mpsc::SyncSender<WriterMessage>,
     /// Most events one group commit takes.
     pub max_group_events: usize,
     /// The number of the next commit record.

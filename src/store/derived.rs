@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::codec;
+use super::faults::Faults;
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::StoredEvent;
@@ -29,6 +30,11 @@ use crate::telemetry::ErrorChain;
 
 /// How long the writer gathers flushed groups before writing their statuses.
 const GATHER: Duration = Duration::from_millis(20);
+
+/// Flushed groups that may wait for the writer. When it falls this far behind (a burst of
+/// producer ids, one record each, on a slow disk), the committer waits for it: what waits is
+/// held in memory ([`Pending`], the id index's recent ids) and must stay bounded.
+pub(super) const WRITER_BACKLOG: usize = 32;
 
 /// What a flushed group derives, for the writer.
 pub(super) struct DerivedJob {
@@ -83,6 +89,9 @@ impl Pending {
                 map.remove(photo);
             }
         }
+        if map.is_empty() {
+            map.shrink_to(ids::KEPT_CAPACITY);
+        }
     }
 }
 
@@ -92,8 +101,10 @@ pub(super) fn run_writer(
     pending: Arc<Pending>,
     ids: Arc<IdIndex>,
     messages: Receiver<WriterMessage>,
+    faults: Faults,
 ) {
     while let Ok(first) = messages.recv() {
+        faults.writer_turn();
         let mut jobs = Vec::new();
         let mut syncs = Vec::new();
         let deadline = Instant::now() + GATHER;

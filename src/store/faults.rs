@@ -1,24 +1,40 @@
-//! Faults injected into the committer, so that tests can see what a failing disk does to the
-//! event log without filling one: a group commit fails after its `apply_batch`, before its
-//! flush, as a failed flush would.
+//! Faults injected into the event log's threads, so that tests can see what a failing or slow
+//! disk does without having one: a group commit fails after its `apply_batch`, before its flush,
+//! as a failed flush would; the derived-state writer stalls, as behind a slow disk.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
-/// Shared switch for injected write failures. The default injects nothing.
+/// Shared switches for injected faults. The default injects nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Arc<AtomicU32>);
+pub struct Faults {
+    failing_writes: Arc<AtomicU32>,
+    writer_stalled: Arc<AtomicBool>,
+}
 
 impl Faults {
     /// Makes the next `n` group commits fail as if their flush had failed.
     pub fn fail_next_writes(&self, n: u32) {
-        self.0.store(n, Ordering::SeqCst);
+        self.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Stalls (`true`) or releases the derived-state writer: while stalled it writes nothing.
+    pub fn stall_writer(&self, stalled: bool) {
+        self.writer_stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Waits while the writer is stalled.
+    pub(super) fn writer_turn(&self) {
+        while self.writer_stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Fails if a failure is due (and counts it off).
     pub(super) fn check(&self) -> sled::Result<()> {
         let due = self
-            .0
+            .failing_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if due {

@@ -24,6 +24,9 @@ use super::keys;
 use super::tree::{Corruption, event_at};
 use crate::domain::{EventId, Room};
 
+/// Entries the memory of unwritten ids keeps room for once it is empty.
+pub(super) const KEPT_CAPACITY: usize = 4096;
+
 /// The stored value of an `i` record: `(room, seq)` pairs, the photo room first.
 pub(super) type PlacementRecord = Vec<(String, u64)>;
 
@@ -57,11 +60,14 @@ impl IdIndex {
         }
     }
 
-    /// Forgets written ids from memory.
+    /// Forgets written ids from memory (and, once none is left, the room a burst made).
     pub fn settle(&self, written: &[(EventId, Vec<(Room, u64)>)]) {
         let mut recent = self.recent();
         for (id, _) in written {
             recent.remove(id);
+        }
+        if recent.is_empty() {
+            recent.shrink_to(KEPT_CAPACITY);
         }
     }
 

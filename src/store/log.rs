@@ -32,7 +32,7 @@ pub struct StoreOptions {
     pub max_group_events: usize,
     /// Append requests that may wait for the committer before `append` waits for room.
     pub queue_depth: usize,
-    /// Write failures to inject (tests).
+    /// Faults to inject (tests).
     pub faults: Faults,
     /// Which time is kept as each event's store time.
     pub store_time: StoreTime,
@@ -85,7 +85,7 @@ struct Shared {
     ids: Arc<IdIndex>,
     listener: Arc<CommitListener>,
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
-    writer: Mutex<Option<std::sync::mpsc::Sender<WriterMessage>>>,
+    writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// True once a group commit has failed (appends are refused until reopened).
     failing: Arc<tokio::sync::watch::Sender<bool>>,
@@ -144,13 +144,14 @@ impl EventLog {
         let pending = Arc::new(Pending::default());
         let listener = Arc::new(CommitListener::default());
         let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
-        let (writer_tx, writer_rx) = std::sync::mpsc::channel();
+        let (writer_tx, writer_rx) = std::sync::mpsc::sync_channel(derived::WRITER_BACKLOG);
         let writer = {
             let db = db.clone();
             let (pending, ids) = (Arc::clone(&pending), Arc::clone(&ids));
+            let faults = options.faults.clone();
             std::thread::Builder::new()
                 .name("event-log-derived-writer".into())
-                .spawn(move || derived::run_writer(db, pending, ids, writer_rx))
+                .spawn(move || derived::run_writer(db, pending, ids, writer_rx, faults))
                 .map_err(|source| StoreError::Thread {
                     name: "status writer",
                     source,

@@ -47,3 +47,73 @@ fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
     assert_eq!(receipts[0].rooms.first().map(|(_, seq)| *seq), Some(2));
     log.close().expect("close");
 }
+
+/// A derived-state writer that falls behind (a slow disk under a burst of producer ids) holds the
+/// committer back instead of letting what it has not written pile up in memory; once it catches
+/// up, every append is answered, each event stored once, every id still recognised.
+#[test]
+fn a_writer_that_falls_behind_holds_the_committer_back() {
+    const APPENDS: usize = 200;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let faults = Faults::default();
+    let options = StoreOptions {
+        faults: faults.clone(),
+        ..StoreOptions::default()
+    };
+    let log = EventLog::open_with(dir.path(), options).expect("open");
+    let event = |n: usize| {
+        let event_type = if n == 0 {
+            EventType::PhotoUploaded
+        } else {
+            EventType::ProcessingProgress
+        };
+        photo_event(
+            &format!("ev-{n}"),
+            event_type,
+            "p1",
+            "u1",
+            serde_json::json!({ "progress": n % 100 }),
+        )
+    };
+
+    faults.stall_writer(true);
+    // One append at a time: each is a group commit of its own.
+    let answered = rt.block_on(async {
+        for n in 0..APPENDS {
+            let append = log.append(vec![event(n)]);
+            match tokio::time::timeout(std::time::Duration::from_secs(2), append).await {
+                Ok(receipts) => {
+                    receipts.expect("append");
+                }
+                Err(_) => return n,
+            }
+        }
+        APPENDS
+    });
+    faults.stall_writer(false);
+    assert!(
+        (1..APPENDS).contains(&answered),
+        "with the writer stalled the committer stops after a bounded backlog: {answered} of {APPENDS} appends answered"
+    );
+    rt.block_on(async {
+        // The unanswered append was flushed before its group waited for the writer.
+        for n in answered + 1..APPENDS {
+            log.append(vec![event(n)])
+                .await
+                .expect("append after the writer caught up");
+        }
+    });
+    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
+    let stored = log.read(&room, 0, APPENDS + 10).expect("read");
+    let ids: Vec<String> = stored.iter().map(|e| e.id.as_str().to_owned()).collect();
+    let expected: Vec<String> = (0..APPENDS).map(|n| format!("ev-{n}")).collect();
+    assert_eq!(ids, expected, "every event stored once, in order");
+    for n in [0, answered, APPENDS - 1] {
+        let receipts = rt
+            .block_on(log.append(vec![event(n)]))
+            .expect("append again");
+        assert!(receipts[0].duplicate, "ev-{n} is recognised as stored");
+    }
+    log.close().expect("close");
+}
