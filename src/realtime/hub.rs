@@ -229,7 +229,7 @@ impl Hub {
             }
             let delivered = self.step(&mut pending);
             if !pending.is_empty() {
-                let_writers_run(delivered).await;
+                let_writers_run(delivered, || !commits.is_empty()).await;
             }
         }
     }
@@ -310,15 +310,21 @@ impl Hub {
 const TASKS_PER_TURN: u64 = 61;
 /// A turn given away that came back this fast found the runtime's queue empty.
 const QUEUE_EMPTY: Duration = Duration::from_micros(100);
+/// The longest the dispatcher waits for a step's writers: when the runtime is busy with other
+/// work too (a storm of handshakes), waiting longer only delays the next step.
+const LONGEST_WAIT: Duration = Duration::from_millis(5);
 
 /// Gives the runtime to the writers a step woke (`delivered` of them) and whatever else is queued,
-/// until a turn comes back at once (the queue is empty) or as many tasks as the step woke have
-/// had a turn: then an event committed meanwhile waits for no more than one step's writes.
-async fn let_writers_run(delivered: u64) {
+/// until a turn comes back at once (the queue is empty), as many tasks as the step woke have had
+/// a turn, [`LONGEST_WAIT`] has passed, or new events were committed (`committed`): their rooms
+/// may be smaller than the rest of the queue. An event committed meanwhile then waits for no more
+/// than one step's writes.
+async fn let_writers_run(delivered: u64, committed: impl Fn() -> bool) {
+    let since = Instant::now();
     for _ in 0..=delivered / TASKS_PER_TURN {
         let asked = Instant::now();
         tokio::task::yield_now().await;
-        if asked.elapsed() < QUEUE_EMPTY {
+        if asked.elapsed() < QUEUE_EMPTY || since.elapsed() > LONGEST_WAIT || committed() {
             return;
         }
     }
