@@ -5,7 +5,7 @@
 //! path, with bounded memory.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::background::Background;
 use super::catch_up::{self, CatchUp};
+use super::dispatch::{self, Pending};
 use super::follow::{Follower, Followers};
 use super::frame::event_payload;
 use super::subscriptions::{CatchUpStart, Emit, GoLive, Subscriptions};
@@ -25,6 +26,10 @@ use crate::telemetry::metric;
 /// storm must not starve live delivery). A catch-up takes a slot per page, and each socket runs
 /// one catch-up at a time, so sockets share the slots in turn, page by page.
 const CATCH_UP_SLOTS: usize = 4;
+
+/// An event waiting for dispatch to one of its rooms: its commit, its index there, and its seq in
+/// that room.
+type Queued = (Arc<[CommittedEvent]>, usize, u64);
 
 /// Why a socket could not be subscribed.
 #[derive(Debug, thiserror::Error)]
@@ -207,28 +212,59 @@ impl Hub {
         self.lock().remove_socket(socket);
     }
 
+    /// Hands every committed event to the live subscribers of its rooms, in steps (see
+    /// `dispatch`): between two steps the writers woken by the first run, and events committed
+    /// meanwhile join the queue, where rooms with fewer subscribers go first.
     async fn dispatch(self, mut commits: mpsc::UnboundedReceiver<Arc<[CommittedEvent]>>) {
-        while let Some(batch) = commits.recv().await {
-            let mut catch_ups = Vec::new();
-            let mut delivered = 0;
-            {
-                let mut state = self.lock();
-                for event in batch.iter() {
-                    for (room, seq) in &event.rooms {
-                        let (sent, starts) = deliver(&mut state, event, room, *seq);
-                        delivered += sent;
-                        catch_ups.extend(starts);
-                    }
+        let mut pending = Pending::default();
+        loop {
+            if pending.is_empty() {
+                match commits.recv().await {
+                    Some(batch) => self.queue(&mut pending, batch),
+                    None => return,
                 }
             }
-            self.inner.followers.publish(&batch);
-            metrics::counter!(metric::EVENTS_DELIVERED_TOTAL).increment(delivered);
-            metrics::counter!(metric::HUB_SLOW_SUBSCRIPTIONS_TOTAL)
-                .increment(catch_ups.len() as u64);
-            for start in catch_ups {
-                self.spawn_catch_up(CatchUp::new(start, None));
+            while let Ok(batch) = commits.try_recv() {
+                self.queue(&mut pending, batch);
+            }
+            let delivered = self.step(&mut pending);
+            if !pending.is_empty() {
+                let_writers_run(delivered, || !commits.is_empty()).await;
             }
         }
+    }
+
+    /// Queues each event of `batch` for each of its rooms (and hands the batch to the followers).
+    fn queue(&self, pending: &mut Pending<Queued>, batch: Arc<[CommittedEvent]>) {
+        self.inner.followers.publish(&batch);
+        for (index, event) in batch.iter().enumerate() {
+            for (room, seq) in &event.rooms {
+                pending.push(room, (Arc::clone(&batch), index, *seq));
+            }
+        }
+    }
+
+    /// Delivers the next step of `pending`; returns the deliveries queued for sockets.
+    fn step(&self, pending: &mut Pending<Queued>) -> u64 {
+        let mut catch_ups = Vec::new();
+        let mut delivered = 0;
+        {
+            let mut state = self.lock();
+            let step = pending.step(dispatch::STEP, |room| state.subscribers(room));
+            for (room, events) in step {
+                for (batch, index, seq) in events {
+                    let (sent, starts) = deliver(&mut state, &batch[index], &room, seq);
+                    delivered += sent;
+                    catch_ups.extend(starts);
+                }
+            }
+        }
+        metrics::counter!(metric::EVENTS_DELIVERED_TOTAL).increment(delivered);
+        metrics::counter!(metric::HUB_SLOW_SUBSCRIPTIONS_TOTAL).increment(catch_ups.len() as u64);
+        for start in catch_ups {
+            self.spawn_catch_up(CatchUp::new(start, None));
+        }
+        delivered
     }
 
     fn spawn_catch_up(&self, job: CatchUp) {
@@ -265,6 +301,32 @@ impl Hub {
     pub(super) fn try_go_live(&self, job: &CatchUp) -> GoLive {
         self.lock()
             .try_go_live(&job.room, job.socket.id, job.generation, job.cursor)
+    }
+}
+
+/// Tasks tokio runs between two looks at its I/O driver and timers, when it also wakes the tasks
+/// that yielded (`event_interval`, 61 by default): a task that yields gets its next turn after at
+/// most about this many other tasks, or sooner when none is left.
+const TASKS_PER_TURN: u64 = 61;
+/// A turn given away that came back this fast found the runtime's queue empty.
+const QUEUE_EMPTY: Duration = Duration::from_micros(100);
+/// The longest the dispatcher waits for a step's writers: when the runtime is busy with other
+/// work too (a storm of handshakes), waiting longer only delays the next step.
+const LONGEST_WAIT: Duration = Duration::from_millis(5);
+
+/// Gives the runtime to the writers a step woke (`delivered` of them) and whatever else is queued,
+/// until a turn comes back at once (the queue is empty), as many tasks as the step woke have had
+/// a turn, [`LONGEST_WAIT`] has passed, or new events were committed (`committed`): their rooms
+/// may be smaller than the rest of the queue. An event committed meanwhile then waits for no more
+/// than one step's writes.
+async fn let_writers_run(delivered: u64, committed: impl Fn() -> bool) {
+    let since = Instant::now();
+    for _ in 0..=delivered / TASKS_PER_TURN {
+        let asked = Instant::now();
+        tokio::task::yield_now().await;
+        if asked.elapsed() < QUEUE_EMPTY || since.elapsed() > LONGEST_WAIT || committed() {
+            return;
+        }
     }
 }
 

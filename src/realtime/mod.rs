@@ -6,6 +6,7 @@
 //! - `request`: photo request payloads, their refusals ([`RequestError`]) and answers.
 //! - `background`: the low-priority runtime catch-ups and resumes run on.
 //! - `hub`: the subscription handle and the dispatcher of live events.
+//! - `dispatch`: the dispatcher's queue, taken in steps, small rooms first.
 //! - `subscriptions`: the pure subscription state and its delivery rules.
 //! - `catch_up`: replaying a room from the store to one socket (replay, resume, slow clients).
 //! - [`follow`]: the same replay-then-live handover for a stream (SSE) instead of a socket.
@@ -15,6 +16,7 @@
 mod background;
 mod budget;
 mod catch_up;
+mod dispatch;
 pub mod follow;
 mod frame;
 mod handlers;

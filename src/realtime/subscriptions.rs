@@ -150,6 +150,11 @@ impl<K: Copy + Eq + Hash, S: Clone> Subscriptions<K, S> {
         (self.by_socket.len(), self.rooms.len())
     }
 
+    /// How many sockets are subscribed to `room`, live or catching up.
+    pub fn subscribers(&self, room: &Room) -> usize {
+        self.rooms.get(room).map_or(0, |subs| subs.subs.len())
+    }
+
     /// How many photo rooms `key` is subscribed to, and whether `room` is one of them.
     pub fn photo_rooms(&self, key: K, room: &Room) -> (usize, bool) {
         self.by_socket.get(&key).map_or((0, false), |socket| {

@@ -15,7 +15,8 @@
 //! arrives, which both servers send after the missed events; a failed attempt is tried again with
 //! socket.io-client's backoff. Live latency is recorded in four windows: before the drop, while
 //! the storm clients are away, from the reconnect until every client has resumed, and one second
-//! after.
+//! after. The CPU of both sides is reported for the warm window (per delivery: every client live)
+//! and from the reconnect until all have resumed (per resume).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,7 +87,15 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
         Arc::clone(&stop),
         plan.limit,
     ));
-    tokio::time::sleep(plan.warm).await;
+    // The warm window's CPU (from its second tick, after the clients' first frames): what live
+    // delivery to every client costs before the storm, on each side.
+    let tick = Duration::from_secs_f64(1.0 / plan.rate.max(1) as f64).min(plan.warm);
+    tokio::time::sleep(tick).await;
+    let warm = Window::start(target)?;
+    let warm_from = shared.delivered.load(Ordering::Relaxed);
+    tokio::time::sleep(plan.warm - tick).await;
+    let (warm_server, warm_tool) = warm.end(target)?;
+    let warm_deliveries = shared.delivered.load(Ordering::Relaxed) - warm_from;
 
     let storm_heads = |p: &Publisher| -> Vec<u64> {
         photos[..plan.rooms]
@@ -151,6 +160,11 @@ pub async fn run(target: &Target, plan: &Plan) -> anyhow::Result<Report> {
         report.num(name, resume.value_at_quantile(q) as f64 / 1e6, "s");
     }
     report.count("replayed", missed * (plan.clients / plan.rooms) as u64);
+    report.count("before_deliveries", warm_deliveries);
+    if let Some(server) = &warm_server {
+        report.cpu("server_before", server, warm_deliveries, "delivery");
+    }
+    report.cpu("tool_before", &warm_tool, warm_deliveries, "delivery");
     report.latency("live_before", &shared.latency(0));
     report.latency("live_away", &shared.latency(1));
     report.latency("live_storm", &shared.latency(2));

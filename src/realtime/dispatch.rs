@@ -1,0 +1,166 @@
+//! The dispatcher's queue: committed events waiting to be handed to the live subscribers of their
+//! rooms, taken in steps, the rooms with the fewest subscribers first.
+//!
+//! Handing an event to a room wakes the writer of each of its sockets, and a writer that has one
+//! frame to send costs a system call of several microseconds: the events of one tick for 5,000
+//! sockets keep the hub's core busy for tens of milliseconds. Had they all been handed out at
+//! once, an event of another room committed meanwhile would wait behind every one of those writes.
+//! So the dispatcher hands out a step of about [`STEP`] deliveries, lets the writers it woke run,
+//! and then takes the next step from whatever has been committed by then. Within a room events
+//! keep their seq order; across rooms there is none (docs/protocol.md, "Sequence numbers"), so
+//! each step takes the rooms with the fewest subscribers first: their events cost the least, so
+//! the mean wait is the shortest, and a room's own pending events all go in one step (a socket's
+//! writer then sends them in one write, as before the steps).
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::domain::Room;
+
+/// Deliveries (events times subscribers) a step hands out before the dispatcher lets the writers
+/// run: a few milliseconds of one-frame writes. A step takes whole rooms, so it may take more.
+pub(super) const STEP: usize = 256;
+
+/// Events waiting for dispatch, per room in seq order; `T` is what the dispatcher needs to deliver
+/// one (the committed event and its seq in that room).
+pub(super) struct Pending<T> {
+    rooms: HashMap<Room, VecDeque<T>>,
+}
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self {
+            rooms: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Pending<T> {
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// Queues `item`, the next event of `room` (after the ones already queued for it).
+    pub fn push(&mut self, room: &Room, item: T) {
+        match self.rooms.get_mut(room) {
+            Some(queue) => queue.push_back(item),
+            None => {
+                self.rooms.insert(room.clone(), VecDeque::from([item]));
+            }
+        }
+    }
+
+    /// Takes the next step: whole rooms with every event queued for them, the rooms with the
+    /// fewest `subscribers` first, until their deliveries (events times subscribers) reach
+    /// `budget` (at least one room, when any waits).
+    pub fn step(
+        &mut self,
+        budget: usize,
+        subscribers: impl Fn(&Room) -> usize,
+    ) -> Vec<(Room, VecDeque<T>)> {
+        let mut by_size: Vec<(usize, Room)> = self
+            .rooms
+            .keys()
+            .map(|room| (subscribers(room), room.clone()))
+            .collect();
+        by_size.sort_unstable_by_key(|(size, _)| *size);
+        let mut taken = Vec::new();
+        let mut deliveries = 0usize;
+        for (size, room) in by_size {
+            if deliveries >= budget && !taken.is_empty() {
+                break;
+            }
+            if let Some(queue) = self.rooms.remove(&room) {
+                deliveries = deliveries.saturating_add(size.saturating_mul(queue.len()));
+                taken.push((room, queue));
+            }
+        }
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PhotoId;
+
+    fn photo(name: &str) -> Room {
+        Room::Photo(PhotoId::parse(name).expect("photo id"))
+    }
+
+    /// Rooms as `(name, seqs)` in the order a step took them.
+    fn names(step: Vec<(Room, VecDeque<u64>)>) -> Vec<(String, Vec<u64>)> {
+        step.into_iter()
+            .map(|(room, queue)| (room.to_string(), queue.into_iter().collect()))
+            .collect()
+    }
+
+    /// A small room's event goes before a big room's committed earlier, and each room's events
+    /// stay in seq order, all in one step.
+    #[test]
+    fn fewest_subscribers_first_each_room_in_order() {
+        let mut pending = Pending::default();
+        let (big, small) = (photo("big"), photo("small"));
+        pending.push(&big, 1);
+        pending.push(&big, 2);
+        pending.push(&small, 7);
+        pending.push(&big, 3);
+        let size = |room: &Room| if *room == big { 100 } else { 10 };
+        let step = pending.step(1_000, size);
+        assert_eq!(
+            names(step),
+            vec![
+                ("photo:small".to_owned(), vec![7]),
+                ("photo:big".to_owned(), vec![1, 2, 3]),
+            ]
+        );
+        assert!(pending.is_empty());
+    }
+
+    /// A step ends once its deliveries reach the budget; the rest waits for the next, where
+    /// events committed meanwhile to a smaller room go first.
+    #[test]
+    fn a_step_stops_at_the_budget() {
+        let mut pending = Pending::default();
+        let rooms: Vec<Room> = (0..5).map(|i| photo(&format!("big{i}"))).collect();
+        for room in &rooms {
+            pending.push(room, 1);
+        }
+        let small = photo("small");
+        let size = |room: &Room| if *room == small { 10 } else { 100 };
+        assert_eq!(
+            pending.step(250, size).len(),
+            3,
+            "100 + 100 + 100 reach 250"
+        );
+        pending.push(&small, 1);
+        let next = names(pending.step(250, size));
+        assert_eq!(next.len(), 3);
+        assert_eq!(next[0], ("photo:small".to_owned(), vec![1]));
+        assert!(pending.is_empty());
+    }
+
+    /// A room bigger than the budget still goes, alone, and a room nobody is in costs nothing.
+    #[test]
+    fn at_least_one_room_per_step() {
+        let mut pending = Pending::default();
+        let (huge, empty, other) = (photo("huge"), photo("empty"), photo("other"));
+        pending.push(&huge, 1);
+        pending.push(&other, 1);
+        pending.push(&empty, 1);
+        let size = |room: &Room| match room.to_string().as_str() {
+            "photo:huge" => 5_000,
+            "photo:other" => 300,
+            _ => 0,
+        };
+        let first = names(pending.step(256, size));
+        assert_eq!(first.len(), 2, "{first:?}");
+        assert_eq!(
+            (first[0].0.as_str(), first[1].0.as_str()),
+            ("photo:empty", "photo:other")
+        );
+        assert_eq!(names(pending.step(256, size))[0].0, "photo:huge");
+        assert!(pending.is_empty());
+        assert!(pending.step(256, size).is_empty());
+    }
+}
