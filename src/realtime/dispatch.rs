@@ -10,7 +10,9 @@
 //! keep their seq order; across rooms there is none (docs/protocol.md, "Sequence numbers"), so
 //! each step takes the rooms with the fewest subscribers first: their events cost the least, so
 //! the mean wait is the shortest, and a room's own pending events all go in one step (a socket's
-//! writer then sends them in one write, as before the steps).
+//! writer then sends them in one write, as before the steps). A room passed over for
+//! [`OVERDUE_STEPS`] steps goes first in the next, so small rooms that never stop cannot keep a
+//! big one waiting.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -20,16 +22,23 @@ use crate::domain::Room;
 /// run: a few milliseconds of one-frame writes. A step takes whole rooms, so it may take more.
 pub(super) const STEP: usize = 256;
 
+/// Steps a room's events may wait before the room goes ahead of smaller ones.
+pub(super) const OVERDUE_STEPS: u64 = 8;
+
 /// Events waiting for dispatch, per room in seq order; `T` is what the dispatcher needs to deliver
 /// one (the committed event and its seq in that room).
 pub(super) struct Pending<T> {
-    rooms: HashMap<Room, VecDeque<T>>,
+    /// Room -> its events, and the number of the step after which its first one was queued.
+    rooms: HashMap<Room, (VecDeque<T>, u64)>,
+    /// Steps taken so far.
+    steps: u64,
 }
 
 impl<T> Default for Pending<T> {
     fn default() -> Self {
         Self {
             rooms: HashMap::new(),
+            steps: 0,
         }
     }
 }
@@ -43,34 +52,42 @@ impl<T> Pending<T> {
     /// Queues `item`, the next event of `room` (after the ones already queued for it).
     pub fn push(&mut self, room: &Room, item: T) {
         match self.rooms.get_mut(room) {
-            Some(queue) => queue.push_back(item),
+            Some((queue, _)) => queue.push_back(item),
             None => {
-                self.rooms.insert(room.clone(), VecDeque::from([item]));
+                self.rooms
+                    .insert(room.clone(), (VecDeque::from([item]), self.steps));
             }
         }
     }
 
-    /// Takes the next step: whole rooms with every event queued for them, the rooms with the
-    /// fewest `subscribers` first, until their deliveries (events times subscribers) reach
-    /// `budget` (at least one room, when any waits).
+    /// Takes the next step: whole rooms with every event queued for them, the overdue rooms
+    /// (waiting for [`OVERDUE_STEPS`] steps) first, oldest first, then the rooms with the fewest
+    /// `subscribers`, until their deliveries (events times subscribers) reach `budget` (at least
+    /// one room, when any waits).
     pub fn step(
         &mut self,
         budget: usize,
         subscribers: impl Fn(&Room) -> usize,
     ) -> Vec<(Room, VecDeque<T>)> {
-        let mut by_size: Vec<(usize, Room)> = self
+        let steps = self.steps;
+        let mut order: Vec<(bool, u64, usize, Room)> = self
             .rooms
-            .keys()
-            .map(|room| (subscribers(room), room.clone()))
+            .iter()
+            .map(|(room, (_, since))| {
+                let overdue = steps - since >= OVERDUE_STEPS;
+                let age_rank = if overdue { *since } else { 0 };
+                (!overdue, age_rank, subscribers(room), room.clone())
+            })
             .collect();
-        by_size.sort_unstable_by_key(|(size, _)| *size);
+        order.sort_unstable_by_key(|(waiting, age_rank, size, _)| (*waiting, *age_rank, *size));
+        self.steps += 1;
         let mut taken = Vec::new();
         let mut deliveries = 0usize;
-        for (size, room) in by_size {
+        for (_, _, size, room) in order {
             if deliveries >= budget && !taken.is_empty() {
                 break;
             }
-            if let Some(queue) = self.rooms.remove(&room) {
+            if let Some((queue, _)) = self.rooms.remove(&room) {
                 deliveries = deliveries.saturating_add(size.saturating_mul(queue.len()));
                 taken.push((room, queue));
             }
@@ -138,6 +155,28 @@ mod tests {
         assert_eq!(next.len(), 3);
         assert_eq!(next[0], ("photo:small".to_owned(), vec![1]));
         assert!(pending.is_empty());
+    }
+
+    /// Small rooms that fill every step do not keep a big room waiting past the overdue steps.
+    #[test]
+    fn a_big_room_waits_no_longer_than_the_overdue_steps() {
+        let mut pending = Pending::default();
+        let big = photo("big");
+        pending.push(&big, 0);
+        let size = |room: &Room| if *room == big { 1_000 } else { 1 };
+        let mut waited = 0;
+        loop {
+            for i in 0..300 {
+                pending.push(&photo(&format!("small{waited}-{i}")), waited);
+            }
+            let step = names(pending.step(256, size));
+            if step.iter().any(|(name, _)| name == "photo:big") {
+                break;
+            }
+            waited += 1;
+            assert!(waited <= OVERDUE_STEPS, "the big room still waits");
+        }
+        assert_eq!(waited, OVERDUE_STEPS);
     }
 
     /// A room bigger than the budget still goes, alone, and a room nobody is in costs nothing.
