@@ -7,12 +7,15 @@
 use std::sync::Arc;
 
 use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
+    FutureExt, SinkExt, StreamExt, TryStreamExt,
     stream::{SplitSink, SplitStream},
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -27,7 +30,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, heartbeat::Heartbeat, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -65,27 +69,36 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("ws upgrade error: {}", _e);
-                return;
+    // The upgrade and the handshake are boxed apart from the connection's task: their state (the
+    // request head, the websocket being made, an upgrade's probes) is freed when they end, and
+    // the task keeps for the connection's life only what serving it needs.
+    let opening = Box::pin({
+        let engine = engine.clone();
+        async move {
+            match hyper::upgrade::on(req).await {
+                Ok(conn) => {
+                    let conn = hyper_util::rt::TokioIo::new(conn);
+                    Some(open(engine, conn, protocol, sid, parts).await)
+                }
+                Err(_e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("ws upgrade error: {}", _e);
+                    None
+                }
             }
-        };
+        }
+    });
 
-        match res {
-            Ok(_) => {
+    tokio::spawn(async move {
+        match opening.await {
+            None => {}
+            Some(Ok(opened)) => {
+                serve(engine, opened).await;
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed")
             }
-            Err(Error::MultipleWebsocketRequests) => {}
-            Err(_e) => {
+            Some(Err(Error::MultipleWebsocketRequests)) => {}
+            Some(Err(_e)) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed with error: {_e}");
                 if let Some(sid) = sid {
@@ -103,17 +116,48 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
-pub async fn on_init<H: EngineIoHandler, S>(
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(), Error>
+) -> impl Future<Output = Result<(), Error>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed for the reason given in `new_req`.
+    let opening = Box::pin(open(engine.clone(), conn, protocol, sid, req_data));
+    async move {
+        let opened = opening.await?;
+        serve(engine, opened).await;
+        Ok(())
+    }
+}
+
+/// A websocket connection whose handshake is done, to be served by [`serve`].
+struct Opened<D: Default + Send + Sync + 'static, S> {
+    socket: Arc<Socket<D>>,
+    tx: SplitSink<WebSocketStream<S>, Message>,
+    rx: SplitStream<WebSocketStream<S>>,
+    /// The v4 heartbeat, for the writer to run: a socket that starts on websocket (an upgraded
+    /// one has the heartbeat task of its polling start, and a v3 one its own task).
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The handshake of a websocket connection: the open packet of a new session, or the probes of
+/// an upgrade from polling.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn open<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Opened<H::Data, S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -123,7 +167,7 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
@@ -148,7 +192,7 @@ where
                         return Err(Error::Upgrade);
                     }
                 }
-                (socket, ws)
+                (socket, ws, None)
             }
         }
     } else {
@@ -159,40 +203,66 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
+        let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+        let heartbeat = if socket.protocol == ProtocolVersion::V4 {
+            Some(Heartbeat::new(interval, timeout))
+        } else {
+            socket.clone().spawn_heartbeat(interval, timeout);
+            None
+        };
+        (socket, ws, heartbeat)
     };
     let (tx, rx) = ws.split();
+    Ok(Opened {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    })
+}
 
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+/// Serves an opened websocket connection until its session closes, in one task: reads packets
+/// from the websocket and hands them to the handler, and writes the socket's queued packets (and
+/// runs its heartbeat, see [`Heartbeat`]) beside it.
+async fn serve<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Opened {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    } = opened;
+    let writer = forward_to_socket::<H, S>(socket.clone(), tx, heartbeat);
+    let reader = async move {
+        // pipe between internal socket channel and websocket
+        match forward_to_handler(&engine, rx, &socket)
+            .with_cancellation_token(&socket.cancellation_token)
+            .await
+        {
+            Some(Err(ref e)) => {
+                let reason =
+                    Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
 
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
-            let reason =
-                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
-
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
+                #[cfg(feature = "tracing")]
+                tracing::debug!("error when handling packet: {:?}", e);
+                engine.close_session(socket.id, reason);
+            }
+            Some(Ok(())) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "ws transport was closed");
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+            }
+            None => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "socket is closing");
+            }
         }
-        Some(Ok(())) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        None => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
-    }
-    Ok(())
+    };
+    // Closing the session (the reader's end, or any other) cancels the socket, which ends the
+    // writer after its closing flush.
+    futures_util::future::join(reader, writer).await;
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -248,12 +318,13 @@ where
     Ok(())
 }
 
-/// Forwards all packets waiting to be sent to the websocket
+/// Forwards all packets waiting to be sent to the websocket, and runs `heartbeat` if given
 ///
 /// The websocket stream is flushed only when the internal channel is drained
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
+    mut heartbeat: Option<Heartbeat>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -306,8 +377,18 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             };
         }
 
+    // Some clients send the pong packet in first. If that happens, we should consume it.
+    socket.heartbeat.notified().now_or_never();
+    let beat = tokio::time::sleep_until(
+        heartbeat
+            .as_ref()
+            .map_or_else(Instant::now, Heartbeat::deadline),
+    );
+    tokio::pin!(beat);
+
     // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
+        let awaiting_pong = heartbeat.as_ref().is_some_and(Heartbeat::awaiting_pong);
         tokio::select! {
             biased;
             items = buffered_rx.recv() => {
@@ -336,6 +417,27 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                     }
                 }
             },
+            () = socket.heartbeat.notified(), if awaiting_pong => {
+                if let Some(heartbeat) = &mut heartbeat {
+                    heartbeat.on_pong();
+                    beat.as_mut().reset(heartbeat.deadline());
+                }
+                continue;
+            }
+            () = &mut beat, if heartbeat.is_some() => {
+                if let Some(beating) = &mut heartbeat {
+                    match beating.on_deadline(&socket) {
+                        Ok(()) => beat.as_mut().reset(beating.deadline()),
+                        Err(_e) => {
+                            heartbeat = None;
+                            socket.close(DisconnectReason::HeartbeatTimeout);
+                            #[cfg(feature = "tracing")]
+                            tracing::debug!(sid = %socket.id, "heartbeat error: {_e}");
+                        }
+                    }
+                }
+                continue;
+            }
         }
 
         #[cfg(feature = "tracing")]
@@ -501,6 +603,25 @@ mod tests {
         ))
     }
 
+    /// A socket whose closes are sent on the returned channel.
+    fn socket_closed_on() -> (
+        Arc<Socket<()>>,
+        tokio::sync::mpsc::UnboundedReceiver<DisconnectReason>,
+    ) {
+        let (closes, closed) = tokio::sync::mpsc::unbounded_channel();
+        let socket = Arc::new(Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &EngineIoConfig::default(),
+            Request::<()>::default().into_parts().0,
+            Box::new(move |_, reason| {
+                closes.send(reason).ok();
+            }),
+            false,
+        ));
+        (socket, closed)
+    }
+
     async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
         let (server, client) = tokio::io::duplex(1024);
         (
@@ -517,7 +638,11 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            None,
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
@@ -531,6 +656,54 @@ mod tests {
         assert_eq!(msg, Message::text("4hello"));
     }
 
+    /// The writer runs the heartbeat of a socket that starts on websocket: a ping at once, the
+    /// next one an interval later once answered, and a close when one goes unanswered.
+    #[tokio::test]
+    async fn writer_pings_and_closes_a_socket_that_stops_answering() {
+        const INTERVAL: Duration = Duration::from_millis(200);
+        const PONG_TIMEOUT: Duration = Duration::from_millis(100);
+        let (socket, mut closed) = socket_closed_on();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let start = Instant::now();
+        let heartbeat = Heartbeat::new(INTERVAL, PONG_TIMEOUT);
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            Some(heartbeat),
+        ));
+        let mut next = async || {
+            tokio::time::timeout(TIMEOUT, client.next())
+                .await
+                .expect("a message in time")
+                .unwrap()
+                .unwrap()
+        };
+
+        assert_eq!(next().await, Message::text("2"));
+        socket.heartbeat.notify_one();
+        assert_eq!(next().await, Message::text("2"));
+        let second = start.elapsed();
+        assert!(second >= INTERVAL, "the second ping after {second:?}");
+
+        let reason = tokio::time::timeout(TIMEOUT, closed.recv())
+            .await
+            .expect("closed in time");
+        assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+        let waited = start.elapsed() - second;
+        assert!(
+            waited >= PONG_TIMEOUT - Duration::from_millis(10),
+            "closed {waited:?} after the unanswered ping"
+        );
+        assert_eq!(next().await, Message::text("1"), "the close packet");
+
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .expect("the writer should stop")
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
@@ -538,7 +711,11 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            None,
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
