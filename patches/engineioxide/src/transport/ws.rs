@@ -338,11 +338,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let InternalRx { buffered_rx, .. } = &mut *internal_rx;
 
     // Some clients send the pong packet in first. If that happens, we should consume it.
     socket.heartbeat.notified().now_or_never();
@@ -357,7 +353,8 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     loop {
         let awaiting_pong = heartbeat.as_ref().is_some_and(Heartbeat::awaiting_pong);
         // What to write is picked first and written after the `select!`, whose futures would
-        // otherwise stay in the task's state beside the writes' (and each write site's).
+        // otherwise stay in the task's state beside the writes' (and each write site's). The
+        // queue hands out volatile packets too, after the queued ones.
         let packets = tokio::select! {
             biased;
             items = buffered_rx.recv() => {
@@ -367,14 +364,6 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 }
             }
             _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let Some(packets) = volatile_rx.borrow_and_update().clone() else {
-                    continue;
-                };
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                packets
-            },
             () = socket.heartbeat.notified(), if awaiting_pong => {
                 if let Some(heartbeat) = &mut heartbeat {
                     heartbeat.on_pong();
