@@ -221,9 +221,9 @@ where
     })
 }
 
-/// Serves an opened websocket connection until its session closes, in one task: reads packets
-/// from the websocket and hands them to the handler, and writes the socket's queued packets (and
-/// runs its heartbeat, see [`Heartbeat`]) beside it.
+/// Serves an opened websocket connection until its session closes: reads packets from the
+/// websocket and hands them to the handler, while a task of its own writes the socket's queued
+/// packets (and runs its heartbeat, see [`Heartbeat`]).
 async fn serve<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -234,35 +234,34 @@ where
         rx,
         heartbeat,
     } = opened;
-    let writer = forward_to_socket::<H, S>(socket.clone(), tx, heartbeat);
-    let reader = async move {
-        // pipe between internal socket channel and websocket
-        match forward_to_handler(&engine, rx, &socket)
-            .with_cancellation_token(&socket.cancellation_token)
-            .await
-        {
-            Some(Err(ref e)) => {
-                let reason =
-                    Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
+    // The writer is a task of its own: joined with the reader in one task, every wake of the
+    // writer (a packet queued to a socket waiting for one) polled the reader too, which cost
+    // fan-out CPU per delivery. Closing the session (the reader's end, or any other) cancels
+    // the socket, which ends the writer after its closing flush.
+    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx, heartbeat));
+    // pipe between internal socket channel and websocket
+    match forward_to_handler(&engine, rx, &socket)
+        .with_cancellation_token(&socket.cancellation_token)
+        .await
+    {
+        Some(Err(ref e)) => {
+            let reason =
+                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
 
-                #[cfg(feature = "tracing")]
-                tracing::debug!("error when handling packet: {:?}", e);
-                engine.close_session(socket.id, reason);
-            }
-            Some(Ok(())) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = %socket.id, "ws transport was closed");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-            }
-            None => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = %socket.id, "socket is closing");
-            }
+            #[cfg(feature = "tracing")]
+            tracing::debug!("error when handling packet: {:?}", e);
+            engine.close_session(socket.id, reason);
         }
-    };
-    // Closing the session (the reader's end, or any other) cancels the socket, which ends the
-    // writer after its closing flush.
-    futures_util::future::join(reader, writer).await;
+        Some(Ok(())) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "ws transport was closed");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+        }
+        None => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "socket is closing");
+        }
+    }
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
