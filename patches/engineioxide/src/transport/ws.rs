@@ -339,8 +339,11 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     };
     let InternalRx { buffered_rx, .. } = &mut *internal_rx;
 
-    // Some clients send the pong packet in first. If that happens, we should consume it.
-    socket.heartbeat.notified().now_or_never();
+    // Some clients send the pong packet in first. If that happens, we should consume it (only
+    // when this heartbeat is ours: an upgraded socket's heartbeat task waits for its pongs).
+    if heartbeat.is_some() {
+        socket.heartbeat.notified().now_or_never();
+    }
     let beat = tokio::time::sleep_until(
         heartbeat
             .as_ref()
