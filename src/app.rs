@@ -21,7 +21,7 @@ use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
 use crate::photos::{PhotoError, PhotoFiles, Photos, WorkerHandle};
-use crate::realtime::{self, Hub, HubOptions, Realtime};
+use crate::realtime::{self, Expiries, Hub, HubOptions, Realtime};
 use crate::retention::{RetentionError, RetentionScheduler, RetentionView};
 use crate::settings::{AllowedOrigins, CorsSettings, Settings, SettingsError};
 use crate::store::{EventLog, StoreError};
@@ -215,6 +215,7 @@ impl Application {
             log: log.clone(),
             hub: hub.clone(),
             tokens: tokens.clone(),
+            expiries: Expiries::start(),
             bus: Publisher::spawn(Arc::clone(&shared_bus)),
             insecure_dev_auth: settings.insecure_dev_auth,
             limits: settings.limits.clone(),

@@ -12,6 +12,7 @@ use socketioxide::socket::DisconnectReason;
 
 use super::Realtime;
 use super::budget::RequestBudget;
+use super::expiry::Expiry;
 use super::handshake::{self, Handshake, HandshakeError, Refusal};
 use super::hub::{Replay, SubscribeError};
 use super::request::{Reply, RequestError, emit_waiting, parse_photo_request};
@@ -111,10 +112,10 @@ async fn on_connect(
         }
     }
     if let Some(deadline) = identity.principal.expires_at {
-        let expiry = tokio::spawn(expire_at(socket.clone(), deadline));
-        socket.extensions.insert(ExpiryTask(expiry.abort_handle()));
+        let expiry = rt.expiries.insert(&socket, deadline);
+        socket.extensions.insert(expiry);
         if !socket.connected() {
-            expiry.abort();
+            rt.expiries.remove(expiry);
         }
     }
     if handshake.resume.is_some() {
@@ -341,24 +342,6 @@ async fn status_request(
     }
 }
 
-/// The task that expires a socket's token, aborted when the socket disconnects.
-#[derive(Clone)]
-struct ExpiryTask(tokio::task::AbortHandle);
-
-/// At `deadline` (the token's `exp` plus the leeway), tells a still-connected socket
-/// `auth:expired` and disconnects it; the client reconnects with a fresh token and `resume`.
-async fn expire_at(socket: SocketRef, deadline: std::time::SystemTime) {
-    let wait = deadline
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    tokio::time::sleep(wait).await;
-    if socket.connected() {
-        tracing::debug!(socket = %socket.id, "token expired; disconnecting");
-        let _ = socket.emit("auth:expired", &json!({}));
-        let _ = socket.disconnect();
-    }
-}
-
 async fn ping(reply: Reply, Extension(budget): Extension<Arc<RequestBudget>>) {
     if let Err(error) = within_budget(&budget, None) {
         reply.refuse("ping", &error).await;
@@ -376,9 +359,9 @@ async fn on_disconnect(
     Extension(handshake): Extension<Arc<Handshake>>,
 ) {
     rt.hub.remove_socket(socket.id);
-    // The expiry task holds the socket (and through it the hub's state): end it with the socket.
-    if let Some(ExpiryTask(expiry)) = socket.extensions.get::<ExpiryTask>() {
-        expiry.abort();
+    // The expiry queue holds the socket (and through it the hub's state): take it out.
+    if let Some(expiry) = socket.extensions.get::<Expiry>() {
+        rt.expiries.remove(expiry);
     }
     tracing::debug!(socket = %socket.id, %reason, "disconnected");
     publish(

@@ -3,6 +3,7 @@
 //! - `handshake`: parsing and authenticating the `auth` payload.
 //! - `budget`: each socket's request budget (the per-socket rate limit).
 //! - `handlers`: connect, subscribe/unsubscribe, status, ping, disconnect.
+//! - `expiry`: disconnecting sockets whose tokens expire, from one timer task.
 //! - `request`: photo request payloads, their refusals ([`RequestError`]) and answers.
 //! - `background`: the low-priority runtime catch-ups and resumes run on.
 //! - `hub`: the subscription handle and the dispatcher of live events.
@@ -17,6 +18,7 @@ mod background;
 mod budget;
 mod catch_up;
 mod dispatch;
+mod expiry;
 pub mod follow;
 mod frame;
 mod handlers;
@@ -26,6 +28,7 @@ pub mod live;
 pub(crate) mod request;
 mod subscriptions;
 
+pub use expiry::Expiries;
 pub use follow::{Followed, Follower};
 pub use frame::{event_payload, truncation_notice};
 pub use handlers::register;
@@ -46,6 +49,8 @@ pub struct Realtime {
     pub hub: Hub,
     /// Verifies handshake tokens.
     pub tokens: TokenAuthority,
+    /// Disconnects sockets whose tokens expire.
+    pub expiries: Expiries,
     /// Where `client.*` events are published.
     pub bus: Publisher,
     /// Whether the original design's unauthenticated handshake is accepted.

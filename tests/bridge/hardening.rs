@@ -2,7 +2,8 @@
 //! `--max-connections` are refused `overloaded`, photo subscriptions beyond
 //! `--max-subscriptions-per-socket` answer `too_many_subscriptions`, batches beyond
 //! `--max-batch-events` answer 413 `batch_too_large`, a failing event log answers 503 and stops
-//! the hub, seqs up to 2^64-1 are resumed without overflow, an expired token ends its socket, and
+//! the hub, seqs up to 2^64-1 are resumed without overflow, an expired token ends its socket (each
+//! on time, whatever the order they came in), and
 //! `--metrics-listen` keeps `/metrics` off the public listener.
 
 use std::time::{Duration, Instant};
@@ -222,6 +223,55 @@ async fn an_expired_token_ends_its_socket_and_resume_catches_up() {
         .await;
     assert_eq!(again.seqs_until("user:u1", 3).await, [2, 3]);
     again.close().await;
+}
+
+/// Expiries share one timer: a socket whose token expires sooner, connected after one whose
+/// token expires later, is still expired on time; a socket that left before its expiry changes
+/// nothing; and the later one stays connected.
+#[tokio::test]
+async fn a_sooner_expiry_connected_later_is_kept_on_time() {
+    let hub = TestHub::spawn_with(|s| s.token_leeway = Duration::ZERO).await;
+    let connect = |user: &str, ttl: u64| {
+        let token = token_for(user, &["read:photos"], Duration::from_secs(ttl));
+        let client = hub.client(json!({ "token": token, "clientId": format!("c-{user}") }));
+        async move {
+            let mut client = client.await;
+            client.next_named("connection:established").await;
+            client
+        }
+    };
+    let mut later = connect("u1", 60).await;
+    let left = connect("u2", 1).await;
+    left.close().await;
+    let started = Instant::now();
+    let mut sooner = connect("u3", 2).await;
+
+    let expired = sooner
+        .receives("auth:expired", Duration::from_secs(5))
+        .await;
+    assert!(expired.is_some(), "auth:expired within 5 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "expired on time, not after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        sooner.receives(DISCONNECT, WAIT).await.is_some(),
+        "disconnected after auth:expired"
+    );
+    let pong = later.ack("ping", json!({})).await;
+    assert!(
+        pong["timestamp"].is_string(),
+        "the later one stands: {pong}"
+    );
+    assert!(
+        later
+            .receives("auth:expired", Duration::from_millis(200))
+            .await
+            .is_none(),
+        "not expired with the sooner one"
+    );
+    later.close().await;
 }
 
 /// With `--metrics-listen`, `/metrics` is served on that address only: the public listener

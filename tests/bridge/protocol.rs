@@ -1,4 +1,5 @@
-//! Protocol details not covered by the JavaScript suite: bus events and oversized packets.
+//! Protocol details not covered by the JavaScript suite: bus events, oversized packets and the
+//! websocket heartbeat.
 
 use std::time::Duration;
 
@@ -121,5 +122,66 @@ async fn oversized_packets_are_refused_on_both_transports() {
     client.client.emit("ping", json!({})).await.expect("ping");
     client.next_named("pong").await;
     client.close().await;
+    app.stop().await;
+}
+
+/// A websocket client that answers pings stays connected; once it stops answering, the hub
+/// drops it within the ping interval plus the ping timeout (the heartbeat runs in the socket's
+/// own task, beside its writer: patches/engineioxide/PATCH.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_dropped_in_time() {
+    const INTERVAL: Duration = Duration::from_millis(300);
+    const TIMEOUT: Duration = Duration::from_millis(200);
+    let app = TestHub::spawn_with(|s| {
+        s.socket.ping_interval = INTERVAL;
+        s.socket.ping_timeout = TIMEOUT;
+    })
+    .await;
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        app.base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        .await
+        .expect("websocket");
+    let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": "beat" });
+    ws.send(Message::text(format!("40{auth}")))
+        .await
+        .expect("connect packet");
+
+    // Dropped: a close packet, a close frame, or the end of the stream.
+    let is_drop = |message: &Option<Result<Message, _>>| match message {
+        Some(Ok(Message::Text(text))) => text.as_str() == "1",
+        Some(Ok(Message::Close(_)) | Err(_)) | None => true,
+        Some(Ok(_)) => false,
+    };
+    let answering_until = tokio::time::Instant::now() + INTERVAL * 5;
+    let mut pings = 0;
+    while let Ok(message) = tokio::time::timeout_at(answering_until, ws.next()).await {
+        assert!(!is_drop(&message), "dropped while answering pings");
+        if let Some(Ok(Message::Text(text))) = message
+            && text.as_str() == "2"
+        {
+            pings += 1;
+            ws.send(Message::text("3")).await.expect("pong");
+        }
+    }
+    assert!(pings >= 4, "a ping every interval, got {pings}");
+
+    let silent_from = tokio::time::Instant::now();
+    let dropped = tokio::time::timeout(INTERVAL + TIMEOUT + Duration::from_secs(2), async {
+        loop {
+            if is_drop(&ws.next().await) {
+                return silent_from.elapsed();
+            }
+        }
+    })
+    .await
+    .expect("dropped once it stops answering");
+    assert!(
+        dropped + Duration::from_millis(50) >= TIMEOUT
+            && dropped <= INTERVAL + TIMEOUT + Duration::from_millis(250),
+        "dropped {dropped:?} after the last pong (interval {INTERVAL:?}, timeout {TIMEOUT:?})"
+    );
     app.stop().await;
 }

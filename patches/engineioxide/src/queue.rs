@@ -7,6 +7,8 @@
 //! It replaces a `tokio::sync::mpsc` channel, whose first block of 32 slots is allocated when the
 //! channel is made, with the same outcomes: `Full` at capacity (queued plus reserved packets),
 //! `Closed` once the receiving end is closed, and a closed queue still hands out what it holds.
+//! It also has one place for volatile packets (the latest one sent, handed out after the queued
+//! ones), instead of a `tokio::sync::watch` channel per socket.
 
 use std::{
     collections::VecDeque,
@@ -47,6 +49,8 @@ struct State {
     reserved: usize,
     closed: bool,
     rx_waker: Option<Waker>,
+    /// The latest volatile packet buffer not yet taken (see [`QueueTx::send_volatile`]).
+    volatile: Option<PacketBuf>,
 }
 
 #[derive(Debug)]
@@ -63,7 +67,9 @@ struct Shared {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is never held across user code, so a poisoned lock still guards a valid state.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues `packets` in a place already counted (reserved or checked free).
@@ -166,6 +172,23 @@ impl QueueTx {
         self.shared.lock().closed
     }
 
+    /// Puts `packets` in the queue's volatile place, replacing the volatile packets not yet
+    /// taken: they are handed out after the queued packet buffers, count against neither bound,
+    /// and are dropped when another volatile send comes first. `false` once the queue is closed.
+    pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
+        let mut state = self.shared.lock();
+        if state.closed {
+            return false;
+        }
+        state.volatile = Some(packets);
+        let waker = state.rx_waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
     /// Waits until the receiving end is closed.
     pub(crate) async fn closed(&self) {
         let closing = self.shared.closing.notified();
@@ -208,6 +231,9 @@ impl QueueRx {
     fn take(&self, waker: Option<&Waker>) -> Result<PacketBuf, TryRecvError> {
         let mut state = self.shared.lock();
         let Some(packets) = state.packets.pop_front() else {
+            if let Some(volatile) = state.volatile.take() {
+                return Ok(volatile);
+            }
             if state.closed {
                 return Err(TryRecvError::Disconnected);
             }
@@ -270,7 +296,10 @@ mod tests {
         let (tx, mut rx) = queue(2);
         tx.try_send(message("a")).unwrap();
         let permit = tx.try_reserve().unwrap();
-        assert!(matches!(tx.try_send(message("b")), Err(TrySendError::Full(_))));
+        assert!(matches!(
+            tx.try_send(message("b")),
+            Err(TrySendError::Full(_))
+        ));
         assert!(matches!(tx.try_reserve(), Err(TrySendError::Full(()))));
         drop(permit);
         tx.try_reserve().unwrap().send(message("bc"));
@@ -292,7 +321,10 @@ mod tests {
         rx.close();
         closed.await.unwrap();
         assert!(tx.is_closed());
-        assert!(matches!(tx.try_send(message("b")), Err(TrySendError::Closed(_))));
+        assert!(matches!(
+            tx.try_send(message("b")),
+            Err(TrySendError::Closed(_))
+        ));
         assert!(matches!(tx.try_reserve(), Err(TrySendError::Closed(()))));
         assert_eq!(rx.recv().await.unwrap(), message("a"));
         assert_eq!(rx.recv().await, None);
@@ -312,6 +344,36 @@ mod tests {
         let (first, second) = received.await.unwrap();
         assert_eq!(first.unwrap(), message("a"));
         assert_eq!(second.unwrap(), message("b"));
+    }
+
+    #[tokio::test]
+    async fn the_latest_volatile_packets_come_after_the_queued_ones() {
+        let (tx, mut rx) = queue(1);
+        tx.try_send(message("a")).unwrap();
+        assert!(tx.send_volatile(message("lost")));
+        assert!(tx.send_volatile(message("v")));
+        assert_eq!(tx.queued_bytes(), 1, "volatile packets count nothing");
+        assert!(
+            matches!(tx.try_send(message("b")), Err(TrySendError::Full(_))),
+            "nor take a place"
+        );
+        assert_eq!(rx.recv().await.unwrap(), message("a"));
+        assert_eq!(rx.recv().await.unwrap(), message("v"));
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+
+        let received = tokio::spawn(async move {
+            let volatile = rx.recv().await;
+            rx.close();
+            volatile
+        });
+        tokio::task::yield_now().await;
+        assert!(tx.send_volatile(message("w")));
+        assert_eq!(
+            received.await.unwrap().unwrap(),
+            message("w"),
+            "a waiting receiver is woken"
+        );
+        assert!(!tx.send_volatile(message("x")), "refused once closed");
     }
 
     #[tokio::test]

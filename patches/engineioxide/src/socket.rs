@@ -74,7 +74,7 @@ use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError, watch};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -162,18 +162,13 @@ impl Permit<'_> {
 pub(crate) struct InternalRx {
     pub buffered_rx: QueueRx,
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
 }
 
 impl InternalRx {
-    fn new(
-        buffered_rx: QueueRx,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
-    ) -> Self {
+    fn new(buffered_rx: QueueRx) -> Self {
         Self {
             buffered_rx,
             peeked_packet: None,
-            volatile_rx,
         }
     }
 }
@@ -223,11 +218,6 @@ where
     /// Queued bytes at or above which [`Socket::reserve`] answers that the queue is full.
     max_buffer_bytes: usize,
 
-    /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
-    /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
-    /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
-
     /// Notified by the connection when a Pong [`Packet`] (v4 protocol) or Ping (v3 protocol)
     /// arrives, for the heartbeat job which is running in a separate task (at most one
     /// notification is kept while the job is not waiting).
@@ -265,7 +255,6 @@ where
             req_parts.extensions = http::Extensions::new();
         }
         let (internal_tx, internal_rx) = queue(config.max_buffer_size);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
             id: Sid::new(),
@@ -273,11 +262,9 @@ where
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
             max_buffer_bytes: config.max_buffer_bytes,
-
-            volatile_tx,
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
@@ -564,7 +551,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.internal_tx.send_volatile(packets)
     }
 }
 
@@ -624,7 +611,6 @@ where
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
         let (internal_tx, internal_rx) = queue(buffer_size);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
 
         let sock = Self {
             id: sid,
@@ -632,11 +618,9 @@ where
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new(internal_rx)),
             internal_tx,
             max_buffer_bytes: usize::MAX,
-
-            volatile_tx,
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
@@ -688,7 +672,10 @@ mod tests {
     async fn queue_is_full_at_max_buffer_bytes() {
         let socket = socket(10);
         socket.reserve().unwrap().emit("12345678".into());
-        socket.reserve().unwrap().emit_binary(Bytes::from_static(b"1234"));
+        socket
+            .reserve()
+            .unwrap()
+            .emit_binary(Bytes::from_static(b"1234"));
         assert_eq!(socket.queued_bytes(), 12);
         assert!(matches!(socket.reserve(), Err(TrySendError::Full(()))));
         assert!(matches!(socket.emit("1"), Err(TrySendError::Full(_))));

@@ -7,12 +7,15 @@
 use std::sync::Arc;
 
 use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
+    FutureExt, SinkExt, StreamExt, TryStreamExt,
     stream::{SplitSink, SplitStream},
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -27,7 +30,8 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, heartbeat::Heartbeat, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -65,27 +69,36 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
-            Err(_e) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("ws upgrade error: {}", _e);
-                return;
+    // The upgrade and the handshake are boxed apart from the connection's task: their state (the
+    // request head, the websocket being made, an upgrade's probes) is freed when they end, and
+    // the task keeps for the connection's life only what serving it needs.
+    let opening = Box::pin({
+        let engine = engine.clone();
+        async move {
+            match hyper::upgrade::on(req).await {
+                Ok(conn) => {
+                    let conn = hyper_util::rt::TokioIo::new(conn);
+                    Some(open(engine, conn, protocol, sid, parts).await)
+                }
+                Err(_e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("ws upgrade error: {}", _e);
+                    None
+                }
             }
-        };
+        }
+    });
 
-        match res {
-            Ok(_) => {
+    tokio::spawn(async move {
+        match opening.await {
+            None => {}
+            Some(Ok(opened)) => {
+                serve(engine, opened).await;
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed")
             }
-            Err(Error::MultipleWebsocketRequests) => {}
-            Err(_e) => {
+            Some(Err(Error::MultipleWebsocketRequests)) => {}
+            Some(Err(_e)) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed with error: {_e}");
                 if let Some(sid) = sid {
@@ -103,17 +116,48 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
-pub async fn on_init<H: EngineIoHandler, S>(
+pub fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
     req_data: Parts,
-) -> Result<(), Error>
+) -> impl Future<Output = Result<(), Error>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Boxed for the reason given in `new_req`.
+    let opening = Box::pin(open(engine.clone(), conn, protocol, sid, req_data));
+    async move {
+        let opened = opening.await?;
+        serve(engine, opened).await;
+        Ok(())
+    }
+}
+
+/// A websocket connection whose handshake is done, to be served by [`serve`].
+struct Opened<D: Default + Send + Sync + 'static, S> {
+    socket: Arc<Socket<D>>,
+    tx: SplitSink<WebSocketStream<S>, Message>,
+    rx: SplitStream<WebSocketStream<S>>,
+    /// The v4 heartbeat, for the writer to run: a socket that starts on websocket (an upgraded
+    /// one has the heartbeat task of its polling start, and a v3 one its own task).
+    heartbeat: Option<Heartbeat>,
+}
+
+/// The handshake of a websocket connection: the open packet of a new session, or the probes of
+/// an upgrade from polling.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn open<H: EngineIoHandler, S>(
+    engine: Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Opened<H::Data, S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -123,7 +167,7 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
@@ -148,7 +192,7 @@ where
                         return Err(Error::Upgrade);
                     }
                 }
-                (socket, ws)
+                (socket, ws, None)
             }
         }
     } else {
@@ -159,16 +203,42 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
+        let (interval, timeout) = (engine.config.ping_interval, engine.config.ping_timeout);
+        let heartbeat = if socket.protocol == ProtocolVersion::V4 {
+            Some(Heartbeat::new(interval, timeout))
+        } else {
+            socket.clone().spawn_heartbeat(interval, timeout);
+            None
+        };
+        (socket, ws, heartbeat)
     };
     let (tx, rx) = ws.split();
+    Ok(Opened {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    })
+}
 
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
+/// Serves an opened websocket connection until its session closes: reads packets from the
+/// websocket and hands them to the handler, while a task of its own writes the socket's queued
+/// packets (and runs its heartbeat, see [`Heartbeat`]).
+async fn serve<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Opened {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    } = opened;
+    // The writer is a task of its own: joined with the reader in one task, every wake of the
+    // writer (a packet queued to a socket waiting for one) polled the reader too, which cost
+    // fan-out CPU per delivery. Closing the session (the reader's end, or any other) cancels
+    // the socket, which ends the writer after its closing flush.
+    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx, heartbeat));
     // pipe between internal socket channel and websocket
     match forward_to_handler(&engine, rx, &socket)
         .with_cancellation_token(&socket.cancellation_token)
@@ -192,7 +262,6 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
-    Ok(())
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
@@ -248,12 +317,13 @@ where
     Ok(())
 }
 
-/// Forwards all packets waiting to be sent to the websocket
+/// Forwards all packets waiting to be sent to the websocket, and runs `heartbeat` if given
 ///
 /// The websocket stream is flushed only when the internal channel is drained
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
+    mut heartbeat: Option<Heartbeat>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -267,75 +337,70 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let InternalRx { buffered_rx, .. } = &mut *internal_rx;
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
+    // Some clients send the pong packet in first. If that happens, we should consume it (only
+    // when this heartbeat is ours: an upgraded socket's heartbeat task waits for its pongs).
+    if heartbeat.is_some() {
+        socket.heartbeat.notified().now_or_never();
+    }
+    let beat = tokio::time::sleep_until(
+        heartbeat
+            .as_ref()
+            .map_or_else(Instant::now, Heartbeat::deadline),
+    );
+    tokio::pin!(beat);
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
-        tokio::select! {
+        let awaiting_pong = heartbeat.as_ref().is_some_and(Heartbeat::awaiting_pong);
+        // What to write is picked first and written after the `select!`, whose futures would
+        // otherwise stay in the task's state beside the writes' (and each write site's). The
+        // queue hands out volatile packets too, after the queued ones.
+        let packets = tokio::select! {
             biased;
             items = buffered_rx.recv() => {
                 match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                    }
+                    Some(packets) => packets,
                     None => break
                 }
             }
             _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
+            () = socket.heartbeat.notified(), if awaiting_pong => {
+                if let Some(heartbeat) = &mut heartbeat {
+                    heartbeat.on_pong();
+                    beat.as_mut().reset(heartbeat.deadline());
+                }
+                continue;
+            }
+            () = &mut beat, if heartbeat.is_some() => {
+                if let Some(beating) = &mut heartbeat {
+                    match beating.on_deadline(&socket) {
+                        Ok(()) => beat.as_mut().reset(beating.deadline()),
+                        Err(_e) => {
+                            heartbeat = None;
+                            socket.close(DisconnectReason::HeartbeatTimeout);
+                            #[cfg(feature = "tracing")]
+                            tracing::debug!(sid = %socket.id, "heartbeat error: {_e}");
+                        }
                     }
                 }
-            },
+                continue;
+            }
+        };
+
+        // These packets, then whatever else is queued, in one flush.
+        let mut next = Some(packets);
+        while let Some(packets) = next.take().or_else(|| buffered_rx.try_recv().ok()) {
+            for packet in packets {
+                let Some(message) = ws_message(packet, socket.protocol) else {
+                    continue;
+                };
+                if let Err(_e) = tx.feed(message).await {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+                }
+            }
         }
 
         #[cfg(feature = "tracing")]
@@ -349,6 +414,32 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     tx.flush().await.ok();
     tx.close().await.ok();
 }
+/// The websocket message of a packet (`None` for a Noop packet).
+fn ws_message(packet: Packet, protocol: ProtocolVersion) -> Option<Message> {
+    match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Some(Message::Binary(buff.into()))
+            } else {
+                Some(Message::Binary(bin))
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => None,
+        packet => {
+            let packet: String = packet.try_into().unwrap();
+            Some(Message::Text(packet.into()))
+        }
+    }
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -501,6 +592,25 @@ mod tests {
         ))
     }
 
+    /// A socket whose closes are sent on the returned channel.
+    fn socket_closed_on() -> (
+        Arc<Socket<()>>,
+        tokio::sync::mpsc::UnboundedReceiver<DisconnectReason>,
+    ) {
+        let (closes, closed) = tokio::sync::mpsc::unbounded_channel();
+        let socket = Arc::new(Socket::new(
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &EngineIoConfig::default(),
+            Request::<()>::default().into_parts().0,
+            Box::new(move |_, reason| {
+                closes.send(reason).ok();
+            }),
+            false,
+        ));
+        (socket, closed)
+    }
+
     async fn ws_pair() -> (WebSocketStream<DuplexStream>, WebSocketStream<DuplexStream>) {
         let (server, client) = tokio::io::duplex(1024);
         (
@@ -517,7 +627,11 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            None,
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
@@ -531,6 +645,54 @@ mod tests {
         assert_eq!(msg, Message::text("4hello"));
     }
 
+    /// The writer runs the heartbeat of a socket that starts on websocket: a ping at once, the
+    /// next one an interval later once answered, and a close when one goes unanswered.
+    #[tokio::test]
+    async fn writer_pings_and_closes_a_socket_that_stops_answering() {
+        const INTERVAL: Duration = Duration::from_millis(200);
+        const PONG_TIMEOUT: Duration = Duration::from_millis(100);
+        let (socket, mut closed) = socket_closed_on();
+        let (server, mut client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let start = Instant::now();
+        let heartbeat = Heartbeat::new(INTERVAL, PONG_TIMEOUT);
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            Some(heartbeat),
+        ));
+        let mut next = async || {
+            tokio::time::timeout(TIMEOUT, client.next())
+                .await
+                .expect("a message in time")
+                .unwrap()
+                .unwrap()
+        };
+
+        assert_eq!(next().await, Message::text("2"));
+        socket.heartbeat.notify_one();
+        assert_eq!(next().await, Message::text("2"));
+        let second = start.elapsed();
+        assert!(second >= INTERVAL, "the second ping after {second:?}");
+
+        let reason = tokio::time::timeout(TIMEOUT, closed.recv())
+            .await
+            .expect("closed in time");
+        assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+        let waited = start.elapsed() - second;
+        assert!(
+            waited >= PONG_TIMEOUT - Duration::from_millis(10),
+            "closed {waited:?} after the unanswered ping"
+        );
+        assert_eq!(next().await, Message::text("1"), "the close packet");
+
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(TIMEOUT, writer)
+            .await
+            .expect("the writer should stop")
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
@@ -538,7 +700,11 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(
+            socket.clone(),
+            tx,
+            None,
+        ));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
