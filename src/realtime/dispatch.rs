@@ -25,11 +25,20 @@ pub(super) const STEP: usize = 256;
 /// Steps a room's events may wait before the room goes ahead of smaller ones.
 pub(super) const OVERDUE_STEPS: u64 = 8;
 
+/// Events (one per room an event is in) waiting, past which the dispatcher hands out everything
+/// at once instead of in steps: when commits outpace delivery (ingest saturating the hub's
+/// core), waiting between steps only lets ingest run further ahead while the queue grows and
+/// every event waits longer; handed out at once, the sockets' bounded queues turn the excess
+/// into catch-ups from the store, as without the steps.
+pub(super) const BACKLOG: usize = 1024;
+
 /// Events waiting for dispatch, per room in seq order; `T` is what the dispatcher needs to deliver
 /// one (the committed event and its seq in that room).
 pub(super) struct Pending<T> {
     /// Room -> its events, and the number of the step after which its first one was queued.
     rooms: HashMap<Room, (VecDeque<T>, u64)>,
+    /// Events queued in all rooms.
+    events: usize,
     /// Steps taken so far.
     steps: u64,
 }
@@ -38,6 +47,7 @@ impl<T> Default for Pending<T> {
     fn default() -> Self {
         Self {
             rooms: HashMap::new(),
+            events: 0,
             steps: 0,
         }
     }
@@ -49,8 +59,14 @@ impl<T> Pending<T> {
         self.rooms.is_empty()
     }
 
+    /// Events queued in all rooms.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
     /// Queues `item`, the next event of `room` (after the ones already queued for it).
     pub fn push(&mut self, room: &Room, item: T) {
+        self.events += 1;
         match self.rooms.get_mut(room) {
             Some((queue, _)) => queue.push_back(item),
             None => {
@@ -88,6 +104,7 @@ impl<T> Pending<T> {
                 break;
             }
             if let Some((queue, _)) = self.rooms.remove(&room) {
+                self.events -= queue.len();
                 deliveries = deliveries.saturating_add(size.saturating_mul(queue.len()));
                 taken.push((room, queue));
             }
@@ -123,6 +140,7 @@ mod tests {
         pending.push(&small, 7);
         pending.push(&big, 3);
         let size = |room: &Room| if *room == big { 100 } else { 10 };
+        assert_eq!(pending.events(), 4);
         let step = pending.step(1_000, size);
         assert_eq!(
             names(step),
@@ -132,6 +150,7 @@ mod tests {
             ]
         );
         assert!(pending.is_empty());
+        assert_eq!(pending.events(), 0);
     }
 
     /// A step ends once its deliveries reach the budget; the rest waits for the next, where

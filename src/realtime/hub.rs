@@ -214,7 +214,8 @@ impl Hub {
 
     /// Hands every committed event to the live subscribers of its rooms, in steps (see
     /// `dispatch`): between two steps the writers woken by the first run, and events committed
-    /// meanwhile join the queue, where rooms with fewer subscribers go first.
+    /// meanwhile join the queue, where rooms with fewer subscribers go first. A backlog past
+    /// [`dispatch::BACKLOG`] goes at once.
     async fn dispatch(self, mut commits: mpsc::UnboundedReceiver<Arc<[CommittedEvent]>>) {
         let mut pending = Pending::default();
         loop {
@@ -227,7 +228,12 @@ impl Hub {
             while let Ok(batch) = commits.try_recv() {
                 self.queue(&mut pending, batch);
             }
-            let delivered = self.step(&mut pending);
+            let budget = if pending.events() > dispatch::BACKLOG {
+                usize::MAX
+            } else {
+                dispatch::STEP
+            };
+            let delivered = self.step(&mut pending, budget);
             if !pending.is_empty() {
                 let_writers_run(delivered, || !commits.is_empty()).await;
             }
@@ -244,13 +250,14 @@ impl Hub {
         }
     }
 
-    /// Delivers the next step of `pending`; returns the deliveries queued for sockets.
-    fn step(&self, pending: &mut Pending<Queued>) -> u64 {
+    /// Delivers the next step of `pending`, of about `budget` deliveries; returns the deliveries
+    /// queued for sockets.
+    fn step(&self, pending: &mut Pending<Queued>, budget: usize) -> u64 {
         let mut catch_ups = Vec::new();
         let mut delivered = 0;
         {
             let mut state = self.lock();
-            let step = pending.step(dispatch::STEP, |room| state.subscribers(room));
+            let step = pending.step(budget, |room| state.subscribers(room));
             for (room, events) in step {
                 for (batch, index, seq) in events {
                     let (sent, starts) = deliver(&mut state, &batch[index], &room, seq);
