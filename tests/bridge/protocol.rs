@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::uploaded;
 use crate::support::hub::TestHub;
+use crate::support::raw::open_websocket;
 use crate::support::{WAIT, token};
 
 /// The hub publishes `client.connected`, `client.subscribed` and `client.disconnected` on its bus
@@ -63,16 +64,7 @@ async fn oversized_packets_are_refused_on_both_transports() {
     let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": "big" });
     let huge = "x".repeat(2 * 1024 * 1024);
 
-    let ws_url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        app.base.replace("http://", "ws://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .expect("websocket");
-    ws.send(Message::text(format!("40{auth}")))
-        .await
-        .expect("connect packet");
+    let mut ws = open_websocket(&app.base, &auth).await;
     let oversized = format!("42[\"subscribe:photo\",{{\"photoId\":\"{huge}\"}}]");
     let _ = ws.send(Message::text(oversized)).await;
     let closed = tokio::time::timeout(WAIT, async {
@@ -137,17 +129,8 @@ async fn a_client_that_stops_answering_pings_is_dropped_in_time() {
         s.socket.ping_timeout = TIMEOUT;
     })
     .await;
-    let ws_url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        app.base.replace("http://", "ws://")
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .expect("websocket");
     let auth = json!({ "token": token("u1", &["read:photos"]), "clientId": "beat" });
-    ws.send(Message::text(format!("40{auth}")))
-        .await
-        .expect("connect packet");
+    let mut ws = open_websocket(&app.base, &auth).await;
 
     // Dropped: a close packet, a close frame, or the end of the stream.
     let is_drop = |message: &Option<Result<Message, _>>| match message {

@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::api::Api;
 use crate::support::binary::HubProcess;
+use crate::support::raw::open_websocket;
 use crate::support::token;
 
 const BATCHES: usize = 160;
@@ -96,20 +97,10 @@ async fn run(with_stalled: bool, queue: Queue) -> u64 {
         .await;
     normal.next_named("connection:established").await;
     let expected_clients = if with_stalled { 2 } else { 1 };
-    let ws_url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        server.base.replace("http://", "ws://")
-    );
     let mut stalled = None;
     if with_stalled {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-            .await
-            .expect("raw websocket");
         let auth = json!({ "token": token("u2", &["read:photos"]), "clientId": "stalled" });
-        ws.send(Message::text(format!("40{auth}")))
-            .await
-            .expect("socket.io connect packet");
-        stalled = Some(ws);
+        stalled = Some(open_websocket(&server.base, &auth).await);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while connected_clients(&server).await < expected_clients {

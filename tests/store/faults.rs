@@ -7,15 +7,21 @@ use socket_bridge::store::{AppendError, EventLog, Faults, StoreError, StoreOptio
 
 use crate::helpers::{photo_event, runtime};
 
-#[test]
-fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().expect("temp dir");
+/// Default store options with a switch for injected faults.
+fn with_faults() -> (Faults, StoreOptions) {
     let faults = Faults::default();
     let options = StoreOptions {
         faults: faults.clone(),
         ..StoreOptions::default()
     };
+    (faults, options)
+}
+
+#[test]
+fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (faults, options) = with_faults();
     let event = |id, event_type| photo_event(id, event_type, "p1", "u1", serde_json::json!({}));
     let first = event("ev-1", EventType::PhotoUploaded);
     let second = event("ev-2", EventType::ProcessingStarted);
@@ -56,11 +62,7 @@ fn a_writer_that_falls_behind_holds_the_committer_back() {
     const APPENDS: usize = 200;
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
-    let faults = Faults::default();
-    let options = StoreOptions {
-        faults: faults.clone(),
-        ..StoreOptions::default()
-    };
+    let (faults, options) = with_faults();
     let log = EventLog::open_with(dir.path(), options).expect("open");
     let event = |n: usize| {
         let event_type = if n == 0 {

@@ -14,7 +14,24 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::WAIT;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A client websocket to the hub.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens a websocket to the hub at `base` and sends the Socket.IO connect packet with `auth`,
+/// without waiting for the answer: what a test that reads the raw frames starts with.
+pub async fn open_websocket(base: &str, auth: &Value) -> Ws {
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replace("http://", "ws://")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket");
+    ws.send(Message::text(format!("40{auth}")))
+        .await
+        .expect("connect packet");
+    ws
+}
 
 /// One websocket speaking Engine.IO v4 / Socket.IO v5 by hand.
 pub struct RawSocket {
@@ -26,17 +43,8 @@ impl RawSocket {
     /// Opens the websocket and sends the connect packet with `auth` at once, without waiting for
     /// the hub's answer.
     pub async fn open(base: &str, auth: &Value) -> Self {
-        let url = format!(
-            "{}/socket.io/?EIO=4&transport=websocket",
-            base.replace("http://", "ws://")
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket");
-        let (sink, stream) = ws.split();
-        let mut socket = Self { sink, stream };
-        socket.send(format!("40{auth}")).await;
-        socket
+        let (sink, stream) = open_websocket(base, auth).await.split();
+        Self { sink, stream }
     }
 
     /// [`open`](Self::open), then waits until the hub has accepted the connection.
