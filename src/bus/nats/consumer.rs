@@ -195,6 +195,11 @@ impl Consumer {
         let (halt, halted) = watch::channel(false);
         let (acks, to_ack) = mpsc::channel(QUEUED_ACKS);
         let acker = tokio::spawn(ack_stored(to_ack));
+        let decoder = Decoder {
+            identity: ready.identity.clone(),
+            max_bytes: self.max_message_bytes,
+            max_depth: self.ingest.max_json_depth(),
+        };
         let reader = tokio::spawn(
             Reader {
                 client: self.client.clone(),
@@ -203,17 +208,13 @@ impl Consumer {
                 stop: stop.clone(),
                 halt: halted,
                 disconnects: self.disconnects.clone(),
-                decoder: Decoder {
-                    identity: ready.identity.clone(),
-                    max_bytes: self.max_message_bytes,
-                    max_depth: self.ingest.max_json_depth(),
-                },
+                decoder: decoder.clone(),
                 queue,
             }
             .run(),
         );
         let paused = self
-            .store(&ready.identity, received, &acks, &halt, retry, transient)
+            .store(&decoder, received, &acks, &halt, retry, transient)
             .await;
         drop(acks);
         if let Err(e) = acker.await {
@@ -234,13 +235,13 @@ impl Consumer {
         }
     }
 
-    /// The storer: takes what the reader queued, stores it with one append and hands it to
-    /// `acks`, until the reader is done. When the store fails it halts the reader, nak's the messages with the next
-    /// backoff delay, nak's everything received after them with the same delay (so that they all
-    /// come back in order), and returns that delay.
+    /// The storer: takes what the reader queued and decoded with `decoder`, stores it with one
+    /// append and hands it to `acks`, until the reader is done. When the store fails it halts the
+    /// reader, nak's the messages with the next backoff delay, nak's everything received after
+    /// them with the same delay (so that they all come back in order), and returns that delay.
     async fn store(
         &self,
-        identity: &StreamIdentity,
+        decoder: &Decoder,
         mut received: mpsc::Receiver<Vec<Arrived>>,
         acks: &mpsc::Sender<Vec<Message>>,
         halt: &watch::Sender<bool>,
@@ -261,7 +262,7 @@ impl Consumer {
                 nak_all(&messages, delay).await;
                 continue;
             }
-            match self.process(identity, messages, acks).await {
+            match self.process(decoder, messages, acks).await {
                 Ok(()) => {
                     transient.reset();
                     retry.reset();
@@ -293,10 +294,11 @@ impl Consumer {
     /// batch (a redelivery that caught up with it) is left to the first one's ack.
     async fn process(
         &self,
-        identity: &StreamIdentity,
+        decoder: &Decoder,
         messages: Vec<Arrived>,
         acks: &mpsc::Sender<Vec<Message>>,
     ) -> Result<(), Unstored> {
+        let identity = &decoder.identity;
         let log = self.ingest.log();
         let source = identity.source();
         let consumed = match log.consumed(&source) {
@@ -354,11 +356,6 @@ impl Consumer {
         // Each round either ingests everything left or removes the one event the store refused,
         // so it runs at most once per message of the batch. The append takes the events; after a
         // refusal (rare) the others are decoded again, the same way, for the next round.
-        let decoder = Decoder {
-            identity: identity.clone(),
-            max_bytes: self.max_message_bytes,
-            max_depth: self.ingest.max_json_depth(),
-        };
         let now = Timestamp::now();
         while !pending.is_empty() {
             let mut events = Vec::with_capacity(pending.len());
