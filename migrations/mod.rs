@@ -15,6 +15,8 @@ mod m0004_id_index_on_disk;
 mod m0005_store_time;
 #[path = "0006_event_blocks.rs"]
 mod m0006_event_blocks;
+#[path = "0007_id_runs.rs"]
+mod m0007_id_runs;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -47,5 +49,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 6,
         name: "event_blocks",
         apply: m0006_event_blocks::apply,
+    },
+    Migration {
+        version: 7,
+        name: "id_runs",
+        apply: m0007_id_runs::apply,
     },
 ];

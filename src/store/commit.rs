@@ -26,6 +26,7 @@ use super::block::BlockBuilder;
 use super::codec;
 use super::derived::{DerivedJob, Pending, WriterMessage};
 use super::faults::Faults;
+use super::id_runs::Filters;
 use super::ids::IdIndex;
 use super::keys;
 use super::records::CommitRecord;
@@ -109,6 +110,8 @@ struct Overlay {
     /// Source -> the consumed position its accepted requests recorded.
     positions: HashMap<String, u64>,
     committed: Vec<CommittedEvent>,
+    /// The id runs' filters read by the group's lookups.
+    filters: Filters,
 }
 
 /// The committer thread's state.
@@ -388,13 +391,13 @@ impl Committer {
 
     fn stored_placement(
         &self,
-        stage: &Overlay,
+        stage: &mut Overlay,
         id: &EventId,
     ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
         if let Some(rooms) = stage.ids.get(id) {
             return Ok(Some(rooms.clone()));
         }
-        self.ids.lookup(&self.db, id)
+        self.ids.lookup(&self.db, id, &mut stage.filters)
     }
 
     fn staged_status(

@@ -1,14 +1,15 @@
 //! What the events derive, written behind the committer: photo status snapshots and the
-//! event-id index records (see `ids`).
+//! event-id index's runs (see `ids`), and the merging of those runs.
 //!
 //! A status or id record per event in the durable group commit would cost about as much as the
 //! event, and both are derivable from the events. So after a group is flushed its statuses go to
 //! [`Pending`] (every status read consults it first), its ids to the id index's memory, and both
 //! to the writer thread, which gathers groups for a short while, writes each photo's latest status
-//! once and each id's record, and deletes the groups' commit records in the same atomic batch.
+//! once and the groups' ids as index runs, and deletes the groups' commit records in the same
+//! atomic batch; then it merges index runs if a size tier is full.
 //! After a crash, the commit records still present name exactly the events whose derived records
-//! may be missing: [`recover`] derives them again at open (a status records its `lastSeq`, and
-//! adding a placement is idempotent, so nothing is applied twice).
+//! may be missing: [`recover`] derives them again at open (a status records its `lastSeq`, and an
+//! id indexed twice with the same placement is one entry once its runs are merged).
 
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
@@ -20,6 +21,7 @@ use serde_json::Value;
 use super::StoreError;
 use super::codec;
 use super::faults::Faults;
+use super::id_runs::PARTITIONS;
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::StoredEvent;
@@ -130,7 +132,7 @@ pub(super) fn run_writer(
         }
         // On failure the statuses and ids stay in memory (reads still find them) and the commit
         // records stay, so the next open derives them again.
-        match write(&db, &jobs, &latest) {
+        match write(&db, &ids, &jobs, &latest) {
             Ok(()) => {
                 pending.settle(&latest);
                 for job in &jobs {
@@ -144,20 +146,32 @@ pub(super) fn run_writer(
         for done in syncs {
             let _ = done.send(());
         }
+        // Each partition may have a full tier after a turn's runs: up to one merge per partition.
+        for _ in 0..PARTITIONS {
+            match ids.merge_once(&db) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %ErrorChain(&e), "could not merge event-id index runs; lookups read more runs until a later merge succeeds");
+                    break;
+                }
+            }
+        }
     }
 }
 
 fn write(
     db: &sled::Db,
+    ids: &IdIndex,
     jobs: &[DerivedJob],
     latest: &HashMap<PhotoId, PhotoStatus>,
 ) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
-    for job in jobs {
-        for (id, placement) in &job.ids {
-            batch.insert(keys::id(id.as_str()), ids::encode(placement)?);
-        }
-    }
+    let new_ids: Vec<(EventId, Vec<(Room, u64)>)> = jobs
+        .iter()
+        .flat_map(|job| job.ids.iter().cloned())
+        .collect();
+    let runs = ids.stage(&mut batch, &new_ids)?;
     for (photo, status) in latest {
         batch.insert(
             keys::status(photo.as_str()),
@@ -168,15 +182,23 @@ fn write(
         batch.remove(keys::commit(job.commit_no));
     }
     db.apply_batch(batch)?;
+    ids.settle_runs(runs);
     Ok(())
 }
 
-/// Derives again the statuses and id records of every group commit whose derived records may be
-/// missing (those whose commit record is still present), in commit order, then removes the
-/// commit records and flushes. Returns how many commit records it processed. A corrupt commit or
-/// event record is reported to `corruption` and skipped: nothing is derived from it.
-pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, StoreError> {
+/// Derives again the statuses and index entries of every group commit whose derived records may
+/// be missing (those whose commit record is still present), in commit order, then writes the ids
+/// as index runs with the removal of the commit records, and flushes. Returns how many commit
+/// records it processed. A corrupt commit or event record is reported to `corruption` and
+/// skipped: nothing is derived from it.
+pub(super) fn recover(
+    db: &sled::Db,
+    ids: &IdIndex,
+    corruption: &Corruption,
+) -> Result<usize, StoreError> {
     let mut recovered = 0;
+    let mut placements: HashMap<EventId, Vec<(Room, u64)>> = HashMap::new();
+    let mut batch = sled::Batch::default();
     for entry in db.scan_prefix([keys::COMMIT]) {
         let (commit_key, value) = entry?;
         let ranges = match codec::decode::<CommitRecord>(&commit_key, &value) {
@@ -204,7 +226,10 @@ pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, S
                         continue;
                     }
                     if !stored.id_generated {
-                        ids::add_placement(db, stored.id.as_str(), &room, stored.seq)?;
+                        placements
+                            .entry(stored.id.clone())
+                            .or_default()
+                            .push((room.clone(), stored.seq));
                     }
                     if let Room::Photo(photo) = &room {
                         match derive_status(db, photo, &stored) {
@@ -217,10 +242,14 @@ pub(super) fn recover(db: &sled::Db, corruption: &Corruption) -> Result<usize, S
                 }
             }
         }
-        db.remove(&commit_key)?;
+        batch.remove(commit_key);
         recovered += 1;
     }
     if recovered > 0 {
+        let placements: Vec<_> = placements.into_iter().collect();
+        let runs = ids.stage(&mut batch, &placements)?;
+        db.apply_batch(batch)?;
+        ids.settle_runs(runs);
         db.flush()?;
     }
     Ok(recovered)

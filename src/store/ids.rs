@@ -5,24 +5,29 @@
 //! Only the ids producers give are indexed: an id the hub generated (128 random bits) is unique
 //! by construction, one derived from a JetStream message's position is recognised by the
 //! consumed position stored with its event, and indexing either would cost about as much as
-//! storing the event (docs/protocol.md, "Idempotency"). The index is an `i <eventId>` record per id (its rooms and seqs, the photo room first),
-//! written behind the committer by the derived-state writer, in the same batch that retires the
-//! group's commit record: a record per event in the durable group commit would cost about as much
-//! as the event itself. Until the writer has written them, a flushed group's ids are in
-//! [`IdIndex`]'s memory (bounded by what the writer has not caught up with); after a crash, the
-//! commit records still present name exactly the events whose ids may be missing, and opening
-//! derives them again. Every answer is checked against the event record it names, so an entry
-//! for a pruned event never answers. Nothing is scanned at open, and memory does not grow with
-//! the history.
+//! storing the event (docs/protocol.md, "Idempotency"). On disk the index is runs of hashed
+//! entries (see `id_runs`), written behind the committer by the derived-state writer, in the
+//! same batch that retires the group's commit record, and merged by the same writer. Until the
+//! writer has written them, a flushed group's ids are in [`IdIndex`]'s memory (bounded by what
+//! the writer has not caught up with); after a crash, the commit records still present name
+//! exactly the events whose ids may be missing, and opening derives them again. Every answer is
+//! checked against the event record it names, so an entry for a pruned event (dropped when its
+//! run is next merged) or for another id with the same hash never answers. Nothing is scanned at
+//! open, and memory does not grow with the history.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::StoreError;
+use super::block;
 use super::codec;
+use super::id_runs::{Catalog, Entry, Filters};
 use super::keys;
 use super::tree::{Corruption, event_at};
 use crate::domain::{EventId, Room};
+
+/// What errors name as the record of an index entry that does not decode.
+const ENTRY: &[u8] = b"x (id run entry)";
 
 /// Entries the memory of unwritten ids keeps room for once it is empty.
 pub(super) const KEPT_CAPACITY: usize = 4096;
@@ -33,17 +38,41 @@ pub(super) type PlacementRecord = Vec<(String, u64)>;
 /// Ids of flushed groups that the writer has not written yet.
 pub(super) struct IdIndex {
     recent: Mutex<HashMap<EventId, Vec<(Room, u64)>>>,
+    /// The runs on disk. Lookups hold it for reading while they read runs; a merge takes it for
+    /// writing to stop listing the runs it is about to remove.
+    catalog: RwLock<Catalog>,
     /// Where event records that do not decode are reported.
     corruption: Arc<Corruption>,
 }
 
 impl IdIndex {
-    /// An empty index reporting corrupt event records to `corruption`.
-    pub fn new(corruption: Arc<Corruption>) -> Self {
-        Self {
-            recent: Mutex::default(),
-            corruption,
+    /// The index of the store `db`, reporting corrupt event records to `corruption`. Removes the
+    /// records of runs a merge left retired (a crash before it removed them).
+    pub fn open(db: &sled::Db, corruption: Arc<Corruption>) -> Result<Self, StoreError> {
+        let mut catalog = Catalog::load(db)?;
+        if !catalog.retired().is_empty() {
+            let mut batch = sled::Batch::default();
+            catalog = catalog.stage_retire(db, &mut batch)?;
+            db.apply_batch(batch)?;
         }
+        Ok(Self {
+            recent: Mutex::default(),
+            catalog: RwLock::new(catalog),
+            corruption,
+        })
+    }
+
+    fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn replace_catalog(&self, next: Catalog) {
+        *self
+            .catalog
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
     }
 
     fn recent(&self) -> MutexGuard<'_, HashMap<EventId, Vec<(Room, u64)>>> {
@@ -71,19 +100,37 @@ impl IdIndex {
         }
     }
 
-    /// Where `id` is stored, checked against the event records.
+    /// Where `id` is stored, checked against the event records. `filters` keeps the run filters
+    /// read, for the next lookups of the same group.
     pub fn lookup(
         &self,
         db: &sled::Db,
         id: &EventId,
+        filters: &mut Filters,
     ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
         let recent = self.recent().get(id).cloned();
         let candidates = match recent {
             Some(placement) => placement,
-            None => match read(db, id.as_str())? {
-                Some(placement) => placement,
-                None => return Ok(None),
-            },
+            None => {
+                let catalog = self.catalog();
+                let mut candidates = Vec::new();
+                let hash = super::id_runs::hash(id.as_str());
+                for bytes in catalog.find(db, filters, hash)? {
+                    let placements = match decode(ENTRY, &bytes) {
+                        Ok(placements) => placements,
+                        Err(error) => {
+                            self.corruption.report(ENTRY, &error);
+                            continue;
+                        }
+                    };
+                    for placement in placements {
+                        if !candidates.contains(&placement) {
+                            candidates.push(placement);
+                        }
+                    }
+                }
+                candidates
+            }
         };
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
@@ -95,30 +142,134 @@ impl IdIndex {
         }
         Ok(if kept.is_empty() { None } else { Some(kept) })
     }
+
+    /// Stages runs holding `ids` into `batch`; the returned catalog is [`IdIndex::settle_runs`]'s
+    /// once the batch is applied.
+    pub fn stage(
+        &self,
+        batch: &mut sled::Batch,
+        ids: &[(EventId, Vec<(Room, u64)>)],
+    ) -> Result<Catalog, StoreError> {
+        let entries = ids
+            .iter()
+            .map(|(id, placement)| {
+                Ok(Entry {
+                    hash: super::id_runs::hash(id.as_str()),
+                    placement: encode(placement)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.catalog().stage_new(batch, entries)
+    }
+
+    /// Lists the runs of an applied batch (see [`IdIndex::stage`]).
+    pub fn settle_runs(&self, next: Catalog) {
+        self.replace_catalog(next);
+    }
+
+    /// Merges one partition's runs of a size tier into one, if some tier is full, dropping the
+    /// entries whose events are all pruned. Returns whether it merged.
+    pub fn merge_once(&self, db: &sled::Db) -> Result<bool, StoreError> {
+        let (partition, runs, entries) = {
+            let catalog = self.catalog();
+            let Some((partition, runs)) = catalog.plan_merge() else {
+                return Ok(false);
+            };
+            let mut entries = Vec::new();
+            for run in &runs {
+                entries.extend(catalog.read_run(db, partition, run)?);
+            }
+            (partition, runs, entries)
+        };
+        let entries = live_entries(db, entries)?;
+        let mut batch = sled::Batch::default();
+        let merged = self
+            .catalog()
+            .stage_merge(&mut batch, partition, &runs, entries)?;
+        db.apply_batch(batch)?;
+        // Lookups from now on read the merged run; the write lock waits for those still reading
+        // the runs about to be removed.
+        self.replace_catalog(merged.clone());
+        let mut batch = sled::Batch::default();
+        let retired = merged.stage_retire(db, &mut batch)?;
+        db.apply_batch(batch)?;
+        tracing::debug!(
+            partition,
+            merged = runs.len(),
+            entries = retired.entries(),
+            runs = retired.runs(),
+            "merged event-id index runs"
+        );
+        self.replace_catalog(retired);
+        Ok(true)
+    }
 }
 
-/// The placements an `i` record holds for `id`.
-fn read(db: &sled::Db, id: &str) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-    let key = keys::id(id);
-    let Some(bytes) = db.get(&key)? else {
-        return Ok(None);
+/// The entries of `entries` with their placements still stored: a placement below its room's
+/// oldest kept event is gone (retention removes events oldest first), and an entry with none left
+/// is dropped.
+fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreError> {
+    let mut oldest: HashMap<Room, u64> = HashMap::new();
+    let mut live = Vec::with_capacity(entries.len());
+    for entry in entries {
+        // An entry that does not decode is kept as it is (lookups report it).
+        let Ok(placement) = decode(ENTRY, &entry.placement) else {
+            live.push(entry);
+            continue;
+        };
+        let mut kept = Vec::with_capacity(placement.len());
+        for (room, seq) in &placement {
+            let floor = match oldest.get(room) {
+                Some(floor) => *floor,
+                None => {
+                    let floor = oldest_kept(db, room)?;
+                    oldest.insert(room.clone(), floor);
+                    floor
+                }
+            };
+            if *seq >= floor {
+                kept.push((room.clone(), *seq));
+            }
+        }
+        if kept.len() == placement.len() {
+            live.push(entry);
+        } else if !kept.is_empty() {
+            live.push(Entry {
+                hash: entry.hash,
+                placement: encode(&kept)?,
+            });
+        }
+    }
+    Ok(live)
+}
+
+/// The seq of `room`'s oldest kept event (`u64::MAX` when it keeps none; 0 when its first block
+/// does not decode, so that nothing is dropped on its account).
+fn oldest_kept(db: &sled::Db, room: &Room) -> Result<u64, StoreError> {
+    let Some(first) = db.scan_prefix(keys::event_prefix(&room.to_string())).next() else {
+        return Ok(u64::MAX);
     };
-    let record: PlacementRecord = codec::decode(&key, &bytes)?;
+    let (key, value) = first?;
+    Ok(block::first_seq(&key, &value).unwrap_or(0))
+}
+
+/// The placements of an encoded placement record.
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<(Room, u64)>, StoreError> {
+    let record: PlacementRecord = codec::decode(key, bytes)?;
     record
         .into_iter()
         .map(|(room, seq)| {
             room.parse::<Room>()
                 .map(|room| (room, seq))
                 .map_err(|_| StoreError::Corrupt {
-                    key: keys::display(&key),
+                    key: keys::display(key),
                     reason: format!("invalid room name `{room}`"),
                 })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+        .collect()
 }
 
-/// The encoded `i` record of a placement, the photo room first.
+/// The encoded placement of an index entry (and of a version 6 `i` record), the photo room first.
 pub(super) fn encode(placement: &[(Room, u64)]) -> Result<Vec<u8>, StoreError> {
     let mut record: PlacementRecord = placement
         .iter()
@@ -126,41 +277,4 @@ pub(super) fn encode(placement: &[(Room, u64)]) -> Result<Vec<u8>, StoreError> {
         .collect();
     record.sort_by_key(|(room, _)| !room.starts_with("photo:"));
     codec::encode(&record)
-}
-
-/// Adds `(room, seq)` to the stored record of `id` (recovery after a crash). Idempotent.
-pub(super) fn add_placement(
-    db: &sled::Db,
-    id: &str,
-    room: &Room,
-    seq: u64,
-) -> Result<(), StoreError> {
-    let mut placement = read(db, id)?.unwrap_or_default();
-    if placement.iter().any(|(r, s)| r == room && *s == seq) {
-        return Ok(());
-    }
-    placement.push((room.clone(), seq));
-    db.insert(keys::id(id), encode(&placement)?)?;
-    Ok(())
-}
-
-/// Stages the removal of `(room, seq)` from the record of `id` (its event is being pruned) into
-/// `batch`; the record goes when no placement is left.
-pub(super) fn forget_placement(
-    db: &sled::Db,
-    batch: &mut sled::Batch,
-    id: &str,
-    room: &Room,
-    seq: u64,
-) -> Result<(), StoreError> {
-    let Some(mut placement) = read(db, id)? else {
-        return Ok(());
-    };
-    placement.retain(|(r, s)| !(r == room && *s == seq));
-    if placement.is_empty() {
-        batch.remove(keys::id(id));
-    } else {
-        batch.insert(keys::id(id), encode(&placement)?);
-    }
-    Ok(())
 }

@@ -12,8 +12,11 @@ pub const HEAD: u8 = b'h';
 /// `s photoId`: the photo's status snapshot (owner included).
 pub const STATUS: u8 = b's';
 /// `i eventId`: the rooms and seqs an event was stored at (producer-given ids only since schema
-/// version 6; written behind the committer, see `ids`).
+/// version 6). Before schema version 7 only: migration 7 moves them into id runs.
 pub const ID: u8 = b'i';
+/// `x partition run`: an id run's filter; `x partition run firstHash`: one chunk of the run's
+/// entries (see `id_runs`).
+pub const ID_RUN: u8 = b'x';
 /// `c commitNo`: rooms and seq ranges of a group commit not yet in the id index.
 pub const COMMIT: u8 = b'c';
 /// `m name`: store metadata (schema version, epoch).
@@ -26,6 +29,8 @@ pub const POSITION: u8 = b'p';
 pub const META_SCHEMA_VERSION: &str = "schema_version";
 /// Metadata name of the epoch.
 pub const META_EPOCH: &str = "epoch";
+/// Metadata name of the id runs' catalog (see `id_runs`).
+pub const META_ID_RUNS: &str = "id_runs";
 
 fn tagged(tag: u8, name: &str, extra: usize) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + name.len() + extra);
@@ -83,6 +88,22 @@ pub fn status(photo_id: &str) -> Vec<u8> {
 /// The key of an event id's index record.
 pub fn id(event_id: &str) -> Vec<u8> {
     tagged(ID, event_id, 0)
+}
+
+/// The key of an id run's filter; its chunks' keys start with it.
+pub fn id_run(partition: u8, run: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(18);
+    key.push(ID_RUN);
+    key.push(partition);
+    key.extend_from_slice(&run.to_be_bytes());
+    key
+}
+
+/// The key of the chunk of an id run whose first entry has `first_hash`.
+pub fn id_chunk(partition: u8, run: u64, first_hash: u64) -> Vec<u8> {
+    let mut key = id_run(partition, run);
+    key.extend_from_slice(&first_hash.to_be_bytes());
+    key
 }
 
 /// The key of a pending group commit record.

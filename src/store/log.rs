@@ -13,6 +13,7 @@ use super::codec;
 use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::derived::{self, Pending, WriterMessage};
 use super::faults::Faults;
+use super::id_runs::Filters;
 use super::ids::IdIndex;
 use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
@@ -120,14 +121,14 @@ impl EventLog {
         let db = open_tree(&config)?;
         let corruption = Arc::new(Corruption::default());
         migrate::run(&db)?;
-        let recovered = derived::recover(&db, &corruption)?;
+        let ids = Arc::new(IdIndex::open(&db, Arc::clone(&corruption))?);
+        let recovered = derived::recover(&db, &ids, &corruption)?;
         if recovered > 0 {
             tracing::info!(
                 recovered,
-                "derived photo statuses of group commits left by an unclean stop"
+                "derived photo statuses and event ids of group commits left by an unclean stop"
             );
         }
-        let ids = Arc::new(IdIndex::new(Arc::clone(&corruption)));
         let epoch_key = keys::meta(keys::META_EPOCH);
         let epoch: String = match db.get(&epoch_key)? {
             Some(bytes) => codec::decode(&epoch_key, &bytes)?,
@@ -376,7 +377,9 @@ impl EventLog {
 
     /// Where an event id is stored, if it is.
     pub fn placement(&self, id: &EventId) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        self.shared.ids.lookup(&self.shared.db, id)
+        self.shared
+            .ids
+            .lookup(&self.shared.db, id, &mut Filters::default())
     }
 
     /// How far `source` (a JetStream stream's identity) has been consumed: the position last

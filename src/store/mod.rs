@@ -14,7 +14,8 @@
 //!   through it.
 //! - `log`: [`EventLog`], the face: opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
-//! - `ids`: the event-id index (`i` records written behind the committer).
+//! - `ids`: the event-id index (what is stored under an id, recent ids in memory).
+//! - `id_runs`: the index's records: hash-sorted runs with filters, merged LSM-style.
 //! - `faults`: write failures injected by tests.
 //! - `fuzzing`: the stored record decoder's fuzz target body (tests and the `fuzzing` feature).
 //! - `derived`: photo statuses and id records, written behind the committer and recovered at
@@ -32,6 +33,7 @@ mod error;
 mod faults;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzzing;
+mod id_runs;
 mod ids;
 pub mod keys;
 mod lock;

@@ -5,8 +5,9 @@
 //! (stopping at the first younger one, so what is kept stays contiguous), and all but the newest
 //! `max_events`. The head records stay, so a room never reuses a seq; the
 //! oldest kept seq moves forward by itself (it is the first seq of the room's first block; a block
-//! whose older events expire is rewritten with its younger ones). Removed events
-//! leave their id records too. A photo's status stays (it answers `photo:status:request`)
+//! whose older events expire is rewritten with its younger ones). The id index keeps removed
+//! events' entries until their runs are next merged (a lookup checks the event, so they never
+//! answer). A photo's status stays (it answers `photo:status:request`)
 //! until the photo is deleted and its last status change is older than the maximum age; the
 //! photos forgotten so are listed in the report, so that whoever keeps anything else per photo
 //! (its files) can let it go too. The store knows nothing of those.
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use super::block;
 use super::codec;
-use super::ids;
 use super::keys;
 use super::records::StatusRecord;
 use super::tree::{Corruption, stored_head};
@@ -127,7 +127,7 @@ fn prune_room(
     cutoff: i64,
     dry_run: bool,
 ) -> Result<u64, StoreError> {
-    let parsed: Room = room.parse().map_err(|_| StoreError::Corrupt {
+    room.parse::<Room>().map_err(|_| StoreError::Corrupt {
         key: keys::display(&keys::event_prefix(room)),
         reason: "invalid room name".into(),
     })?;
@@ -164,9 +164,6 @@ fn prune_room(
                 break;
             }
             continue;
-        }
-        for event in events.iter().take(expired).filter(|e| !e.id_generated) {
-            ids::forget_placement(db, &mut batch, event.id.as_str(), &parsed, event.seq)?;
         }
         // A block whose older events expired keeps its younger ones, under the same key.
         let kept = match &decoded {

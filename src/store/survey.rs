@@ -57,7 +57,7 @@ impl EventLog {
             let size = (key.len() + value.len()) as u64;
             match key.first() {
                 Some(&keys::EVENT) => bytes.events += size,
-                Some(&keys::ID) => bytes.ids += size,
+                Some(&keys::ID | &keys::ID_RUN) => bytes.ids += size,
                 _ => bytes.other += size,
             }
         }

@@ -49,6 +49,17 @@ pub fn temp_store() -> (tempfile::TempDir, Runtime, EventLog) {
     (dir, rt, log)
 }
 
+/// Entries in the id index's run chunks (`x` records whose key names a chunk; each starts with a
+/// format byte and the little-endian entry count).
+pub fn id_index_entries(raw: &sled::Db) -> u64 {
+    let chunk_key = socket_bridge::store::keys::id_chunk(0, 0, 0).len();
+    raw.scan_prefix([socket_bridge::store::keys::ID_RUN])
+        .map(|record| record.expect("read"))
+        .filter(|(key, _)| key.len() == chunk_key)
+        .map(|(_, value)| u64::from(u32::from_le_bytes(value[1..5].try_into().expect("count"))))
+        .sum()
+}
+
 /// Opens a store directory with bare sled, waiting for a just-closed `EventLog` to let go of the
 /// directory lock (sled releases it from a background thread a few milliseconds later).
 pub fn raw_open(dir: &std::path::Path) -> sled::Db {

@@ -15,7 +15,7 @@ use socket_bridge::domain::{
 };
 use socket_bridge::store::{EventLog, SCHEMA_VERSION, StoreError};
 
-use crate::helpers::{raw_open, runtime};
+use crate::helpers::{id_index_entries, raw_open, runtime};
 
 /// What the code that wrote a fixture reported about it (`tests/fixtures/store-vN.manifest.json`).
 #[derive(Debug, Deserialize)]
@@ -186,7 +186,9 @@ fn without_index(records: &[(Vec<u8>, Vec<u8>)]) -> Vec<&(Vec<u8>, Vec<u8>)> {
     records
         .iter()
         .filter(|(key, _)| {
-            !matches!(key.first(), Some(b'i' | b'e')) && key.as_slice() != b"mschema_version"
+            !matches!(key.first(), Some(b'i' | b'x' | b'e'))
+                && key.as_slice() != b"mschema_version"
+                && key.as_slice() != b"mid_runs"
         })
         .collect()
 }
@@ -263,8 +265,13 @@ fn opens_as_its_writer_reported(version: u32) {
             .count();
         assert_eq!(
             key_counts(&raw).get("i").copied().unwrap_or(0),
-            kept_ids,
-            "one id record per event still stored (rebuilt by migration 4)"
+            0,
+            "every id record moved into runs (migration 7)"
+        );
+        assert_eq!(
+            id_index_entries(&raw),
+            kept_ids as u64,
+            "one index entry per event still stored (rebuilt by migration 4, moved by migration 7)"
         );
     }
     assert!(

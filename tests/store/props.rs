@@ -233,6 +233,68 @@ proptest! {
     }
 }
 
+/// One step of [`ids_are_recognised_across_runs_merges_and_restarts`]: a batch of ids (from a
+/// small space, so that many repeat), then whether the writer catches up (a run per partition)
+/// and whether the store is reopened.
+fn id_steps() -> impl Strategy<Value = Vec<(Vec<u16>, bool, bool)>> {
+    prop::collection::vec(
+        (
+            prop::collection::vec(0u16..600, 1..120),
+            prop::bool::weighted(0.7),
+            prop::bool::weighted(0.15),
+        ),
+        4..14,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// An id is stored once and every later event with it is answered as a duplicate at the
+    /// first placement, whether it is still in memory, in a run, in a merged run or read after a
+    /// restart: the id index never forgets or invents an id (checked against a plain map).
+    #[test]
+    fn ids_are_recognised_across_runs_merges_and_restarts(steps in id_steps()) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = runtime();
+        let mut log = EventLog::open(dir.path()).expect("open");
+        let mut first: HashMap<String, Vec<(Room, u64)>> = HashMap::new();
+        for (batch, sync, reopen) in steps {
+            let events: Vec<Event> = batch
+                .iter()
+                .map(|n| photo_event(&format!("id-{n}"), EventType::ProcessingProgress, &format!("p{}", n % 40), "u", json!({})))
+                .collect();
+            let receipts = rt.block_on(log.append(events)).expect("append");
+            for receipt in receipts {
+                let id = receipt.event_id.as_str().to_string();
+                match first.get(&id) {
+                    Some(rooms) => {
+                        prop_assert!(receipt.duplicate, "{} again is a duplicate", id);
+                        prop_assert_eq!(&receipt.rooms, rooms);
+                    }
+                    None => {
+                        prop_assert!(!receipt.duplicate, "{} is new", id);
+                        first.insert(id, receipt.rooms);
+                    }
+                }
+            }
+            if sync {
+                prop_assert!(log.sync_statuses(std::time::Duration::from_secs(5)));
+            }
+            if reopen {
+                log.close().expect("close");
+                drop(log);
+                log = EventLog::open(dir.path()).expect("reopen");
+            }
+        }
+        for n in 0..600u16 {
+            let id = EventId::parse(&format!("id-{n}")).expect("id");
+            let placement = log.placement(&id).expect("lookup");
+            prop_assert_eq!(placement.as_ref(), first.get(id.as_str()), "placement of {}", id);
+        }
+    }
+}
+
 /// The photo event type numbered `kind` (0..6): the types the model covers, in their declared
 /// order.
 fn model_type(kind: u8) -> EventType {

@@ -6,7 +6,7 @@ use serde_json::{Map, json};
 use socket_bridge::domain::{Event, EventId, EventType, PhotoId, ProcessingState, Room, Timestamp};
 use socket_bridge::store::{EventLog, RetentionPolicy, StoreOptions, StoreTime};
 
-use crate::helpers::{photo_event, runtime};
+use crate::helpers::{id_index_entries, photo_event, raw_open, runtime};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -328,8 +328,9 @@ fn retention_ages_events_by_store_time_not_producer_time() {
 }
 
 /// `record_bytes` counts what the kept records hold, by kind: it grows with appends (blocks and
-/// producer ids) and shrinks with what a pass removes, as the retention soak's ratio of disk size
-/// to kept data needs.
+/// producer ids) and its blocks shrink with what a pass removes, as the retention soak's ratio of
+/// disk size to kept data needs. The index entries of pruned events stay until their run is
+/// merged (`merged_id_runs_drop_the_entries_of_pruned_events`), and no longer answer.
 #[test]
 fn record_bytes_follow_appends_and_prunes() {
     let (_dir, rt, log) = temp_store();
@@ -369,5 +370,54 @@ fn record_bytes_follow_appends_and_prunes() {
         pruned.events < full.events / 5,
         "a pass keeping 5 of 50 events per room leaves a tenth of the blocks' bytes: {pruned:?} after {full:?}"
     );
-    assert!(pruned.ids < full.ids / 5, "pruned ids go: {pruned:?}");
+    assert_eq!(pruned.ids, full.ids, "index entries wait for a merge");
+    for i in 0..50 {
+        let id = EventId::parse(&format!("e{i}")).expect("id");
+        assert_eq!(
+            log.placement(&id).expect("placement").is_some(),
+            i >= 45,
+            "e{i}: only the kept events' ids answer"
+        );
+    }
+}
+
+/// When the writer merges index runs, the entries of events retention removed are dropped: four
+/// rounds of producer ids make every partition's fourth run, which merges them, after a pass
+/// that kept 5 of each photo's 12 events.
+#[test]
+fn merged_id_runs_drop_the_entries_of_pruned_events() {
+    let (dir, rt, log) = temp_store();
+    let now = Timestamp::now().millis();
+    let round = |r: usize| -> Vec<Event> {
+        (0..200)
+            .map(|i| {
+                at(
+                    photo_event(
+                        &format!("r{r}-{i}"),
+                        EventType::ProcessingProgress,
+                        &format!("p{}", i % 50),
+                        "u1",
+                        json!({}),
+                    ),
+                    now,
+                )
+            })
+            .collect()
+    };
+    for r in 0..3 {
+        rt.block_on(log.append(round(r))).expect("append");
+        assert!(log.sync_statuses(Duration::from_secs(5)), "ids written");
+    }
+    log.prune(&policy(24, 5), Timestamp::from_millis(now), false)
+        .expect("prune");
+    rt.block_on(log.append(round(3))).expect("append");
+    assert!(log.sync_statuses(Duration::from_secs(5)), "ids written");
+    log.close().expect("close (the writer finishes its merges)");
+    drop(log);
+    let raw = raw_open(dir.path());
+    assert_eq!(
+        id_index_entries(&raw),
+        50 * 5 + 200,
+        "entries of the kept events only"
+    );
 }
