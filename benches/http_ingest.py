@@ -7,8 +7,9 @@ pinned to core 1, and reads the hub's CPU time from /proc/<pid>/stat before and 
 
     cargo build --release && python3 benches/http_ingest.py [BATCHES] [BATCH] [WORKERS]
 
-Environment: PHOTOS (100), the photo rooms; SAMPLE=N prints the hub's RSS each time another N
-events have been answered (RSS against events ingested; the peak, VmHWM, is printed at the end);
+Environment: PHOTOS (100), the photo rooms; IDS=0 sends the events without `id` (the hub
+generates ids, which are not indexed: the baseline for the cost of producer ids); SAMPLE=N prints
+the hub's RSS each time another N events have been answered (RSS against events ingested; the peak, VmHWM, is printed at the end);
 IDLE=S waits S seconds after the ingest and prints the RSS again (what stays held once the
 writer behind the committer and the allocator's decay have caught up); REOPEN=1 also stops the
 hub (SIGTERM) after the ingest, starts it again on the same data dir, and reports how long it
@@ -30,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "socket-bridge")
 SECRET = "bench-secret-0123456789abcdef0123"
 PHOTOS = int(os.environ.get("PHOTOS", "100"))
+IDS = os.environ.get("IDS", "1") != "0"
 
 
 def cpu_ticks(pid):
@@ -57,12 +59,14 @@ def batch_body(n, size):
     for i in range(size):
         k = n * size + i
         photo = k % PHOTOS
-        events.append({
-            "id": f"ev-{k}",
+        event = {
             "type": "photo.uploaded" if k < PHOTOS else "photo.processing.progress",
             "data": {"photoId": f"p{photo}", "userId": f"u{photo % 10}", "progress": k % 100,
                      "note": "x" * 120},
-        })
+        }
+        if IDS:
+            event["id"] = f"ev-{k}"
+        events.append(event)
     return json.dumps(events).encode()
 
 
@@ -122,7 +126,7 @@ def main():
         t.join()
     elapsed, cpu = time.monotonic() - t0, (cpu_ticks(hub.pid) - cpu0) / ticks
     events = batches * size
-    print(f"http_ingest: {events} events in {batches} batches of {size}, {workers} workers, "
+    print(f"http_ingest: {events} events {'with' if IDS else 'without'} ids in {batches} batches of {size}, {workers} workers, "
           f"load avg {os.getloadavg()[0]:.2f}")
     print(f"  {events / elapsed:,.0f} events/s durable; hub CPU {cpu * 1e6 / events:.2f} us/event; "
           f"hub RSS {rss_kib(hub.pid) / 1024:.0f} MiB (peak {rss_kib(hub.pid, 'VmHWM') / 1024:.0f}); "

@@ -38,7 +38,7 @@ pub(super) fn apply(db: &sled::Db) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let next = catalog.stage_new(&mut batch, entries)?;
+        let next = catalog.stage_new(&mut batch, &entries)?;
         db.apply_batch(batch)?;
         catalog = next;
     }

@@ -27,7 +27,7 @@ use super::codec;
 use super::derived::{DerivedJob, Pending, WriterMessage};
 use super::faults::Faults;
 use super::id_runs::Filters;
-use super::ids::IdIndex;
+use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::CommitRecord;
 use super::tree::{read_status, stored_head};
@@ -241,6 +241,11 @@ impl Committer {
     /// (statuses, ids) to memory and to the writer. A write or flush error poisons the committer:
     /// sled keeps the error, so every later append is refused until the store is reopened.
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
+        let entries = state
+            .ids
+            .drain()
+            .map(|(id, placement)| ids::entry(&id, &placement))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
         for (room, block) in std::mem::take(&mut state.blocks) {
@@ -290,7 +295,7 @@ impl Committer {
         let job = DerivedJob {
             commit_no,
             statuses: state.statuses.drain().map(|(_, status)| status).collect(),
-            ids: state.ids.drain().collect(),
+            ids: entries,
         };
         self.ids.add_recent(&job.ids);
         self.pending.add(&job);

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::StoreError;
 use super::codec;
 use super::faults::Faults;
-use super::id_runs::PARTITIONS;
+use super::id_runs::{Entry, PARTITIONS};
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::StoredEvent;
@@ -44,8 +44,8 @@ pub(super) struct DerivedJob {
     pub commit_no: u64,
     /// The latest status of each photo the group touched.
     pub statuses: Vec<PhotoStatus>,
-    /// Where each newly stored event id lives.
-    pub ids: Vec<(EventId, Vec<(Room, u64)>)>,
+    /// The index entries of the newly stored event ids.
+    pub ids: Vec<Entry>,
 }
 
 /// What the writer is asked to do.
@@ -167,11 +167,7 @@ fn write(
     latest: &HashMap<PhotoId, PhotoStatus>,
 ) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
-    let new_ids: Vec<(EventId, Vec<(Room, u64)>)> = jobs
-        .iter()
-        .flat_map(|job| job.ids.iter().cloned())
-        .collect();
-    let runs = ids.stage(&mut batch, &new_ids)?;
+    let runs = ids.stage(&mut batch, jobs.iter().flat_map(|job| &job.ids))?;
     for (photo, status) in latest {
         batch.insert(
             keys::status(photo.as_str()),
@@ -246,8 +242,11 @@ pub(super) fn recover(
         recovered += 1;
     }
     if recovered > 0 {
-        let placements: Vec<_> = placements.into_iter().collect();
-        let runs = ids.stage(&mut batch, &placements)?;
+        let entries = placements
+            .iter()
+            .map(|(id, placement)| ids::entry(id, placement))
+            .collect::<Result<Vec<_>, _>>()?;
+        let runs = ids.stage(&mut batch, &entries)?;
         db.apply_batch(batch)?;
         ids.settle_runs(runs);
         db.flush()?;

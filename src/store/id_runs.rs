@@ -37,7 +37,7 @@ const MERGE_WIDTH: usize = 4;
 
 /// Runs below this many entries are all of the lowest size tier; above it a tier spans a factor
 /// of [`MERGE_WIDTH`].
-const SMALLEST_TIER: u64 = 1024;
+pub(super) const SMALLEST_TIER: u64 = 1024;
 
 /// The format byte of chunk and filter records.
 const FORMAT_RUN: u8 = 1;
@@ -163,16 +163,17 @@ impl Catalog {
 
     /// Stages `entries` as new runs, one per partition they fall in, and the catalog listing them
     /// into `batch`; returns that catalog, to be used once the batch is applied.
-    pub fn stage_new(
+    pub fn stage_new<'a>(
         &self,
         batch: &mut sled::Batch,
-        mut entries: Vec<Entry>,
+        entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<Catalog, StoreError> {
         let mut next = self.clone();
+        let mut entries: Vec<&Entry> = entries.into_iter().collect();
         if entries.is_empty() {
             return Ok(next);
         }
-        entries.sort_by_key(|entry| entry.hash);
+        entries.sort_unstable_by_key(|entry| entry.hash);
         for part in entries.chunk_by(|a, b| partition(a.hash) == partition(b.hash)) {
             let partition = partition(part[0].hash);
             let no = next.next_run;
@@ -227,7 +228,7 @@ impl Catalog {
             entries.dedup();
             let no = next.next_run;
             next.next_run += 1;
-            stage_run(batch, partition, no, &entries)?;
+            stage_run(batch, partition, no, &entries.iter().collect::<Vec<_>>())?;
             list.insert(
                 at.min(list.len()),
                 Run {
@@ -331,7 +332,7 @@ fn stage_run(
     batch: &mut sled::Batch,
     partition: u8,
     no: u64,
-    entries: &[Entry],
+    entries: &[&Entry],
 ) -> Result<(), StoreError> {
     batch.insert(keys::id_run(partition, no), encode_filter(entries));
     let mut start = 0;
@@ -352,7 +353,7 @@ fn stage_run(
 
 /// A chunk record: the format byte, the entry count (u32), the hashes (u64 each), the end of
 /// each entry's placement in the placement bytes (u32 each), the placement bytes; little-endian.
-fn encode_chunk(entries: &[Entry]) -> Result<Vec<u8>, StoreError> {
+fn encode_chunk(entries: &[&Entry]) -> Result<Vec<u8>, StoreError> {
     let placements: usize = entries.iter().map(|entry| entry.placement.len()).sum();
     let too_big = || StoreError::Corrupt {
         key: "id run chunk".into(),
@@ -463,7 +464,7 @@ fn probes(hash: u64, bits: u64) -> impl Iterator<Item = u64> {
 }
 
 /// A filter record: the format byte, then the bits.
-fn encode_filter(entries: &[Entry]) -> Vec<u8> {
+fn encode_filter(entries: &[&Entry]) -> Vec<u8> {
     let bytes = (entries.len() * FILTER_BITS_PER_ENTRY).div_ceil(8).max(8);
     let mut out = vec![0u8; 1 + bytes];
     out[0] = FORMAT_RUN;
@@ -530,13 +531,13 @@ mod tests {
 
     #[test]
     fn a_chunk_finds_each_hash_and_only_it() {
-        let entries = vec![
+        let entries = [
             entry(3, b"a"),
             entry(5, b"bb"),
             entry(5, b"ccc"),
             entry(9, b""),
         ];
-        let bytes = encode_chunk(&entries).expect("encode");
+        let bytes = encode_chunk(&entries.iter().collect::<Vec<_>>()).expect("encode");
         let chunk = Chunk::parse(b"k", &bytes).expect("parse");
         assert_eq!(chunk.matching(5), 1..3);
         assert_eq!(chunk.placement(1).expect("placement"), b"bb");
@@ -560,7 +561,7 @@ mod tests {
         let entries: Vec<Entry> = (0..5_000u64)
             .map(|i| entry(hash(&format!("id-{i}")), b""))
             .collect();
-        let filter = encode_filter(&entries);
+        let filter = encode_filter(&entries.iter().collect::<Vec<_>>());
         assert!(entries.iter().all(|e| filter_may_hold(&filter, e.hash)));
         let false_positives = (0..10_000u64)
             .filter(|i| filter_may_hold(&filter, hash(&format!("other-{i}"))))
@@ -589,7 +590,7 @@ mod tests {
                 .collect();
             all.extend(entries.clone());
             let mut batch = sled::Batch::default();
-            catalog = catalog.stage_new(&mut batch, entries).expect("stage");
+            catalog = catalog.stage_new(&mut batch, &entries).expect("stage");
             apply(&db, batch);
         }
         assert_eq!(catalog.runs(), MERGE_WIDTH * PARTITIONS);

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use super::StoreError;
 use super::block;
 use super::codec;
-use super::id_runs::{Catalog, Entry, Filters};
+use super::id_runs::{Catalog, Entry, Filters, SMALLEST_TIER};
 use super::keys;
 use super::tree::{Corruption, event_at};
 use crate::domain::{EventId, Room};
@@ -35,9 +35,11 @@ pub(super) const KEPT_CAPACITY: usize = 4096;
 /// The stored value of an `i` record: `(room, seq)` pairs, the photo room first.
 pub(super) type PlacementRecord = Vec<(String, u64)>;
 
-/// Ids of flushed groups that the writer has not written yet.
+/// The event-id index: the entries of flushed groups that the writer has not written yet, and
+/// the runs on disk.
 pub(super) struct IdIndex {
-    recent: Mutex<HashMap<EventId, Vec<(Room, u64)>>>,
+    /// Entries not yet in a run, by hash (two ids may share one).
+    recent: Mutex<HashMap<u64, Vec<Vec<u8>>>>,
     /// The runs on disk. Lookups hold it for reading while they read runs; a merge takes it for
     /// writing to stop listing the runs it is about to remove.
     catalog: RwLock<Catalog>,
@@ -75,25 +77,35 @@ impl IdIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
     }
 
-    fn recent(&self) -> MutexGuard<'_, HashMap<EventId, Vec<(Room, u64)>>> {
+    fn recent(&self) -> MutexGuard<'_, HashMap<u64, Vec<Vec<u8>>>> {
         self.recent
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes the ids of a flushed group known, until the writer has written them.
-    pub fn add_recent(&self, ids: &[(EventId, Vec<(Room, u64)>)]) {
+    /// Makes the entries of a flushed group known, until the writer has written them.
+    pub fn add_recent(&self, entries: &[Entry]) {
         let mut recent = self.recent();
-        for (id, placement) in ids {
-            recent.insert(id.clone(), placement.clone());
+        for entry in entries {
+            recent
+                .entry(entry.hash)
+                .or_default()
+                .push(entry.placement.clone());
         }
     }
 
-    /// Forgets written ids from memory (and, once none is left, the room a burst made).
-    pub fn settle(&self, written: &[(EventId, Vec<(Room, u64)>)]) {
+    /// Forgets written entries from memory (and, once none is left, the room a burst made).
+    pub fn settle(&self, written: &[Entry]) {
         let mut recent = self.recent();
-        for (id, _) in written {
-            recent.remove(id);
+        for entry in written {
+            if let Some(placements) = recent.get_mut(&entry.hash) {
+                if let Some(at) = placements.iter().position(|p| *p == entry.placement) {
+                    placements.swap_remove(at);
+                }
+                if placements.is_empty() {
+                    recent.remove(&entry.hash);
+                }
+            }
         }
         if recent.is_empty() {
             recent.shrink_to(KEPT_CAPACITY);
@@ -108,30 +120,27 @@ impl IdIndex {
         id: &EventId,
         filters: &mut Filters,
     ) -> Result<Option<Vec<(Room, u64)>>, StoreError> {
-        let recent = self.recent().get(id).cloned();
-        let candidates = match recent {
-            Some(placement) => placement,
-            None => {
-                let catalog = self.catalog();
-                let mut candidates = Vec::new();
-                let hash = super::id_runs::hash(id.as_str());
-                for bytes in catalog.find(db, filters, hash)? {
-                    let placements = match decode(ENTRY, &bytes) {
-                        Ok(placements) => placements,
-                        Err(error) => {
-                            self.corruption.report(ENTRY, &error);
-                            continue;
-                        }
-                    };
-                    for placement in placements {
-                        if !candidates.contains(&placement) {
-                            candidates.push(placement);
-                        }
-                    }
+        let hash = super::id_runs::hash(id.as_str());
+        let mut found = self.recent().get(&hash).cloned().unwrap_or_default();
+        {
+            let catalog = self.catalog();
+            found.extend(catalog.find(db, filters, hash)?);
+        }
+        let mut candidates = Vec::new();
+        for bytes in found {
+            let placements = match decode(ENTRY, &bytes) {
+                Ok(placements) => placements,
+                Err(error) => {
+                    self.corruption.report(ENTRY, &error);
+                    continue;
                 }
-                candidates
+            };
+            for placement in placements {
+                if !candidates.contains(&placement) {
+                    candidates.push(placement);
+                }
             }
-        };
+        }
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
             // A corrupt record is not this event any more: the id counts as not stored there.
@@ -143,22 +152,13 @@ impl IdIndex {
         Ok(if kept.is_empty() { None } else { Some(kept) })
     }
 
-    /// Stages runs holding `ids` into `batch`; the returned catalog is [`IdIndex::settle_runs`]'s
-    /// once the batch is applied.
-    pub fn stage(
+    /// Stages runs holding `entries` into `batch`; the returned catalog is
+    /// [`IdIndex::settle_runs`]'s once the batch is applied.
+    pub fn stage<'a>(
         &self,
         batch: &mut sled::Batch,
-        ids: &[(EventId, Vec<(Room, u64)>)],
+        entries: impl IntoIterator<Item = &'a Entry>,
     ) -> Result<Catalog, StoreError> {
-        let entries = ids
-            .iter()
-            .map(|(id, placement)| {
-                Ok(Entry {
-                    hash: super::id_runs::hash(id.as_str()),
-                    placement: encode(placement)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
         self.catalog().stage_new(batch, entries)
     }
 
@@ -181,7 +181,13 @@ impl IdIndex {
             }
             (partition, runs, entries)
         };
-        let entries = live_entries(db, entries)?;
+        // Pruned events' entries are looked for once a merge makes a run past the smallest tier:
+        // every entry gets there, and the small merges, most of them, skip the reads.
+        let entries = if entries.len() as u64 >= SMALLEST_TIER {
+            live_entries(db, entries)?
+        } else {
+            entries
+        };
         let mut batch = sled::Batch::default();
         let merged = self
             .catalog()
@@ -209,11 +215,11 @@ impl IdIndex {
 /// oldest kept event is gone (retention removes events oldest first), and an entry with none left
 /// is dropped.
 fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreError> {
-    let mut oldest: HashMap<Room, u64> = HashMap::new();
+    let mut oldest: HashMap<String, u64> = HashMap::new();
     let mut live = Vec::with_capacity(entries.len());
     for entry in entries {
         // An entry that does not decode is kept as it is (lookups report it).
-        let Ok(placement) = decode(ENTRY, &entry.placement) else {
+        let Ok(placement) = codec::decode::<PlacementRecord>(ENTRY, &entry.placement) else {
             live.push(entry);
             continue;
         };
@@ -236,7 +242,7 @@ fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreE
         } else if !kept.is_empty() {
             live.push(Entry {
                 hash: entry.hash,
-                placement: encode(&kept)?,
+                placement: codec::encode(&kept)?,
             });
         }
     }
@@ -245,8 +251,8 @@ fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreE
 
 /// The seq of `room`'s oldest kept event (`u64::MAX` when it keeps none; 0 when its first block
 /// does not decode, so that nothing is dropped on its account).
-fn oldest_kept(db: &sled::Db, room: &Room) -> Result<u64, StoreError> {
-    let Some(first) = db.scan_prefix(keys::event_prefix(&room.to_string())).next() else {
+fn oldest_kept(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
+    let Some(first) = db.scan_prefix(keys::event_prefix(room)).next() else {
         return Ok(u64::MAX);
     };
     let (key, value) = first?;
@@ -269,12 +275,16 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<(Room, u64)>, StoreError> {
         .collect()
 }
 
-/// The encoded placement of an index entry (and of a version 6 `i` record), the photo room first.
-pub(super) fn encode(placement: &[(Room, u64)]) -> Result<Vec<u8>, StoreError> {
+/// The index entry of `id` stored at `placement`: its hash and its encoded placement (as a
+/// version 6 `i` record held it), the photo room first.
+pub(super) fn entry(id: &EventId, placement: &[(Room, u64)]) -> Result<Entry, StoreError> {
     let mut record: PlacementRecord = placement
         .iter()
         .map(|(room, seq)| (room.to_string(), *seq))
         .collect();
     record.sort_by_key(|(room, _)| !room.starts_with("photo:"));
-    codec::encode(&record)
+    Ok(Entry {
+        hash: super::id_runs::hash(id.as_str()),
+        placement: codec::encode(&record)?,
+    })
 }

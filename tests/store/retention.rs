@@ -381,15 +381,16 @@ fn record_bytes_follow_appends_and_prunes() {
     }
 }
 
-/// When the writer merges index runs, the entries of events retention removed are dropped: four
-/// rounds of producer ids make every partition's fourth run, which merges them, after a pass
-/// that kept 5 of each photo's 12 events.
+/// When the writer merges index runs past the smallest size tier, the entries of events
+/// retention removed are dropped: four rounds of producer ids make every partition's fourth run
+/// (about 300 entries each, 1,200 merged), after a pass that kept 5 of each photo's 288 events.
 #[test]
 fn merged_id_runs_drop_the_entries_of_pruned_events() {
+    const ROUND: usize = 4_800;
     let (dir, rt, log) = temp_store();
     let now = Timestamp::now().millis();
     let round = |r: usize| -> Vec<Event> {
-        (0..200)
+        (0..ROUND)
             .map(|i| {
                 at(
                     photo_event(
@@ -417,7 +418,7 @@ fn merged_id_runs_drop_the_entries_of_pruned_events() {
     let raw = raw_open(dir.path());
     assert_eq!(
         id_index_entries(&raw),
-        50 * 5 + 200,
+        50 * 5 + ROUND as u64,
         "entries of the kept events only"
     );
 }
