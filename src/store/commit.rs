@@ -26,7 +26,7 @@ use super::block::BlockBuilder;
 use super::codec;
 use super::derived::{DerivedJob, Pending, WriterMessage};
 use super::faults::Faults;
-use super::id_runs::Filters;
+use super::id_runs::{Entry, Filters};
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::CommitRecord;
@@ -105,6 +105,8 @@ struct Overlay {
     statuses: HashMap<PhotoId, PhotoStatus>,
     /// Placements of the producer-given ids (generated ones are not indexed).
     ids: HashMap<EventId, Vec<(Room, u64)>>,
+    /// Their index entries.
+    entries: Vec<Entry>,
     /// Room -> the block of the group's events in that room.
     blocks: HashMap<String, BlockBuilder>,
     /// Source -> the consumed position its accepted requests recorded.
@@ -241,11 +243,6 @@ impl Committer {
     /// (statuses, ids) to memory and to the writer. A write or flush error poisons the committer:
     /// sled keeps the error, so every later append is refused until the store is reopened.
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
-        let entries = state
-            .ids
-            .drain()
-            .map(|(id, placement)| ids::entry(&id, &placement))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
         for (room, block) in std::mem::take(&mut state.blocks) {
@@ -295,7 +292,7 @@ impl Committer {
         let job = DerivedJob {
             commit_no,
             statuses: state.statuses.drain().map(|(_, status)| status).collect(),
-            ids: entries,
+            ids: std::mem::take(&mut state.entries),
         };
         self.ids.add_recent(&job.ids);
         self.pending.add(&job);
@@ -355,9 +352,13 @@ impl Committer {
         };
         let rooms = rooms_for(event.event_type, event.photo_id.as_ref(), owner.as_ref());
         let mut placement = Vec::with_capacity(rooms.len());
+        let mut names = Vec::with_capacity(if event.id_generated { 0 } else { rooms.len() });
         for room in rooms {
             let name = room.to_string();
             let seq = self.staged_head(stage, &name)? + 1;
+            if !event.id_generated {
+                names.push((name.clone(), seq));
+            }
             match stage.blocks.get_mut(&name) {
                 Some(block) => block.push(&prepared.entry),
                 None => {
@@ -378,6 +379,7 @@ impl Committer {
             stage.statuses.insert(photo.clone(), status);
         }
         if !event.id_generated {
+            stage.entries.push(ids::entry(&event.id, names)?);
             stage.ids.insert(event.id.clone(), placement.clone());
         }
         stage.committed.push(CommittedEvent {

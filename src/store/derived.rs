@@ -244,7 +244,13 @@ pub(super) fn recover(
     if recovered > 0 {
         let entries = placements
             .iter()
-            .map(|(id, placement)| ids::entry(id, placement))
+            .map(|(id, placement)| {
+                let names = placement
+                    .iter()
+                    .map(|(room, seq)| (room.to_string(), *seq))
+                    .collect();
+                ids::entry(id, names)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let runs = ids.stage(&mut batch, &entries)?;
         db.apply_batch(batch)?;

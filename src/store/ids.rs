@@ -275,16 +275,12 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<(Room, u64)>, StoreError> {
         .collect()
 }
 
-/// The index entry of `id` stored at `placement`: its hash and its encoded placement (as a
-/// version 6 `i` record held it), the photo room first.
-pub(super) fn entry(id: &EventId, placement: &[(Room, u64)]) -> Result<Entry, StoreError> {
-    let mut record: PlacementRecord = placement
-        .iter()
-        .map(|(room, seq)| (room.to_string(), *seq))
-        .collect();
-    record.sort_by_key(|(room, _)| !room.starts_with("photo:"));
+/// The index entry of `id` stored at `placement` (room names and seqs): its hash and its encoded
+/// placement (as a version 6 `i` record held it), the photo room first.
+pub(super) fn entry(id: &EventId, mut placement: PlacementRecord) -> Result<Entry, StoreError> {
+    placement.sort_by_key(|(room, _)| !room.starts_with("photo:"));
     Ok(Entry {
         hash: super::id_runs::hash(id.as_str()),
-        placement: codec::encode(&record)?,
+        placement: codec::encode(&placement)?,
     })
 }
