@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use super::StoreError;
 use super::block::{self, BlockBuilder};
 use super::codec;
+use super::id_runs;
 use super::ids::PlacementRecord;
 use super::keys;
 use super::records::{CommitRecord, StatusRecord, StoredEvent};
@@ -43,7 +44,10 @@ pub(crate) fn record(bytes: &[u8]) {
         4 => drop(round_trip::<PlacementRecord>(b"i", value)),
         5 => drop(round_trip::<u64>(b"h", value)),
         6 => drop(round_trip::<u32>(b"m", value)),
-        _ => drop(round_trip::<String>(b"m", value)),
+        _ => {
+            drop(round_trip::<String>(b"m", value));
+            id_runs::check_record(value);
+        }
     }
 }
 

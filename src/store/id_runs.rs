@@ -532,6 +532,35 @@ impl Filters {
     }
 }
 
+/// The fuzz target's check of id run records (see `fuzzing`): arbitrary bytes read as a filter
+/// answer without a panic, and read as a chunk give entries or [`StoreError::Corrupt`]; entries
+/// read whole survive encode then read.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(super) fn check_record(bytes: &[u8]) {
+    let _ = filter_may_hold(bytes, hash("ev-1"));
+    let Ok(chunk) = Chunk::parse(b"x", bytes) else {
+        return;
+    };
+    let mut entries = Vec::with_capacity(chunk.count.min(1 << 16));
+    for index in 0..chunk.count {
+        match chunk.placement(index) {
+            Ok(placement) => entries.push(Entry {
+                hash: chunk.hash(index),
+                placement: placement.to_vec(),
+            }),
+            Err(StoreError::Corrupt { .. }) => return,
+            Err(other) => panic!("reading a chunk gave a non-corrupt error: {other}"),
+        }
+        let _ = chunk.matching(chunk.hash(index));
+    }
+    let again = encode_chunk(&entries.iter().collect::<Vec<_>>()).expect("encode");
+    let reread = Chunk::parse(b"x", &again).expect("parse what was encoded");
+    for (index, entry) in entries.iter().enumerate() {
+        assert_eq!(reread.hash(index), entry.hash);
+        assert_eq!(reread.placement(index).expect("placement"), entry.placement);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
