@@ -284,3 +284,68 @@ pub(super) fn entry(id: &EventId, mut placement: PlacementRecord) -> Result<Entr
         placement: codec::encode(&placement)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A merge that wrote its run but stopped before removing the merged runs (a crash between
+    /// its two batches) leaves them retired in the catalog: opening removes their records, and
+    /// the merged run answers for every id.
+    #[test]
+    fn opening_removes_the_runs_a_merge_left_retired() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open");
+        let ids: Vec<EventId> = (0..400)
+            .map(|n| EventId::parse(&format!("id-{n}")).expect("id"))
+            .collect();
+        let mut catalog = Catalog::load(&db).expect("load");
+        for round in ids.chunks(100) {
+            let entries = round
+                .iter()
+                .map(|id| entry(id, vec![("photo:p".into(), 1)]))
+                .collect::<Result<Vec<_>, _>>()
+                .expect("entries");
+            let mut batch = sled::Batch::default();
+            catalog = catalog.stage_new(&mut batch, &entries).expect("stage");
+            db.apply_batch(batch).expect("apply");
+        }
+        let (partition, runs) = catalog.plan_merge().expect("four runs of a tier");
+        let mut merged = Vec::new();
+        for run in &runs {
+            merged.extend(catalog.read_run(&db, partition, run).expect("read"));
+        }
+        let mut batch = sled::Batch::default();
+        let after = catalog
+            .stage_merge(&mut batch, partition, &runs, merged)
+            .expect("merge");
+        db.apply_batch(batch).expect("apply");
+        assert_eq!(after.retired().len(), runs.len());
+        let records = |db: &sled::Db| db.scan_prefix([keys::ID_RUN]).count();
+        let before_open = records(&db);
+
+        let index = IdIndex::open(&db, Arc::new(Corruption::default())).expect("open index");
+        let catalog = Catalog::load(&db).expect("reload");
+        assert!(catalog.retired().is_empty(), "nothing left retired");
+        assert_eq!(catalog.entries(), ids.len() as u64);
+        for run in &runs {
+            assert_eq!(db.scan_prefix(keys::id_run(partition, run.no)).count(), 0);
+        }
+        assert!(
+            records(&db) < before_open,
+            "the retired runs' records are gone"
+        );
+        let mut filters = Filters::default();
+        for id in &ids {
+            let hash = super::super::id_runs::hash(id.as_str());
+            assert!(
+                !catalog
+                    .find(&db, &mut filters, hash)
+                    .expect("find")
+                    .is_empty(),
+                "{id} still indexed"
+            );
+        }
+        drop(index);
+    }
+}

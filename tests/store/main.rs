@@ -12,6 +12,7 @@ mod disk_full;
 mod faults;
 mod generated_ids;
 mod helpers;
+mod id_index;
 mod migrations;
 mod props;
 mod reopen;
