@@ -36,6 +36,11 @@ use tokio::sync::Notify;
 use support::hub::{self, TestHub};
 use support::nats::{HUB_CONSUMER, NatsServer, STREAM, create_stream, wait_consumed};
 
+/// The server binary's allocator, so that the hub here costs what it costs in production (the
+/// bare consumer uses it too).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PHOTOS: usize = 100;
 const LIMIT: Duration = Duration::from_secs(600);
 
