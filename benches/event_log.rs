@@ -635,7 +635,7 @@ fn bench_replay(c: &mut Criterion) {
 /// Checks that the bench events look as documented (about 200 B of data).
 fn check_payload() {
     let event = appender_event(0, 0);
-    let size = serde_json::to_string(&event.data).map_or(0, |s| s.len());
+    let size = event.data_json.len();
     assert!(
         (DATA_BYTES - 5..=DATA_BYTES + 5).contains(&size),
         "bench event data is {size} B"

@@ -146,10 +146,12 @@ pub fn socketio_payload(bytes: &[u8]) {
 /// What every accepted event satisfies (docs/protocol.md, "Stored events").
 fn check_event(event: &Event) {
     assert!(!event.id.as_str().is_empty() && event.id.as_str().len() <= MAX_EVENT_ID_LEN);
-    let size = serde_json::to_vec(&event.data).map(|v| v.len());
+    let size = event.data_json.len();
+    assert!(size <= MAX_EVENT_DATA_BYTES, "{size}");
     assert!(
-        matches!(size, Ok(n) if n <= MAX_EVENT_DATA_BYTES),
-        "{size:?}"
+        serde_json::from_str::<serde_json::Map<String, Value>>(&event.data_json).is_ok(),
+        "data is a JSON object: {}",
+        event.data_json
     );
     assert!(event.progress.is_none_or(|p| p <= 100));
     if event.event_type.is_photo_event() {

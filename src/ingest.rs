@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp};
+use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp, data_text};
 use crate::store::{AppendError, ConsumedPosition, EventLog};
 
 /// Live-only events that may wait for the realtime side before the oldest are dropped.
@@ -46,25 +46,6 @@ pub enum IngestError {
     Append(#[from] AppendError),
 }
 
-/// How deeply `value` nests, counting stops past `limit` (a scalar is 0, `{}` or `[]` is 1,
-/// `{"a":{}}` is 2). Iterative: a deep value cannot exhaust the stack.
-pub fn json_depth(value: &Value, limit: usize) -> usize {
-    let mut deepest = 0;
-    let mut stack = vec![(value, 1usize)];
-    while let Some((value, depth)) = stack.pop() {
-        match value {
-            Value::Object(map) => stack.extend(map.values().map(|child| (child, depth + 1))),
-            Value::Array(items) => stack.extend(items.iter().map(|child| (child, depth + 1))),
-            _ => continue,
-        }
-        deepest = deepest.max(depth);
-        if deepest > limit {
-            return deepest;
-        }
-    }
-    deepest
-}
-
 /// Where one ingested event went.
 #[derive(Debug, Clone)]
 pub struct Ingested {
@@ -86,8 +67,8 @@ pub struct LiveEvent {
     pub room: Room,
     /// Its id (`eventId` on the wire).
     pub id: EventId,
-    /// Its data.
-    pub data: Map<String, Value>,
+    /// Its data, as JSON object text.
+    pub data: Arc<str>,
     /// When it happened.
     pub timestamp: Timestamp,
 }
@@ -99,7 +80,7 @@ impl LiveEvent {
             name: event.event_type.as_str(),
             room: Room::Global,
             id: event.id,
-            data: event.data,
+            data: event.data_json,
             timestamp: event.timestamp,
         }
     }
@@ -154,7 +135,7 @@ impl Ingest {
             name,
             room,
             id: EventId::generate(),
-            data,
+            data: Arc::from(Value::Object(data).to_string()),
             timestamp: Timestamp::now(),
         });
     }
@@ -181,7 +162,7 @@ impl Ingest {
             .enumerate()
             .map(|(index, input)| {
                 if let Some(data) = &input.data {
-                    let depth = json_depth(data, self.max_json_depth);
+                    let depth = data_text::depth(data.get(), self.max_json_depth);
                     if depth > self.max_json_depth {
                         return Err(IngestError::TooDeep {
                             index,
@@ -259,26 +240,5 @@ impl Ingest {
             self.pass_on(LiveEvent::broadcast(event));
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::json_depth;
-
-    /// Scalars are 0 deep, each object or array level adds one, and counting stops past the
-    /// limit.
-    #[test]
-    fn depth_counts_levels() {
-        assert_eq!(json_depth(&json!(1), 32), 0);
-        assert_eq!(json_depth(&json!({}), 32), 1);
-        assert_eq!(json_depth(&json!({"a": [1, {"b": []}], "c": 2}), 32), 4);
-        let mut deep = json!(0);
-        for _ in 0..100 {
-            deep = json!([deep]);
-        }
-        assert_eq!(json_depth(&deep, 10), 11);
     }
 }

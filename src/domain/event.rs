@@ -5,11 +5,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::data_text;
 use super::{DomainError, EventId, PhotoId, Timestamp, UserId};
 
-/// Largest accepted event `data`, serialized as JSON.
+/// Largest accepted event `data`, as compact JSON text.
 pub const MAX_EVENT_DATA_BYTES: usize = 64 * 1024;
 
 /// The known event types. Anything else is refused.
@@ -117,9 +119,9 @@ pub struct EventInput {
     /// The event type (NATS: defaults to the subject).
     #[serde(rename = "type", default)]
     pub event_type: Option<String>,
-    /// The event's data; an object.
+    /// The event's data, an object, as the JSON text it arrived as (no tree is built).
     #[serde(default)]
-    pub data: Option<Value>,
+    pub data: Option<Box<RawValue>>,
     /// When it happened, RFC 3339.
     #[serde(default)]
     pub timestamp: Option<String>,
@@ -127,11 +129,13 @@ pub struct EventInput {
 
 impl EventInput {
     /// An event the hub produces itself: its id, type and data, timestamped when it is stored.
+    /// (A `Value` always serializes; were it not to, the event would have no data and be refused
+    /// for what it lacks.)
     pub fn produced(id: String, event_type: EventType, data: Value) -> Self {
         Self {
             id: Some(id),
             event_type: Some(event_type.as_str().to_owned()),
-            data: Some(data),
+            data: serde_json::value::to_raw_value(&data).ok(),
             timestamp: None,
         }
     }
@@ -144,10 +148,8 @@ pub struct Event {
     pub id: EventId,
     /// Its type.
     pub event_type: EventType,
-    /// Its data, as the producer sent it.
-    pub data: Map<String, Value>,
-    /// `data` as JSON text, serialized once when the event was validated (its size is checked on
-    /// it, and the store keeps and delivers it).
+    /// Its data: a JSON object as text, as the producer sent it without whitespace between
+    /// tokens (its size is checked on it, and the store keeps and delivers it).
     pub data_json: Arc<str>,
     /// The producer's timestamp, else the time the hub accepted it.
     pub timestamp: Timestamp,
@@ -180,22 +182,26 @@ impl Event {
             Some(ts) => Timestamp::parse_rfc3339(&ts)?,
             None => now,
         };
-        let data = match input.data {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map,
-            Some(_) => {
-                return Err(DomainError::InvalidField {
-                    field: "data",
-                    reason: "must be an object".into(),
-                });
-            }
+        let data_json = match &input.data {
+            None => "{}".to_owned(),
+            Some(raw) => match raw.get().trim_start() {
+                "null" => "{}".to_owned(),
+                text if text.starts_with('{') => data_text::compact(text).into_owned(),
+                _ => {
+                    return Err(DomainError::InvalidField {
+                        field: "data",
+                        reason: "must be an object".into(),
+                    });
+                }
+            },
         };
-        let mut event = Self::new(id, event_type, data, timestamp)?;
+        let mut event = Self::from_json(id, event_type, data_json, timestamp)?;
         event.id_generated = id_generated;
         Ok(event)
     }
 
-    /// Validates the parts of an event (docs/protocol.md, "Stored events").
+    /// Validates the parts of an event whose data is a JSON object (docs/protocol.md, "Stored
+    /// events").
     pub fn new(
         id: EventId,
         event_type: EventType,
@@ -206,6 +212,17 @@ impl Event {
             field: "data",
             reason: e.to_string(),
         })?;
+        Self::from_json(id, event_type, data_json, timestamp)
+    }
+
+    /// Validates the parts of an event whose data is `data_json`: the text of a JSON object, with
+    /// no whitespace between tokens (see `data_text`). Reads only the fields the hub uses.
+    pub fn from_json(
+        id: EventId,
+        event_type: EventType,
+        data_json: String,
+        timestamp: Timestamp,
+    ) -> Result<Self, DomainError> {
         let size = data_json.len();
         if size > MAX_EVENT_DATA_BYTES {
             return Err(DomainError::TooLarge {
@@ -213,15 +230,20 @@ impl Event {
                 limit: MAX_EVENT_DATA_BYTES,
             });
         }
+        let fields: DataFields<'_> =
+            serde_json::from_str(&data_json).map_err(|e| DomainError::InvalidField {
+                field: "data",
+                reason: e.to_string(),
+            })?;
         // A `system.*` event may mention a photo or a user in its data, but it is about neither:
         // it never routes to their rooms, sets an owner or changes a status.
         let (photo_id, user_id) = if event_type.is_photo_event() {
             (
-                optional_str(&data, "photoId")?
-                    .map(PhotoId::parse)
+                optional_str(fields.photo_id, "photoId")?
+                    .map(|id| PhotoId::parse(&id))
                     .transpose()?,
-                optional_str(&data, "userId")?
-                    .map(UserId::parse)
+                optional_str(fields.user_id, "userId")?
+                    .map(|id| UserId::parse(&id))
                     .transpose()?,
             )
         } else {
@@ -234,17 +256,20 @@ impl Event {
             return Err(DomainError::MissingField("userId"));
         }
         let progress = match event_type {
-            EventType::ProcessingStarted | EventType::ProcessingProgress => progress(&data)?,
+            EventType::ProcessingStarted | EventType::ProcessingProgress => {
+                progress(fields.progress)?
+            }
             _ => None,
         };
         let error = match event_type {
-            EventType::ProcessingFailed => optional_str(&data, "error")?.map(str::to_owned),
+            EventType::ProcessingFailed => {
+                optional_str(fields.error, "error")?.map(std::borrow::Cow::into_owned)
+            }
             _ => None,
         };
         Ok(Self {
             id,
             event_type,
-            data,
             data_json: Arc::from(data_json),
             timestamp,
             photo_id,
@@ -256,28 +281,49 @@ impl Event {
     }
 }
 
+/// The fields of `data` the hub reads; the rest is skipped, not built. A field given twice is
+/// refused (which of the two the producer meant is unknown).
+#[derive(Deserialize)]
+struct DataFields<'a> {
+    #[serde(rename = "photoId", borrow, default)]
+    photo_id: Option<&'a RawValue>,
+    #[serde(rename = "userId", borrow, default)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    progress: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A string field's value (`None` when absent or null).
 fn optional_str<'a>(
-    data: &'a Map<String, Value>,
+    raw: Option<&'a RawValue>,
     field: &'static str,
-) -> Result<Option<&'a str>, DomainError> {
-    match data.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(DomainError::InvalidField {
-            field,
-            reason: "must be a string".into(),
-        }),
+) -> Result<Option<std::borrow::Cow<'a, str>>, DomainError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) => {
+            serde_json::from_str::<Option<std::borrow::Cow<'a, str>>>(raw.get()).map_err(|_| {
+                DomainError::InvalidField {
+                    field,
+                    reason: "must be a string".into(),
+                }
+            })
+        }
     }
 }
 
-fn progress(data: &Map<String, Value>) -> Result<Option<u8>, DomainError> {
+fn progress(raw: Option<&RawValue>) -> Result<Option<u8>, DomainError> {
     let invalid = || DomainError::InvalidField {
         field: "progress",
         reason: "must be a number from 0 to 100".into(),
     };
-    match data.get("progress") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Value>(raw.get()).map_err(|_| invalid())? {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
             let v = n.as_f64().ok_or_else(invalid)?;
             if (0.0..=100.0).contains(&v) {
                 Ok(Some(v.round() as u8))
@@ -285,7 +331,7 @@ fn progress(data: &Map<String, Value>) -> Result<Option<u8>, DomainError> {
                 Err(invalid())
             }
         }
-        Some(_) => Err(invalid()),
+        _ => Err(invalid()),
     }
 }
 
@@ -345,6 +391,32 @@ mod tests {
         ));
         let maintenance = parse(json!({"type": "system.maintenance"})).expect("no data needed");
         assert!(maintenance.photo_id.is_none());
+    }
+
+    fn parse_text(body: &str) -> Result<Event, DomainError> {
+        let input: EventInput = serde_json::from_str(body).expect("input shape");
+        Event::from_input(input, Timestamp::from_millis(0))
+    }
+
+    /// `data` is kept as sent (field order, escapes) without the whitespace between tokens, and
+    /// a field the hub reads may not be given twice.
+    #[test]
+    fn data_is_kept_as_sent_without_whitespace() {
+        let event = parse_text(
+            "{\"type\":\"photo.processing.failed\",\"data\":{ \"zeta\" : [1, 2],\r\n \"photoId\":\"p\", \"error\":\"caf\\u00e9 \\\"x\\\"\"}}",
+        )
+        .expect("valid");
+        assert_eq!(
+            &*event.data_json,
+            r#"{"zeta":[1,2],"photoId":"p","error":"caf\u00e9 \"x\""}"#
+        );
+        assert_eq!(event.error.as_deref(), Some("café \"x\""));
+        assert!(matches!(
+            parse_text(r#"{"type":"photo.deleted","data":{"photoId":"p","photoId":"q"}}"#),
+            Err(DomainError::InvalidField { field: "data", .. })
+        ));
+        let null = parse_text(r#"{"type":"system.maintenance","data":null}"#).expect("valid");
+        assert_eq!(&*null.data_json, "{}");
     }
 
     /// Type codes are stable and unique.

@@ -4,6 +4,7 @@
 //! claims) is turned into these types before any other module sees it. Past this point a
 //! [`PhotoId`] is always well-formed and an [`Event`] always follows docs/protocol.md ("Stored events").
 
+pub mod data_text;
 mod error;
 mod event;
 mod ids;

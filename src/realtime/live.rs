@@ -40,9 +40,8 @@ pub fn spawn(
 }
 
 async fn emit(io: &SocketIo, hub: &Hub, event: &LiveEvent) {
-    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "{}".into());
     let room = event.room.to_string();
-    let payload = event_payload(&data, &event.id, &room, None, event.timestamp);
+    let payload = event_payload(&event.data, &event.id, &room, None, event.timestamp);
     if event.room == Room::Global {
         if let Err(e) = io.emit(event.name, &*payload).await {
             tracing::debug!(error = %ErrorChain(&e), "a live event reached not every socket");

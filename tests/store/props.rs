@@ -411,9 +411,16 @@ fn a_rejected_event_rejects_its_whole_batch() {
 #[test]
 fn first_photo_event_needs_an_owner() {
     let (_dir, rt, log) = temp_store();
-    let mut event = photo_event("x", EventType::ProcessingStarted, "p9", "u", json!({}));
-    event.data.remove("userId");
-    event.user_id = None;
+    let event = Event::new(
+        EventId::parse("x").expect("id"),
+        EventType::ProcessingStarted,
+        json!({"photoId": "p9"})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        Timestamp::now(),
+    )
+    .expect("valid without a userId");
     let err = rt
         .block_on(log.append(vec![event.clone()]))
         .expect_err("no owner");

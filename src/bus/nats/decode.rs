@@ -1,8 +1,8 @@
 //! Turning a JetStream message into a validated [`Event`] (docs/protocol.md, "Stored events" and "Producers: NATS JetStream"), or into
 //! the [`Refusal`] it is dead-lettered with. Pure: no I/O, so every rule is unit-tested here.
 
+use crate::domain::data_text;
 use crate::domain::{DomainError, Event, EventInput, Timestamp};
-use crate::ingest::json_depth;
 use crate::store::Rejection;
 
 /// Why a message from the stream was refused. Refused messages are terminated (never
@@ -138,7 +138,7 @@ pub fn decode(
     let mut input: EventInput =
         serde_json::from_slice(message.payload).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
     if let Some(data) = &input.data {
-        let depth = json_depth(data, max_depth);
+        let depth = data_text::depth(data.get(), max_depth);
         if depth > max_depth {
             return Err(Refusal::TooDeep {
                 depth,
