@@ -102,6 +102,37 @@ async fn graceful_stop_stores_and_acks_the_batch_in_hand() {
     hub.stop().await;
 }
 
+/// The real binary stopped with SIGTERM in the middle of a backlog exits cleanly, having stored
+/// and acked every message it had received: nothing is left delivered-but-unacked for
+/// JetStream's ack wait (the in-process stop above cannot show what the process's exit cuts
+/// short). At most 5,000 publishes may await their acks at once, hence the backlog's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_stopped_with_sigterm_exits_with_nothing_unacked() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let js = nats.jetstream().await;
+    let hub = start_binary(dir.path(), &nats, 50).await;
+    hub.wait_for_bus("up").await;
+    let (count, photos) = (4000, 20);
+    publish_workload(&js, count, photos).await;
+    let started = Instant::now();
+    while hub.stored("photo:p0").await < 20 {
+        assert!(started.elapsed() < WAIT, "the hub stores nothing");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = hub.terminate();
+    assert!(status.success(), "a graceful stop: {status}");
+    let (unacked, undelivered) = consumer_backlog(&js).await;
+    assert_eq!(
+        unacked, 0,
+        "acks of stored messages were left queued at exit"
+    );
+    assert!(
+        undelivered > 0,
+        "the stop came after the whole backlog: the test needs a bigger one"
+    );
+}
+
 /// Messages with neither a body `id` nor a `Nats-Msg-Id` are not written to the id index (their
 /// ids are their stream positions); when JetStream delivers the whole stream again, they are
 /// recognised by the consumed position stored with them, and none is stored twice.

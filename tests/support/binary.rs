@@ -167,6 +167,11 @@ impl HubProcess {
     pub fn kill(mut self) {
         self.process.kill();
     }
+
+    /// SIGTERM (an operator's restart), and waits until it has exited.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.process.terminate()
+    }
 }
 
 /// Serves with `args` (and the kit's token secret, a temp data dir, port 0) until a line of its
