@@ -105,7 +105,7 @@ async fn graceful_stop_stores_and_acks_the_batch_in_hand() {
 /// The real binary stopped with SIGTERM in the middle of a backlog exits cleanly, having stored
 /// and acked every message it had received: nothing is left delivered-but-unacked for
 /// JetStream's ack wait (the in-process stop above cannot show what the process's exit cuts
-/// short). At most 5,000 publishes may await their acks at once, hence the backlog's size.
+/// short). The backlog stays below what the client lets await its acks at once (6,000 hung).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_stopped_with_sigterm_exits_with_nothing_unacked() {
     let nats = NatsServer::start().await;
