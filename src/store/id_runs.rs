@@ -622,6 +622,15 @@ mod tests {
         assert_eq!(hash("ev-1"), 6_200_944_156_940_358_672);
     }
 
+    /// Every one of `entries` is found with its placement.
+    fn finds_all(db: &sled::Db, catalog: &Catalog, entries: &[Entry]) {
+        let mut filters = Filters::default();
+        for e in entries {
+            let found = catalog.find(db, &mut filters, e.hash).expect("find");
+            assert!(found.contains(&e.placement), "entry {:x} found", e.hash);
+        }
+    }
+
     #[test]
     fn runs_are_written_merged_and_retired() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -642,15 +651,7 @@ mod tests {
         }
         assert_eq!(catalog.runs(), MERGE_WIDTH * PARTITIONS);
         assert_eq!(Catalog::load(&db).expect("reload"), catalog);
-        let mut filters = Filters::default();
-        for e in &all {
-            assert!(
-                catalog
-                    .find(&db, &mut filters, e.hash)
-                    .expect("find")
-                    .contains(&e.placement)
-            );
-        }
+        finds_all(&db, &catalog, &all);
 
         let (partition, runs) = catalog.plan_merge().expect("a tier is full");
         assert_eq!(runs.len(), MERGE_WIDTH);
@@ -676,16 +677,7 @@ mod tests {
             );
         }
         assert_eq!(catalog.runs(), MERGE_WIDTH * PARTITIONS - MERGE_WIDTH + 1);
-        let mut filters = Filters::default();
-        for e in &all {
-            assert!(
-                catalog
-                    .find(&db, &mut filters, e.hash)
-                    .expect("find")
-                    .contains(&e.placement),
-                "found after the merge"
-            );
-        }
+        finds_all(&db, &catalog, &all);
         assert_eq!(catalog.entries(), all.len() as u64);
         assert_eq!(Catalog::load(&db).expect("reload"), catalog);
     }
