@@ -28,12 +28,14 @@ pub fn event_payload(
 fn payload(data: &str, id: &EventId, room: &str, seq: Option<u64>, timestamp: Timestamp) -> String {
     let id = serde_json::to_string(id.as_str()).unwrap_or_else(|_| "\"\"".into());
     let room = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".into());
-    let body = data.trim();
+    // JSON's whitespace is ASCII: no need for the Unicode-aware trim (a visible cost per room
+    // event in fan-out 1).
+    let body = data.trim_ascii();
     let inner = body
         .strip_prefix('{')
         .and_then(|b| b.strip_suffix('}'))
         .unwrap_or("")
-        .trim();
+        .trim_ascii();
     let mut out = String::with_capacity(inner.len() + 96);
     out.push('{');
     if !inner.is_empty() {
