@@ -36,12 +36,13 @@ test('a token that expires while connected: auth:expired, a fresh token from get
   const shortLived = token(user, ['read:photos'], { ttlSecs: 2 });
   const handedOut = [];
   const client = new SocketBridgeClient(hub.url, {
-    // The first token at once; later ones from a token service that takes 300 ms to answer, so
-    // that events are stored while the client is away.
+    // The first token at once; later ones from a token service that takes 800 ms to answer, so
+    // that events are stored while the client is away (several even when each publish waits a
+    // slow disk's flush).
     getToken: async () => {
       const next = handedOut.length === 0 ? shortLived : token(user);
       handedOut.push(next);
-      if (handedOut.length > 1) await sleep(300);
+      if (handedOut.length > 1) await sleep(800);
       return next;
     },
     clientId: uid('c'),
@@ -59,7 +60,7 @@ test('a token that expires while connected: auth:expired, a fresh token from get
 
   // Events every 50 ms until well past the expiry: some reach the client while the old token's
   // socket is being closed or before the new one is up, and must come by the resume.
-  for (let i = 0; i < 90 && !(expired.length && Date.now() - expired[0].at > 500); i += 1) {
+  for (let i = 0; i < 150 && !(expired.length && Date.now() - expired[0].at > 1000); i += 1) {
     await ledger.publish(hub, [ev.progress(photo, i % 100)]);
     await sleep(50);
   }
