@@ -9,10 +9,12 @@
 //! to [`CHUNK_ENTRIES`] entries each, binary-searched in place). A lookup asks each run's filter
 //! and reads one chunk of the runs that may hold the hash.
 //!
-//! Which runs exist is the catalog (`m id_runs`), written in the same batch as the runs it lists;
-//! a merge writes the merged run and a catalog that lists it and names the merged-away runs as
-//! retired, then removes the retired runs' records (again at the next open, after a crash in
-//! between). Entries hold a hash, not the id: callers check every candidate against the event
+//! Which runs exist is the catalog (`m id_runs`), written in the same batch as the runs it lists.
+//! A merge streams: it reads its runs chunk by chunk and writes the merged run in slices of
+//! [`MERGE_SLICE_CHUNKS`] chunks, so what it holds in memory does not grow with the index. It
+//! first names the run it builds as retired (records to remove), and its last batch lists that
+//! run and names the merged-away runs retired instead; then their records are removed. A crash
+//! or an error part way leaves retired runs' records, which the next merge or open removes. Entries hold a hash, not the id: callers check every candidate against the event
 //! record it names, so a hash shared by two ids costs a read, never a wrong answer.
 
 use siphasher::sip::SipHasher13;
@@ -34,6 +36,9 @@ const FILTER_PROBES: u64 = 8;
 
 /// Runs of one size tier that are merged into one.
 const MERGE_WIDTH: usize = 4;
+
+/// Chunks a merge writes per batch (about 64k entries, a few MB).
+const MERGE_SLICE_CHUNKS: usize = 64;
 
 /// Runs below this many entries are all of the lowest size tier; above it a tier spans a factor
 /// of [`MERGE_WIDTH`].
@@ -78,7 +83,7 @@ pub(super) struct Run {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Catalog {
     partitions: Vec<Vec<Run>>,
-    /// Runs merged away whose records may still be in the tree.
+    /// Runs whose records are to be removed: merged away, or a merge's run not finished.
     retired: Vec<(u8, u64)>,
     next_run: u64,
 }
@@ -156,7 +161,7 @@ impl Catalog {
         self.partitions.iter().map(Vec::len).sum()
     }
 
-    /// Runs merged away whose records may still be in the tree.
+    /// Runs whose records may still be in the tree but are to be removed.
     pub fn retired(&self) -> &[(u8, u64)] {
         &self.retired
     }
@@ -176,13 +181,12 @@ impl Catalog {
         entries.sort_unstable_by_key(|entry| entry.hash);
         for part in entries.chunk_by(|a, b| partition(a.hash) == partition(b.hash)) {
             let partition = partition(part[0].hash);
-            let no = next.next_run;
+            let mut run = RunBuilder::new(partition, next.next_run, part.len() as u64);
             next.next_run += 1;
-            stage_run(batch, partition, no, part)?;
-            next.partitions[usize::from(partition)].push(Run {
-                no,
-                entries: part.len() as u64,
-            });
+            for entry in part {
+                run.push(batch, entry.hash, &entry.placement)?;
+            }
+            next.partitions[usize::from(partition)].push(run.finish(batch)?);
         }
         next.stage(batch)?;
         Ok(next)
@@ -207,40 +211,78 @@ impl Catalog {
         None
     }
 
-    /// Stages the run that replaces `merged` in `partition` (holding `entries`) and a catalog
-    /// listing it, with `merged` retired; returns that catalog.
-    pub fn stage_merge(
+    /// Starts a merge in `partition`: applies a catalog naming the run it will build as retired
+    /// (so that its records are removed if the merge does not finish) and returns that catalog and
+    /// the run's number, for [`Catalog::write_merge`].
+    pub fn begin_merge(&self, db: &sled::Db, partition: u8) -> Result<(Catalog, u64), StoreError> {
+        let mut next = self.clone();
+        let no = next.next_run;
+        next.next_run += 1;
+        next.retired.push((partition, no));
+        let mut batch = sled::Batch::default();
+        next.stage(&mut batch)?;
+        db.apply_batch(batch)?;
+        Ok((next, no))
+    }
+
+    /// Writes run `no` (see [`Catalog::begin_merge`]) as the merge of `runs` of `partition`, in
+    /// slices of [`MERGE_SLICE_CHUNKS`] chunks, then applies a catalog listing it in their place
+    /// with `runs` retired; returns that catalog (their records still to be removed, see
+    /// [`Catalog::stage_retire`]). `keep` gives what the merged run keeps of each placement
+    /// (`None` drops it); equal entries are kept once.
+    pub fn write_merge(
         &self,
-        batch: &mut sled::Batch,
+        db: &sled::Db,
         partition: u8,
-        merged: &[Run],
-        mut entries: Vec<Entry>,
-    ) -> Result<Catalog, StoreError> {
+        runs: &[Run],
+        no: u64,
+        mut keep: impl FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, StoreError>,
+    ) -> Result<Merged, StoreError> {
+        let mut readers = runs
+            .iter()
+            .map(|run| RunReader::new(db, partition, run.no))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut run = RunBuilder::new(partition, no, runs.iter().map(|run| run.entries).sum());
+        let mut batch = sled::Batch::default();
+        let mut slices = 0;
+        let mut group = Vec::new();
+        while let Some(hash) = next_group(&mut readers, &mut group)? {
+            let mut kept = Vec::with_capacity(group.len());
+            for placement in group.drain(..) {
+                kept.extend(keep(placement)?);
+            }
+            kept.sort_unstable();
+            kept.dedup();
+            for placement in &kept {
+                run.push(&mut batch, hash, placement)?;
+            }
+            if run.staged >= MERGE_SLICE_CHUNKS {
+                db.apply_batch(std::mem::take(&mut batch))?;
+                run.staged = 0;
+                slices += 1;
+            }
+        }
+        let run = run.finish(&mut batch)?;
         let mut next = self.clone();
         let list = &mut next.partitions[usize::from(partition)];
         let at = list
             .iter()
-            .position(|run| merged.contains(run))
+            .position(|listed| runs.contains(listed))
             .unwrap_or(list.len());
-        list.retain(|run| !merged.contains(run));
-        if !entries.is_empty() {
-            entries.sort_by(|a, b| a.hash.cmp(&b.hash).then(a.placement.cmp(&b.placement)));
-            entries.dedup();
-            let no = next.next_run;
-            next.next_run += 1;
-            stage_run(batch, partition, no, &entries.iter().collect::<Vec<_>>())?;
-            list.insert(
-                at.min(list.len()),
-                Run {
-                    no,
-                    entries: entries.len() as u64,
-                },
-            );
+        list.retain(|listed| !runs.contains(listed));
+        if run.entries > 0 {
+            list.insert(at.min(list.len()), run);
+            next.retired.retain(|retired| *retired != (partition, no));
         }
         next.retired
-            .extend(merged.iter().map(|run| (partition, run.no)));
-        next.stage(batch)?;
-        Ok(next)
+            .extend(runs.iter().map(|merged| (partition, merged.no)));
+        next.stage(&mut batch)?;
+        db.apply_batch(batch)?;
+        Ok(Merged {
+            catalog: next,
+            entries: run.entries,
+            slices: slices + 1,
+        })
     }
 
     /// Stages the removal of every retired run's records and a catalog without them; returns
@@ -291,31 +333,81 @@ impl Catalog {
         }
         Ok(found)
     }
+}
 
-    /// Every entry of `run` in `partition`, in hash order.
-    pub fn read_run(
-        &self,
-        db: &sled::Db,
-        partition: u8,
-        run: &Run,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let mut entries = Vec::with_capacity(usize::try_from(run.entries).unwrap_or(0));
-        let filter_key_len = keys::id_run(partition, run.no).len();
-        for record in db.scan_prefix(keys::id_run(partition, run.no)) {
+/// What [`Catalog::write_merge`] did.
+pub(super) struct Merged {
+    /// The catalog listing the merged run, the merged-away runs retired.
+    pub catalog: Catalog,
+    /// Entries in the merged run.
+    pub entries: u64,
+    /// Batches its records took (the last with the catalog).
+    pub slices: usize,
+}
+
+/// Reads one run's entries in hash order, a chunk at a time.
+struct RunReader {
+    records: sled::Iter,
+    filter_key_len: usize,
+    chunk: std::vec::IntoIter<Entry>,
+    next: Option<Entry>,
+}
+
+impl RunReader {
+    fn new(db: &sled::Db, partition: u8, no: u64) -> Result<Self, StoreError> {
+        let prefix = keys::id_run(partition, no);
+        let mut reader = Self {
+            filter_key_len: prefix.len(),
+            records: db.scan_prefix(prefix),
+            chunk: Vec::new().into_iter(),
+            next: None,
+        };
+        reader.advance()?;
+        Ok(reader)
+    }
+
+    /// Moves to the next entry (`next` is `None` past the last).
+    fn advance(&mut self) -> Result<(), StoreError> {
+        loop {
+            if let Some(entry) = self.chunk.next() {
+                self.next = Some(entry);
+                return Ok(());
+            }
+            let Some(record) = self.records.next() else {
+                self.next = None;
+                return Ok(());
+            };
             let (key, value) = record?;
-            if key.len() == filter_key_len {
+            if key.len() == self.filter_key_len {
                 continue;
             }
-            let chunk = Chunk::parse(&key, &value)?;
-            for index in 0..chunk.count {
-                entries.push(Entry {
-                    hash: chunk.hash(index),
-                    placement: chunk.placement(index)?.to_vec(),
-                });
-            }
+            self.chunk = Chunk::parse(&key, &value)?.entries()?.into_iter();
         }
-        Ok(entries)
     }
+}
+
+/// Moves the placements of the smallest hash any reader is at into `group`, and returns that
+/// hash (`None` once every reader is past its last entry).
+fn next_group(
+    readers: &mut [RunReader],
+    group: &mut Vec<Vec<u8>>,
+) -> Result<Option<u64>, StoreError> {
+    let Some(hash) = readers
+        .iter()
+        .filter_map(|reader| reader.next.as_ref().map(|entry| entry.hash))
+        .min()
+    else {
+        return Ok(None);
+    };
+    for reader in readers {
+        while reader.next.as_ref().is_some_and(|entry| entry.hash == hash) {
+            if let Some(entry) = reader.next.take() {
+                group.push(entry.placement);
+            }
+            reader.advance()?;
+        }
+    }
+    Ok(Some(hash))
 }
 
 /// The size tier of a run of `entries`.
@@ -327,54 +419,141 @@ fn tier(entries: u64) -> u32 {
     }
 }
 
-/// Stages a run's filter and chunks (`entries` sorted by hash, all of `partition`).
-fn stage_run(
-    batch: &mut sled::Batch,
+/// Stages one run's records from entries given in hash order: each chunk once it is full, the
+/// filter at the end.
+struct RunBuilder {
     partition: u8,
     no: u64,
-    entries: &[&Entry],
-) -> Result<(), StoreError> {
-    batch.insert(keys::id_run(partition, no), encode_filter(entries));
-    let mut start = 0;
-    while start < entries.len() {
-        let mut end = (start + CHUNK_ENTRIES).min(entries.len());
-        while end < entries.len() && entries[end].hash == entries[end - 1].hash {
-            end += 1;
-        }
-        let chunk = &entries[start..end];
-        batch.insert(
-            keys::id_chunk(partition, no, chunk[0].hash),
-            encode_chunk(chunk)?,
-        );
-        start = end;
-    }
-    Ok(())
+    chunk: ChunkBuilder,
+    filter: FilterBuilder,
+    entries: u64,
+    /// Chunks staged since this was last reset (by the merge, per slice).
+    staged: usize,
 }
 
-/// A chunk record: the format byte, the entry count (u32), the hashes (u64 each), the end of
-/// each entry's placement in the placement bytes (u32 each), the placement bytes; little-endian.
-fn encode_chunk(entries: &[&Entry]) -> Result<Vec<u8>, StoreError> {
-    let placements: usize = entries.iter().map(|entry| entry.placement.len()).sum();
-    let too_big = || StoreError::Corrupt {
+impl RunBuilder {
+    /// A builder of run `no` in `partition`, for at most `capacity` entries (sizes its filter).
+    fn new(partition: u8, no: u64, capacity: u64) -> Self {
+        Self {
+            partition,
+            no,
+            chunk: ChunkBuilder::default(),
+            filter: FilterBuilder::new(capacity),
+            entries: 0,
+            staged: 0,
+        }
+    }
+
+    fn push(
+        &mut self,
+        batch: &mut sled::Batch,
+        hash: u64,
+        placement: &[u8],
+    ) -> Result<(), StoreError> {
+        // A chunk runs on past its size rather than split equal hashes.
+        if self.chunk.len() >= CHUNK_ENTRIES && self.chunk.last_hash() != Some(hash) {
+            self.stage_chunk(batch)?;
+        }
+        self.chunk.push(hash, placement)?;
+        self.filter.add(hash);
+        self.entries += 1;
+        Ok(())
+    }
+
+    fn stage_chunk(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        if let Some(first) = self.chunk.first_hash() {
+            batch.insert(
+                keys::id_chunk(self.partition, self.no, first),
+                self.chunk.encode()?,
+            );
+            self.chunk.clear();
+            self.staged += 1;
+        }
+        Ok(())
+    }
+
+    /// Stages the last chunk and the filter (none for a run without entries); returns the run.
+    fn finish(mut self, batch: &mut sled::Batch) -> Result<Run, StoreError> {
+        self.stage_chunk(batch)?;
+        if self.entries > 0 {
+            batch.insert(keys::id_run(self.partition, self.no), self.filter.encode());
+        }
+        Ok(Run {
+            no: self.no,
+            entries: self.entries,
+        })
+    }
+}
+
+/// One chunk's entries as they are added.
+#[derive(Default)]
+struct ChunkBuilder {
+    hashes: Vec<u64>,
+    ends: Vec<u32>,
+    placements: Vec<u8>,
+}
+
+impl ChunkBuilder {
+    fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn first_hash(&self) -> Option<u64> {
+        self.hashes.first().copied()
+    }
+
+    fn last_hash(&self) -> Option<u64> {
+        self.hashes.last().copied()
+    }
+
+    fn push(&mut self, hash: u64, placement: &[u8]) -> Result<(), StoreError> {
+        self.placements.extend_from_slice(placement);
+        let end = u32::try_from(self.placements.len()).map_err(|_| chunk_too_big())?;
+        self.hashes.push(hash);
+        self.ends.push(end);
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.hashes.clear();
+        self.ends.clear();
+        self.placements.clear();
+    }
+
+    /// The chunk record: the format byte, the entry count (u32), the hashes (u64 each), the end
+    /// of each entry's placement in the placement bytes (u32 each), the placement bytes;
+    /// little-endian.
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let count = u32::try_from(self.len()).map_err(|_| chunk_too_big())?;
+        let mut out = Vec::with_capacity(CHUNK_HEADER + self.len() * 12 + self.placements.len());
+        out.push(FORMAT_RUN);
+        out.extend_from_slice(&count.to_le_bytes());
+        for hash in &self.hashes {
+            out.extend_from_slice(&hash.to_le_bytes());
+        }
+        for end in &self.ends {
+            out.extend_from_slice(&end.to_le_bytes());
+        }
+        out.extend_from_slice(&self.placements);
+        Ok(out)
+    }
+}
+
+fn chunk_too_big() -> StoreError {
+    StoreError::Corrupt {
         key: "id run chunk".into(),
         reason: "a chunk over 4 GiB".into(),
-    };
-    let count = u32::try_from(entries.len()).map_err(|_| too_big())?;
-    let mut out = Vec::with_capacity(CHUNK_HEADER + entries.len() * 12 + placements);
-    out.push(FORMAT_RUN);
-    out.extend_from_slice(&count.to_le_bytes());
-    for entry in entries {
-        out.extend_from_slice(&entry.hash.to_le_bytes());
     }
-    let mut end = 0usize;
+}
+
+/// The chunk record of `entries` (sorted by hash).
+#[cfg(any(test, feature = "fuzzing"))]
+fn encode_chunk(entries: &[Entry]) -> Result<Vec<u8>, StoreError> {
+    let mut chunk = ChunkBuilder::default();
     for entry in entries {
-        end += entry.placement.len();
-        out.extend_from_slice(&u32::try_from(end).map_err(|_| too_big())?.to_le_bytes());
+        chunk.push(entry.hash, &entry.placement)?;
     }
-    for entry in entries {
-        out.extend_from_slice(&entry.placement);
-    }
-    Ok(out)
+    chunk.encode()
 }
 
 /// A chunk record read in place.
@@ -445,6 +624,18 @@ impl<'a> Chunk<'a> {
         low..end
     }
 
+    /// Every entry, in hash order.
+    fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        (0..self.count)
+            .map(|index| {
+                Ok(Entry {
+                    hash: self.hash(index),
+                    placement: self.placement(index)?.to_vec(),
+                })
+            })
+            .collect()
+    }
+
     fn placement(&self, index: usize) -> Result<&'a [u8], StoreError> {
         let start = if index == 0 { 0 } else { self.end(index - 1) };
         let end = self.end(index);
@@ -468,20 +659,34 @@ fn filter_slot(hash: u64, words: usize) -> (usize, u64) {
     (word, mask)
 }
 
-/// A filter record: the format byte, then the words (little-endian).
-fn encode_filter(entries: &[&Entry]) -> Vec<u8> {
-    let words = (entries.len() * FILTER_BITS_PER_ENTRY).div_ceil(64).max(1);
-    let mut filter = vec![0u64; words];
-    for entry in entries {
-        let (word, mask) = filter_slot(entry.hash, words);
-        filter[word] |= mask;
+/// A run's filter as hashes are added.
+struct FilterBuilder(Vec<u64>);
+
+impl FilterBuilder {
+    /// A filter sized for `capacity` entries.
+    fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let words = capacity
+            .saturating_mul(FILTER_BITS_PER_ENTRY)
+            .div_ceil(64)
+            .max(1);
+        Self(vec![0; words])
     }
-    let mut out = Vec::with_capacity(1 + words * 8);
-    out.push(FORMAT_RUN);
-    for word in filter {
-        out.extend_from_slice(&word.to_le_bytes());
+
+    fn add(&mut self, hash: u64) {
+        let (word, mask) = filter_slot(hash, self.0.len());
+        self.0[word] |= mask;
     }
-    out
+
+    /// The filter record: the format byte, then the words (little-endian).
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + self.0.len() * 8);
+        out.push(FORMAT_RUN);
+        for word in &self.0 {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out
+    }
 }
 
 /// Whether the filter record `filter` may hold `hash` (a record that is not a filter says yes).
@@ -541,19 +746,16 @@ pub(super) fn check_record(bytes: &[u8]) {
     let Ok(chunk) = Chunk::parse(b"x", bytes) else {
         return;
     };
-    let mut entries = Vec::with_capacity(chunk.count.min(1 << 16));
-    for index in 0..chunk.count {
-        match chunk.placement(index) {
-            Ok(placement) => entries.push(Entry {
-                hash: chunk.hash(index),
-                placement: placement.to_vec(),
-            }),
-            Err(StoreError::Corrupt { .. }) => return,
-            Err(other) => panic!("reading a chunk gave a non-corrupt error: {other}"),
-        }
-        let _ = chunk.matching(chunk.hash(index));
+    let entries = match chunk.entries() {
+        Ok(entries) => entries,
+        Err(StoreError::Corrupt { .. }) => return,
+        Err(other) => panic!("reading a chunk gave a non-corrupt error: {other}"),
+    };
+    for entry in &entries {
+        // Fuzzed hashes need not be sorted: the search must only not panic.
+        let _ = chunk.matching(entry.hash);
     }
-    let again = encode_chunk(&entries.iter().collect::<Vec<_>>()).expect("encode");
+    let again = encode_chunk(&entries).expect("encode");
     let reread = Chunk::parse(b"x", &again).expect("parse what was encoded");
     for (index, entry) in entries.iter().enumerate() {
         assert_eq!(reread.hash(index), entry.hash);
@@ -562,7 +764,7 @@ pub(super) fn check_record(bytes: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn entry(hash: u64, placement: &[u8]) -> Entry {
@@ -584,7 +786,7 @@ mod tests {
             entry(5, b"ccc"),
             entry(9, b""),
         ];
-        let bytes = encode_chunk(&entries.iter().collect::<Vec<_>>()).expect("encode");
+        let bytes = encode_chunk(&entries).expect("encode");
         let chunk = Chunk::parse(b"k", &bytes).expect("parse");
         assert_eq!(chunk.matching(5), 1..3);
         assert_eq!(chunk.placement(1).expect("placement"), b"bb");
@@ -608,7 +810,11 @@ mod tests {
         let entries: Vec<Entry> = (0..5_000u64)
             .map(|i| entry(hash(&format!("id-{i}")), b""))
             .collect();
-        let filter = encode_filter(&entries.iter().collect::<Vec<_>>());
+        let mut builder = FilterBuilder::new(entries.len() as u64);
+        for e in &entries {
+            builder.add(e.hash);
+        }
+        let filter = builder.encode();
         assert!(entries.iter().all(|e| filter_may_hold(&filter, e.hash)));
         let false_positives = (0..10_000u64)
             .filter(|i| filter_may_hold(&filter, hash(&format!("other-{i}"))))
@@ -622,8 +828,80 @@ mod tests {
         assert_eq!(hash("ev-1"), 6_200_944_156_940_358_672);
     }
 
+    /// Merges `runs` keeping every entry, as the writer does below the smallest tier.
+    pub(in crate::store) fn merge(
+        db: &sled::Db,
+        catalog: &Catalog,
+        partition: u8,
+        runs: &[Run],
+    ) -> Merged {
+        let (building, no) = catalog.begin_merge(db, partition).expect("begin");
+        building
+            .write_merge(db, partition, runs, no, |placement| Ok(Some(placement)))
+            .expect("merge")
+    }
+
+    /// Stages `count` entries of `partition` as one run each `round` (their hashes interleave
+    /// across the runs); returns every entry.
+    pub(in crate::store) fn write_runs(
+        db: &sled::Db,
+        catalog: &mut Catalog,
+        partition: u8,
+        rounds: u64,
+        count: u64,
+    ) -> Vec<Entry> {
+        let mut all = Vec::new();
+        for round in 0..rounds {
+            let entries: Vec<Entry> = (0..count)
+                .map(|i| {
+                    let hash = u64::from(partition) << 60 | (i * rounds + round) << 8;
+                    entry(hash, format!("{round}-{i}").as_bytes())
+                })
+                .collect();
+            let mut batch = sled::Batch::default();
+            *catalog = catalog.stage_new(&mut batch, &entries).expect("stage");
+            apply(db, batch);
+            all.extend(entries);
+        }
+        all
+    }
+
+    /// A merge of runs bigger than a slice writes the merged run in several batches (what it
+    /// holds in memory is a slice), interleaving the runs' entries into one hash order.
+    #[test]
+    fn a_big_merge_is_written_in_slices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open");
+        let mut catalog = Catalog::load(&db).expect("load");
+        let per_run = (MERGE_SLICE_CHUNKS * CHUNK_ENTRIES) as u64;
+        let all = write_runs(&db, &mut catalog, 3, MERGE_WIDTH as u64, per_run);
+        let (partition, runs) = catalog.plan_merge().expect("a tier is full");
+        assert_eq!(partition, 3);
+        let merged = merge(&db, &catalog, partition, &runs);
+        assert!(merged.slices >= 3, "{} batches", merged.slices);
+        assert_eq!(merged.entries, all.len() as u64);
+        catalog = merged.catalog;
+        assert_eq!(catalog.runs(), 1);
+        let mut batch = sled::Batch::default();
+        catalog = catalog.stage_retire(&db, &mut batch).expect("retire");
+        apply(&db, batch);
+        let mut hashes = Vec::new();
+        for record in db.scan_prefix([keys::ID_RUN]) {
+            let (key, value) = record.expect("record");
+            if key.len() == keys::id_run(0, 0).len() {
+                continue;
+            }
+            let chunk = Chunk::parse(&key, &value).expect("chunk");
+            assert!(chunk.count <= CHUNK_ENTRIES, "{} entries", chunk.count);
+            hashes.extend((0..chunk.count).map(|i| chunk.hash(i)));
+        }
+        assert!(hashes.is_sorted(), "one hash order across the chunks");
+        assert_eq!(hashes.len(), all.len());
+        finds_all(&db, &catalog, &all);
+    }
+
     /// Every one of `entries` is found with its placement.
-    fn finds_all(db: &sled::Db, catalog: &Catalog, entries: &[Entry]) {
+    pub(in crate::store) fn finds_all(db: &sled::Db, catalog: &Catalog, entries: &[Entry]) {
         let mut filters = Filters::default();
         for e in entries {
             let found = catalog.find(db, &mut filters, e.hash).expect("find");
@@ -655,15 +933,7 @@ mod tests {
 
         let (partition, runs) = catalog.plan_merge().expect("a tier is full");
         assert_eq!(runs.len(), MERGE_WIDTH);
-        let mut merged = Vec::new();
-        for run in &runs {
-            merged.extend(catalog.read_run(&db, partition, run).expect("read"));
-        }
-        let mut batch = sled::Batch::default();
-        catalog = catalog
-            .stage_merge(&mut batch, partition, &runs, merged)
-            .expect("merge");
-        apply(&db, batch);
+        catalog = merge(&db, &catalog, partition, &runs).catalog;
         assert_eq!(catalog.retired().len(), MERGE_WIDTH);
         let mut batch = sled::Batch::default();
         catalog = catalog.stage_retire(&db, &mut batch).expect("retire");

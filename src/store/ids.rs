@@ -170,39 +170,34 @@ impl IdIndex {
     /// Merges one partition's runs of a size tier into one, if some tier is full, dropping the
     /// entries whose events are all pruned. Returns whether it merged.
     pub fn merge_once(&self, db: &sled::Db) -> Result<bool, StoreError> {
-        let (partition, runs, entries) = {
-            let catalog = self.catalog();
-            let Some((partition, runs)) = catalog.plan_merge() else {
-                return Ok(false);
-            };
-            let mut entries = Vec::new();
-            for run in &runs {
-                entries.extend(catalog.read_run(db, partition, run)?);
-            }
-            (partition, runs, entries)
+        let catalog = self.catalog().clone();
+        let Some((partition, runs)) = catalog.plan_merge() else {
+            return Ok(false);
         };
+        let (building, no) = catalog.begin_merge(db, partition)?;
+        // From here on a failure leaves the run being built retired: the next merge removes it.
+        self.replace_catalog(building.clone());
         // Pruned events' entries are looked for once a merge makes a run past the smallest tier:
         // every entry gets there, and the small merges, most of them, skip the reads.
-        let entries = if entries.len() as u64 >= SMALLEST_TIER {
-            live_entries(db, entries)?
-        } else {
-            entries
+        let mut live = LiveFilter {
+            db,
+            prune: runs.iter().map(|run| run.entries).sum::<u64>() >= SMALLEST_TIER,
+            oldest: HashMap::new(),
         };
-        let mut batch = sled::Batch::default();
-        let merged = self
-            .catalog()
-            .stage_merge(&mut batch, partition, &runs, entries)?;
-        db.apply_batch(batch)?;
+        let merged =
+            building.write_merge(db, partition, &runs, no, |placement| live.keep(placement))?;
         // Lookups from now on read the merged run; the write lock waits for those still reading
         // the runs about to be removed.
-        self.replace_catalog(merged.clone());
+        self.replace_catalog(merged.catalog.clone());
         let mut batch = sled::Batch::default();
-        let retired = merged.stage_retire(db, &mut batch)?;
+        let retired = merged.catalog.stage_retire(db, &mut batch)?;
         db.apply_batch(batch)?;
         tracing::debug!(
             partition,
             merged = runs.len(),
-            entries = retired.entries(),
+            entries = merged.entries,
+            slices = merged.slices,
+            indexed = retired.entries(),
             runs = retired.runs(),
             "merged event-id index runs"
         );
@@ -211,25 +206,33 @@ impl IdIndex {
     }
 }
 
-/// The entries of `entries` with their placements still stored: a placement below its room's
-/// oldest kept event is gone (retention removes events oldest first), and an entry with none left
-/// is dropped.
-fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreError> {
-    let mut oldest: HashMap<String, u64> = HashMap::new();
-    let mut live = Vec::with_capacity(entries.len());
-    for entry in entries {
+/// What a merge keeps of each entry's placement: the `(room, seq)` pairs still stored. A pair
+/// below its room's oldest kept event is gone (retention removes events oldest first), and an
+/// entry with none left is dropped.
+struct LiveFilter<'a> {
+    db: &'a sled::Db,
+    /// Whether to look at all (otherwise every placement is kept).
+    prune: bool,
+    /// The oldest kept seq of each room looked at.
+    oldest: HashMap<String, u64>,
+}
+
+impl LiveFilter<'_> {
+    fn keep(&mut self, bytes: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.prune {
+            return Ok(Some(bytes));
+        }
         // An entry that does not decode is kept as it is (lookups report it).
-        let Ok(placement) = codec::decode::<PlacementRecord>(ENTRY, &entry.placement) else {
-            live.push(entry);
-            continue;
+        let Ok(placement) = codec::decode::<PlacementRecord>(ENTRY, &bytes) else {
+            return Ok(Some(bytes));
         };
         let mut kept = Vec::with_capacity(placement.len());
         for (room, seq) in &placement {
-            let floor = match oldest.get(room) {
+            let floor = match self.oldest.get(room) {
                 Some(floor) => *floor,
                 None => {
-                    let floor = oldest_kept(db, room)?;
-                    oldest.insert(room.clone(), floor);
+                    let floor = oldest_kept(self.db, room)?;
+                    self.oldest.insert(room.clone(), floor);
                     floor
                 }
             };
@@ -237,16 +240,14 @@ fn live_entries(db: &sled::Db, entries: Vec<Entry>) -> Result<Vec<Entry>, StoreE
                 kept.push((room.clone(), *seq));
             }
         }
-        if kept.len() == placement.len() {
-            live.push(entry);
-        } else if !kept.is_empty() {
-            live.push(Entry {
-                hash: entry.hash,
-                placement: codec::encode(&kept)?,
-            });
-        }
+        Ok(if kept.len() == placement.len() {
+            Some(bytes)
+        } else if kept.is_empty() {
+            None
+        } else {
+            Some(codec::encode(&kept)?)
+        })
     }
-    Ok(live)
 }
 
 /// The seq of `room`'s oldest kept event (`u64::MAX` when it keeps none; 0 when its first block
@@ -288,6 +289,53 @@ pub(super) fn entry(id: &EventId, mut placement: PlacementRecord) -> Result<Entr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::id_runs::tests::{finds_all, write_runs};
+
+    /// A merge that fails part way (here its `keep` errs; a crash does the same) has written
+    /// slices of a run no catalog lists: the catalog names that run retired, so opening removes
+    /// its records, and every id is still found in the runs it was merging.
+    #[test]
+    fn opening_removes_what_a_merge_cut_short_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open");
+        let mut catalog = Catalog::load(&db).expect("load");
+        let all = write_runs(&db, &mut catalog, 5, 4, 20_000);
+        let records = |db: &sled::Db| db.scan_prefix([keys::ID_RUN]).count();
+        let before_merge = records(&db);
+        let (partition, runs) = catalog.plan_merge().expect("four runs of a tier");
+        let (building, no) = catalog.begin_merge(&db, partition).expect("begin");
+        let mut seen = 0;
+        let failed = building.write_merge(&db, partition, &runs, no, |placement| {
+            seen += 1;
+            if seen > 70_000 {
+                return Err(StoreError::Corrupt {
+                    key: "test".into(),
+                    reason: "injected".into(),
+                });
+            }
+            Ok(Some(placement))
+        });
+        assert!(failed.is_err());
+        assert!(
+            db.scan_prefix(keys::id_run(partition, no)).count() > 0,
+            "a slice of the unfinished run was written"
+        );
+        assert!(
+            Catalog::load(&db)
+                .expect("catalog")
+                .retired()
+                .contains(&(partition, no))
+        );
+
+        let index = IdIndex::open(&db, Arc::new(Corruption::default())).expect("open index");
+        let catalog = Catalog::load(&db).expect("reload");
+        assert!(catalog.retired().is_empty(), "nothing left retired");
+        assert_eq!(db.scan_prefix(keys::id_run(partition, no)).count(), 0);
+        assert_eq!(records(&db), before_merge);
+        assert_eq!(catalog.entries(), all.len() as u64);
+        finds_all(&db, &catalog, &all);
+        drop(index);
+    }
 
     /// A merge that wrote its run but stopped before removing the merged runs (a crash between
     /// its two batches) leaves them retired in the catalog: opening removes their records, and
@@ -311,15 +359,11 @@ mod tests {
             db.apply_batch(batch).expect("apply");
         }
         let (partition, runs) = catalog.plan_merge().expect("four runs of a tier");
-        let mut merged = Vec::new();
-        for run in &runs {
-            merged.extend(catalog.read_run(&db, partition, run).expect("read"));
-        }
-        let mut batch = sled::Batch::default();
-        let after = catalog
-            .stage_merge(&mut batch, partition, &runs, merged)
-            .expect("merge");
-        db.apply_batch(batch).expect("apply");
+        let (building, no) = catalog.begin_merge(&db, partition).expect("begin");
+        let after = building
+            .write_merge(&db, partition, &runs, no, |placement| Ok(Some(placement)))
+            .expect("merge")
+            .catalog;
         assert_eq!(after.retired().len(), runs.len());
         let records = |db: &sled::Db| db.scan_prefix([keys::ID_RUN]).count();
         let before_open = records(&db);
