@@ -12,8 +12,9 @@
 //! directory's size to them, so the curve shows whether the store levels off and how far above
 //! its data.
 //!
-//! At the end the soak copies its records into a new directory (sled's export and import) and
-//! prints that directory's size: sled's floor for the same records.
+//! At the end the soak compacts the store (`socket_bridge::store::compact`, what `socket-bridge
+//! compact` runs: the records copied into a new directory that takes the old one's place) and
+//! prints the sizes before and after: sled's floor for the same records.
 //!
 //! `prune-latency`: stores 1,000,000 old events, then measures single-event append latency
 //! (p50/p99/max) for 10 s without a prune (the baseline) and while a pass prunes all of them.
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 use socket_bridge::domain::{Event, EventId, EventType, Timestamp};
-use socket_bridge::store::{EventLog, RetentionPolicy};
+use socket_bridge::store::{EventLog, RetentionPolicy, compact, dir_size};
 
 const ROOMS: usize = 1000;
 const APPENDERS: usize = 16;
@@ -56,24 +57,10 @@ fn event(id: String, photo: usize, ts: Timestamp) -> Event {
     .expect("valid event")
 }
 
-fn dir_size(path: &Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 async fn soak(seconds: u64) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = EventLog::open(dir.path()).expect("open");
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = root.path().join("store");
+    let log = EventLog::open(&store).expect("open");
     let stop = Arc::new(AtomicBool::new(false));
     let appended = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -122,7 +109,7 @@ async fn soak(seconds: u64) {
         }
         if Instant::now() >= next_sample {
             let total = appended.load(Ordering::Relaxed);
-            let dir_bytes = dir_size(dir.path());
+            let dir_bytes = dir_size(&store);
             let kept = {
                 let log = log.clone();
                 tokio::task::spawn_blocking(move || log.record_bytes())
@@ -154,35 +141,21 @@ async fn soak(seconds: u64) {
     let kept = log.record_bytes().expect("record bytes").total();
     log.close().expect("close");
     drop(log);
-    compacted(dir.path(), kept);
+    compacted(&store, kept);
 }
 
-/// Copies every record of the store in `path` into a new sled directory (sled's export and
-/// import) and prints its size: what sled needs for the same records without the space its log
-/// holds for what was overwritten or removed, the floor of the ratio to the kept bytes.
+/// Compacts the store in `path` and prints its size before and after: what sled needs for the
+/// same records without the space its log holds for what was overwritten or removed, the floor
+/// of the ratio to the kept bytes.
 fn compacted(path: &Path, kept: u64) {
-    let before = dir_size(path);
-    // sled lets go of its lock a few milliseconds after the last handle is dropped.
-    let started = Instant::now();
-    let old = loop {
-        match sled::open(path) {
-            Ok(db) => break db,
-            Err(_) if started.elapsed() < Duration::from_secs(5) => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("reopen the soak's store: {e}"),
-        }
-    };
-    let target = tempfile::tempdir().expect("tempdir");
-    let fresh = sled::open(target.path()).expect("open a fresh store");
-    fresh.import(old.export());
-    fresh.flush().expect("flush");
-    let after = dir_size(target.path());
+    let report = compact(path).expect("compact the soak's store");
     println!(
-        "compacted (export/import into a new dir): {before} -> {after} bytes; kept {kept} bytes; \
-         dir/kept {:.1} -> {:.1}",
-        before as f64 / kept.max(1) as f64,
-        after as f64 / kept.max(1) as f64
+        "compacted in {} ms: {} -> {} bytes; kept {kept} bytes; dir/kept {:.1} -> {:.1}",
+        report.duration_ms,
+        report.bytes_before,
+        report.bytes_after,
+        report.bytes_before as f64 / kept.max(1) as f64,
+        report.bytes_after as f64 / kept.max(1) as f64
     );
 }
 

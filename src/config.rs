@@ -56,6 +56,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run one retention pass on a stopped hub's data dir and print what it removed.
     Prune(PruneArgs),
+    /// Copy a stopped hub's store into a fresh directory that takes its place, giving back the
+    /// disk space sled's log holds for removed records.
+    Compact(CompactArgs),
     /// Print a photo's (or a room's) event history from a running hub.
     History(HistoryArgs),
     /// Print a photo's status from a running hub.
@@ -134,6 +137,14 @@ pub struct PruneArgs {
     /// Only count what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `socket-bridge compact`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Data directory of a stopped hub.
+    #[arg(long, env = "DATA_DIR", default_value = settings::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
 }
 
 /// The flags of `serve`, as given; [`ServeArgs::into_settings`] validates them.

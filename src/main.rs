@@ -1,4 +1,4 @@
-//! The `socket-bridge` binary: `serve` (the default), `token`, `prune`, and the support CLI
+//! The `socket-bridge` binary: `serve` (the default), `token`, `prune`, `compact`, and the support CLI
 //! (`history`, `status`, `tail`, `dead-letters`).
 
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use socket_bridge::config::{Cli, Command, ServeArgs};
 use socket_bridge::domain::Timestamp;
 use socket_bridge::photos::PhotoFiles;
 use socket_bridge::retention::ForgetPhotos;
+use socket_bridge::settings;
 use socket_bridge::store::EventLog;
 use socket_bridge::telemetry::{self, ErrorChain};
 
@@ -54,7 +55,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Prune(args) => {
             telemetry::init_logging();
-            let store_dir = args.data_dir.join("store");
+            let store_dir = settings::store_dir(&args.data_dir);
             let log = socket_bridge::disk::ensure_room_to_open(&store_dir)
                 .map_err(AppError::from)
                 .and_then(|()| EventLog::open(&store_dir).map_err(AppError::from))
@@ -77,6 +78,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.rooms_pruned,
                 report.rooms,
                 report.statuses_removed,
+                report.duration_ms
+            );
+            Ok(())
+        }
+        Command::Compact(args) => {
+            telemetry::init_logging();
+            let store_dir = settings::store_dir(&args.data_dir);
+            let report = socket_bridge::store::compact(&store_dir)
+                .with_context(|| format!("compacting the store in {}", args.data_dir.display()))?;
+            println!(
+                "compacted {} records ({} bytes of keys and values): {} -> {} bytes on disk in {} ms",
+                report.records,
+                report.record_bytes,
+                report.bytes_before,
+                report.bytes_after,
                 report.duration_ms
             );
             Ok(())

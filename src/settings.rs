@@ -295,6 +295,11 @@ impl Settings {
 
     /// Where the event log lives inside the data dir.
     pub fn store_dir(&self) -> PathBuf {
-        self.data_dir.join("store")
+        store_dir(&self.data_dir)
     }
+}
+
+/// Where the event log lives inside `data_dir`.
+pub fn store_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("store")
 }

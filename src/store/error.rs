@@ -67,6 +67,33 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A file system step on the store's files failed.
+    #[error("could not {action} {}", path.display())]
+    File {
+        /// What was being done (`rename`, `remove`, ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The directory holds no store (or is not a directory's path that can have siblings).
+    #[error("{} holds no socket-bridge store", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The disk has too little free space for what was asked.
+    #[error("only {available} bytes are free on the disk of {}; this needs {needed}", path.display())]
+    NoRoom {
+        /// The store directory.
+        path: PathBuf,
+        /// Bytes free.
+        available: u64,
+        /// Bytes needed.
+        needed: u64,
+    },
     /// A thread of the event log could not be started.
     #[error("could not start the {name} thread")]
     Thread {

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::block;
 use super::codec;
 use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
+use super::compact;
 use super::derived::{self, Pending, WriterMessage};
 use super::faults::Faults;
 use super::id_runs::Filters;
@@ -110,11 +111,12 @@ impl EventLog {
         Self::open_with(dir, StoreOptions::default())
     }
 
-    /// Opens (or creates) the store in `dir`: runs pending migrations (refusing a store written by
-    /// a newer schema), derives again the statuses a crash left unwritten, builds the in-memory
-    /// id index, and starts the committer.
+    /// Opens (or creates) the store in `dir`: removes what an interrupted compaction left beside
+    /// it, runs pending migrations (refusing a store written by a newer schema), derives again
+    /// the statuses and index entries a crash left unwritten, and starts the committer.
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let lock = DirLock::acquire(dir.as_ref())?;
+        compact::finish_interrupted(dir.as_ref())?;
         let config = sled::Config::new()
             .path(dir.as_ref())
             .cache_capacity(options.cache_capacity_bytes);
@@ -489,7 +491,7 @@ fn close_shared(shared: &Shared) {
 /// Opens the tree. The directory is already locked by this process, so a sled lock that is still
 /// held can only be a handle of this process being closed (sled lets go from a background thread
 /// a few milliseconds after the last handle is dropped): wait for it.
-fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
+pub(super) fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
     let started = std::time::Instant::now();
     loop {
         match config.open() {

@@ -23,11 +23,13 @@
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
 //! - `survey`: rooms kept and the oldest kept event, for the hub overview.
 //! - `lock`: the store directory's lock file (one process at a time).
+//! - `compact`: copying a stopped store into a fresh directory that takes its place.
 //! - `migrate`: schema versions and the numbered migrations in `migrations/`.
 
 mod block;
 mod codec;
 mod commit;
+mod compact;
 mod derived;
 mod error;
 mod faults;
@@ -44,6 +46,7 @@ mod records;
 mod survey;
 mod tree;
 
+pub use compact::{CompactReport, compact, dir_size};
 pub use error::{AppendError, Rejection, StoreError};
 pub use faults::Faults;
 pub use log::{ConsumedPosition, EventLog, StoreOptions, StoreTime};

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod compact;
 mod consumed;
 mod corrupt;
 mod crash;
