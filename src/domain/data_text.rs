@@ -4,67 +4,84 @@
 //! checked), so a scan that tells strings from the rest is enough.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 /// `text` without whitespace outside strings (borrowed when it has none, as most producers send).
 /// JSON strings cannot hold a raw line break, so the result is one line.
 pub fn compact(text: &str) -> Cow<'_, str> {
-    if !outside_strings(text).any(|(_, byte)| byte.is_ascii_whitespace()) {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    let mut out: Option<String> = None;
     let mut kept_from = 0;
-    for (at, byte) in outside_strings(text) {
+    for_each_outside_strings(text, |at, byte| {
         if byte.is_ascii_whitespace() {
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len()));
             out.push_str(&text[kept_from..at]);
             kept_from = at + 1;
         }
+        ControlFlow::Continue(())
+    });
+    match out {
+        None => Cow::Borrowed(text),
+        Some(mut out) => {
+            out.push_str(&text[kept_from..]);
+            Cow::Owned(out)
+        }
     }
-    out.push_str(&text[kept_from..bytes.len()]);
-    Cow::Owned(out)
 }
 
 /// How deeply `text` nests, counting stops past `limit` (a scalar is 0, `{}` or `[]` is 1,
 /// `{"a":{}}` is 2).
 pub fn depth(text: &str, limit: usize) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
-    for (_, byte) in outside_strings(text) {
+    for_each_outside_strings(text, |_, byte| {
         match byte {
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
                 if deepest > limit {
-                    return deepest;
+                    return ControlFlow::Break(());
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
-    }
+        ControlFlow::Continue(())
+    });
     deepest
 }
 
-/// The bytes of `text` that are not inside a string literal (quotes included in neither), with
-/// their positions.
-fn outside_strings(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
-    let mut in_string = false;
-    let mut escaped = false;
-    text.bytes().enumerate().filter(move |&(_, byte)| {
-        if in_string {
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+/// Calls `each` with every byte of `text` that is not inside a string literal (quotes included
+/// in neither) and its position, until it breaks. A string's content is skipped by searching for
+/// its next quote or backslash (`memchr`), not byte by byte: most of an event's bytes are in
+/// strings.
+fn for_each_outside_strings(text: &str, mut each: impl FnMut(usize, u8) -> ControlFlow<()>) {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        if byte != b'"' {
+            if each(at, byte).is_break() {
+                return;
             }
-            false
-        } else if byte == b'"' {
-            in_string = true;
-            false
-        } else {
-            true
+            at += 1;
+            continue;
         }
-    })
+        at += 1;
+        loop {
+            let Some(found) = bytes
+                .get(at..)
+                .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+            else {
+                // An unterminated string (not valid JSON): nothing outside it follows.
+                return;
+            };
+            let found = at + found;
+            if bytes[found] == b'"' {
+                at = found + 1;
+                break;
+            }
+            // A backslash escapes the byte after it.
+            at = found + 2;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -91,5 +108,60 @@ mod tests {
         assert_eq!(depth(r#"{"a":"[[[{{{\"]]]"}"#, 32), 1);
         let deep = format!("{}0{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(depth(&deep, 10), 11);
+    }
+
+    /// Escapes at the end of strings, escaped backslashes before a quote, and text cut short
+    /// inside a string or an escape are told apart without reading past the end.
+    #[test]
+    fn strings_end_where_an_unescaped_quote_is() {
+        assert_eq!(depth(r#"["\\",[["\"]]]"#, 32), 3);
+        assert_eq!(
+            depth(r#"["\"]]]"#, 32),
+            1,
+            "an escaped quote does not end the string"
+        );
+        assert_eq!(compact(r#"{"a":"x\\" , "b" : 1}"#), r#"{"a":"x\\","b":1}"#);
+        assert_eq!(depth("[\"abc", 32), 1);
+        assert_eq!(depth("[\"abc\\", 32), 1);
+        assert_eq!(compact("[ \"a b"), "[\"a b");
+    }
+
+    /// Any JSON value: strings with quotes, backslashes, brackets and whitespace inside.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ a\\\\\"{}\\[\\]\\t\\n\\u{e9}]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(5, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z\\\"{ ]{0,4}", inner, 0..6)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The nesting of a parsed value, as `depth` counts it.
+    fn value_depth(value: &serde_json::Value) -> usize {
+        match value {
+            serde_json::Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+            serde_json::Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    proptest::proptest! {
+        /// Compacting pretty-printed JSON gives one line holding the same value, the same as
+        /// serde's own compact form; the depth is the value's.
+        #[test]
+        fn compact_and_depth_agree_with_a_parser(value in json_value()) {
+            let pretty = serde_json::to_string_pretty(&value).expect("print");
+            let compacted = compact(&pretty);
+            proptest::prop_assert_eq!(compacted.as_ref(), serde_json::to_string(&value).expect("print"));
+            proptest::prop_assert_eq!(depth(&pretty, 64), value_depth(&value));
+        }
     }
 }
