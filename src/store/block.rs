@@ -64,27 +64,42 @@ pub(super) fn encode_entry(
     Ok(out)
 }
 
-/// A block being built by a group commit.
-#[derive(Debug, Default)]
+/// Bytes kept free at the front of a block being built for its header: the format byte and the
+/// event count (a varint, at most 9 bytes).
+const HEADER_ROOM: usize = 10;
+
+/// A block being built by a group commit: its entries after room for the header, so that the
+/// record's value is one slice of it, not a copy.
+#[derive(Debug)]
 pub(super) struct BlockBuilder {
     events: u64,
-    entries: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+impl Default for BlockBuilder {
+    fn default() -> Self {
+        Self {
+            events: 0,
+            bytes: vec![0; HEADER_ROOM],
+        }
+    }
 }
 
 impl BlockBuilder {
     /// Adds the next event (its encoded entry).
     pub fn push(&mut self, entry: &[u8]) {
         self.events += 1;
-        self.entries.extend_from_slice(entry);
+        self.bytes.extend_from_slice(entry);
     }
 
-    /// The record's value.
-    pub fn finish(&self) -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::with_capacity(self.entries.len() + 10);
-        out.push(FORMAT_BLOCK);
-        codec::encode_part(&self.events, &mut out)?;
-        out.extend_from_slice(&self.entries);
-        Ok(out)
+    /// The record's value: the header written just before the entries.
+    pub fn finish(&mut self) -> Result<&[u8], StoreError> {
+        let mut header = Vec::with_capacity(HEADER_ROOM);
+        header.push(FORMAT_BLOCK);
+        codec::encode_part(&self.events, &mut header)?;
+        let start = HEADER_ROOM - header.len().min(HEADER_ROOM);
+        self.bytes[start..HEADER_ROOM].copy_from_slice(&header[..HEADER_ROOM - start]);
+        Ok(&self.bytes[start..])
     }
 }
 
@@ -237,7 +252,7 @@ mod tests {
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
             builder.push(&entry(id, i == 1, 10 + i as i64));
         }
-        let value = builder.finish().expect("finish");
+        let value = builder.finish().expect("finish").to_vec();
         let key = keys::event("photo:p1", 12);
         let block = decode(&key, &value).expect("decode");
         let seen: Vec<_> = block
@@ -290,7 +305,7 @@ mod tests {
         let mut builder = BlockBuilder::default();
         builder.push(&entry("a", false, 1));
         builder.push(&entry("b", false, 2));
-        let value = builder.finish().expect("finish");
+        let value = builder.finish().expect("finish").to_vec();
         let key = keys::event("photo:p1", 2);
         assert!(decode(&keys::event("photo:p1", 1), &value).is_err());
         assert!(decode(&key, &value[..value.len() - 1]).is_err());

@@ -17,7 +17,7 @@
 //! write or flush the committer refuses every append until the store is reopened: an id is only
 //! ever answered as stored once its event is durable.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -245,7 +245,7 @@ impl Committer {
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
-        for (room, block) in std::mem::take(&mut state.blocks) {
+        for (room, mut block) in std::mem::take(&mut state.blocks) {
             let head = state.heads.get(&room).copied().unwrap_or(0);
             batch.insert(keys::event(&room, head), block.finish()?);
         }

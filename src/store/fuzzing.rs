@@ -74,7 +74,7 @@ fn event(value: &[u8]) {
             .expect("encode"),
         );
     }
-    let again = again.finish().expect("encode");
+    let again = again.finish().expect("encode").to_vec();
     let back = block::decode(&key, &again).expect("decode own encoding");
     assert_eq!(back.events, decoded.events);
     for stored in &decoded.events {

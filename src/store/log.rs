@@ -1,7 +1,6 @@
 //! [`EventLog`]: opening a data dir, reads, and the append call that hands batches to the
 //! committer thread.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -169,7 +168,7 @@ impl EventLog {
             writer: writer_tx.clone(),
             max_group_events: options.max_group_events.max(1),
             next_commit_no: 1,
-            heads: HashMap::new(),
+            heads: Default::default(),
             faults: options.faults.clone(),
             failed: None,
             failing: Arc::clone(&failing),
