@@ -128,11 +128,22 @@ export class Hub {
 
 /** Headless Chromium (Debian's), with the flags that keep it off the network. */
 export async function launchBrowser() {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  // Chromium has been seen closing right after its launch (the suite's setup failed, and the
+  // same suite passed when run again): a failed start is tried again, twice at most, and said;
+  // what the tests check is unchanged.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+          '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      });
+    } catch (error) {
+      if (attempt === 3) throw error;
+      console.error(`chromium did not start (attempt ${attempt}): ${error.message.split('\n')[0]}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** A page at 1360x860 that records console errors and refused requests into `problems`. */
