@@ -95,6 +95,11 @@ impl CommitListener {
     }
 }
 
+/// Run filters the committer keeps from one group to the next, at most (2 bytes per id of the
+/// runs they cover: 32M ids). Beyond it each group reads the filters it needs again (from sled's
+/// page cache, or from disk when the cache is small against the index).
+const FILTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// What a group has staged on top of the stored state.
 #[derive(Default)]
 struct Overlay {
@@ -112,7 +117,7 @@ struct Overlay {
     /// Source -> the consumed position its accepted requests recorded.
     positions: HashMap<String, u64>,
     committed: Vec<CommittedEvent>,
-    /// The id runs' filters read by the group's lookups.
+    /// The id runs' filters the lookups have read (kept across groups, see [`FILTER_CACHE_BYTES`]).
     filters: Filters,
 }
 
@@ -133,6 +138,8 @@ pub(super) struct Committer {
     pub writer: std::sync::mpsc::SyncSender<WriterMessage>,
     /// Most events one group commit takes.
     pub max_group_events: usize,
+    /// The id runs' filters kept from the last group (see [`FILTER_CACHE_BYTES`]).
+    pub filters: Filters,
     /// The number of the next commit record.
     pub next_commit_no: u64,
     /// Heads of rooms written recently (at most [`HEADS_CACHED`]): the committer is their only
@@ -193,14 +200,21 @@ impl Committer {
             return;
         }
         let started = std::time::Instant::now();
-        let mut state = Overlay::default();
+        self.ids.retain_listed(&mut self.filters);
+        let mut state = Overlay {
+            filters: std::mem::take(&mut self.filters),
+            ..Overlay::default()
+        };
         let mut outcomes: Vec<Result<Vec<Receipt>, AppendError>> = Vec::with_capacity(group.len());
         for request in &group {
             let outcome = self.stage_request(&mut state, &request.events);
             if outcome.is_err() {
                 // Refusals are rare: undo the refused request by staging the accepted ones again
                 // (same store, same order, same result).
-                state = Overlay::default();
+                state = Overlay {
+                    filters: std::mem::take(&mut state.filters),
+                    ..Overlay::default()
+                };
                 for (earlier, accepted) in group.iter().zip(outcomes.iter_mut()) {
                     if accepted.is_ok() {
                         *accepted = self.stage_request(&mut state, &earlier.events);
@@ -229,6 +243,9 @@ impl Committer {
             return;
         }
 
+        if state.filters.bytes() <= FILTER_CACHE_BYTES {
+            self.filters = std::mem::take(&mut state.filters);
+        }
         let events = state.committed.len();
         for (request, outcome) in group.into_iter().zip(outcomes) {
             let _ = request.reply.send(outcome);

@@ -703,8 +703,9 @@ fn filter_may_hold(filter: &[u8], hash: u64) -> bool {
     word & mask == mask
 }
 
-/// Run filters read so far (one read per run for a group of lookups instead of one per lookup),
-/// per partition: a few runs each, searched in place.
+/// Run filters read so far, per partition (a few runs each, searched in place): a filter is read
+/// once, not once per lookup. A run's filter never changes (run numbers are not reused), so they
+/// may be kept across groups; [`Filters::retain_listed`] drops those of runs merged away.
 pub(super) struct Filters(Vec<Vec<(u64, Option<sled::IVec>)>>);
 
 impl Default for Filters {
@@ -714,6 +715,22 @@ impl Default for Filters {
 }
 
 impl Filters {
+    /// Keeps only the filters of runs `catalog` lists.
+    pub fn retain_listed(&mut self, catalog: &Catalog) {
+        for (read, listed) in self.0.iter_mut().zip(&catalog.partitions) {
+            read.retain(|(no, _)| listed.iter().any(|run| run.no == *no));
+        }
+    }
+
+    /// The bytes of the filters held.
+    pub fn bytes(&self) -> usize {
+        self.0
+            .iter()
+            .flatten()
+            .map(|(_, filter)| filter.as_ref().map_or(0, |f| f.len()))
+            .sum()
+    }
+
     /// Whether run `no`'s filter may hold `hash` (a run without a filter record may).
     fn may_hold(
         &mut self,
@@ -864,6 +881,46 @@ pub(super) mod tests {
             all.extend(entries);
         }
         all
+    }
+
+    /// Filters kept across lookups answer for the runs listed, and those of runs merged away are
+    /// dropped, so that what is kept follows the catalog.
+    #[test]
+    fn kept_filters_follow_the_catalog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("open");
+        let mut catalog = Catalog::load(&db).expect("load");
+        let all = write_runs(&db, &mut catalog, 2, MERGE_WIDTH as u64, 2_000);
+        let mut filters = Filters::default();
+        for e in &all {
+            assert!(
+                !catalog
+                    .find(&db, &mut filters, e.hash)
+                    .expect("find")
+                    .is_empty()
+            );
+        }
+        let four = filters.bytes();
+        assert!(four > 0);
+        let (partition, runs) = catalog.plan_merge().expect("a tier is full");
+        catalog = merge(&db, &catalog, partition, &runs).catalog;
+        filters.retain_listed(&catalog);
+        assert_eq!(
+            filters.bytes(),
+            0,
+            "the merged-away runs' filters are dropped"
+        );
+        for e in &all {
+            assert!(
+                !catalog
+                    .find(&db, &mut filters, e.hash)
+                    .expect("find")
+                    .is_empty()
+            );
+        }
+        assert!(filters.bytes() > 0 && filters.bytes() <= four + 16);
+        filters.retain_listed(&catalog);
+        assert!(filters.bytes() > 0, "a listed run's filter is kept");
     }
 
     /// A merge of runs bigger than a slice writes the merged run in several batches (what it

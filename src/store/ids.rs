@@ -152,6 +152,11 @@ impl IdIndex {
         Ok(if kept.is_empty() { None } else { Some(kept) })
     }
 
+    /// Drops from `filters` those of runs no longer listed (merged away).
+    pub fn retain_listed(&self, filters: &mut Filters) {
+        filters.retain_listed(&self.catalog());
+    }
+
     /// Stages runs holding `entries` into `batch`; the returned catalog is
     /// [`IdIndex::settle_runs`]'s once the batch is applied.
     pub fn stage<'a>(

@@ -167,6 +167,7 @@ impl EventLog {
             listener: Arc::clone(&listener),
             writer: writer_tx.clone(),
             max_group_events: options.max_group_events.max(1),
+            filters: Filters::default(),
             next_commit_no: 1,
             heads: Default::default(),
             faults: options.faults.clone(),
