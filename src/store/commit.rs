@@ -300,6 +300,13 @@ impl Committer {
             self.failing.send_replace(true);
             return Err(StoreError::CommitFailed(failure));
         }
+        // Durable now: the tree itself says where these rooms end. Before the group's statuses
+        // are readable, so that a status never names an event a read of its room does not give.
+        if let Ok(mut visible) = self.visible.write() {
+            for room in state.heads.keys() {
+                visible.remove(room);
+            }
+        }
         self.next_commit_no += 1;
         if self.heads.len() + state.heads.len() > HEADS_CACHED {
             self.heads.clear();
@@ -314,12 +321,6 @@ impl Committer {
         self.ids.add_recent(&job.ids);
         self.pending.add(&job);
         let _ = self.writer.send(WriterMessage::Derived(job));
-        // Durable now: the tree itself says where these rooms end.
-        if let Ok(mut visible) = self.visible.write() {
-            for room in state.heads.keys() {
-                visible.remove(room);
-            }
-        }
         Ok(())
     }
 

@@ -13,7 +13,8 @@
 //! exactly the events whose ids may be missing, and opening derives them again. Every answer is
 //! checked against the event record it names, so an entry for a pruned event (dropped when its
 //! run is next merged) or for another id with the same hash never answers. Nothing is scanned at
-//! open, and memory does not grow with the history.
+//! open; what memory grows with the history is the run filters the committer keeps between
+//! groups (2 bytes per id, at most 64 MiB).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
