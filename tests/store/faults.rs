@@ -102,12 +102,13 @@ fn a_writer_that_falls_behind_holds_the_committer_back() {
         .expect("status")
         .expect("a status");
     let readable = log.read(&room, 0, APPENDS + 10).expect("read");
+    // Released before asserting: a failed check must not leave the log's drop waiting on it.
+    faults.stall_writer(false);
     assert_eq!(
         readable.last().map(|e| e.seq),
         Some(status.last_seq),
         "the status's last event is readable"
     );
-    faults.stall_writer(false);
     assert!(
         (1..APPENDS).contains(&answered),
         "with the writer stalled the committer stops after a bounded backlog: {answered} of {APPENDS} appends answered"
