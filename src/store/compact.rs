@@ -152,12 +152,9 @@ fn measure(db: &sled::Db) -> Result<(u64, u64), StoreError> {
     Ok((records, bytes))
 }
 
-/// Copies every tree of `db` into a new sled directory at `target` (replacing what is there)
-/// and flushes it.
+/// Copies every tree of `db` into a new sled directory at `target` (which [`finish_interrupted`]
+/// has cleared) and flushes it.
 fn copy(db: &sled::Db, target: &Path) -> Result<(), StoreError> {
-    if target.exists() {
-        std::fs::remove_dir_all(target).map_err(io("remove", target))?;
-    }
     let fresh = sled::Config::new()
         .path(target)
         .cache_capacity(CACHE_BYTES)

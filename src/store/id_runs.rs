@@ -246,8 +246,9 @@ impl Catalog {
         let mut batch = sled::Batch::default();
         let mut slices = 0;
         let mut group = Vec::new();
+        let mut kept = Vec::new();
         while let Some(hash) = next_group(&mut readers, &mut group)? {
-            let mut kept = Vec::with_capacity(group.len());
+            kept.clear();
             for placement in group.drain(..) {
                 kept.extend(keep(placement)?);
             }
@@ -892,14 +893,7 @@ pub(super) mod tests {
         let mut catalog = Catalog::load(&db).expect("load");
         let all = write_runs(&db, &mut catalog, 2, MERGE_WIDTH as u64, 2_000);
         let mut filters = Filters::default();
-        for e in &all {
-            assert!(
-                !catalog
-                    .find(&db, &mut filters, e.hash)
-                    .expect("find")
-                    .is_empty()
-            );
-        }
+        finds_all_with(&db, &catalog, &mut filters, &all);
         let four = filters.bytes();
         assert!(four > 0);
         let (partition, runs) = catalog.plan_merge().expect("a tier is full");
@@ -910,14 +904,7 @@ pub(super) mod tests {
             0,
             "the merged-away runs' filters are dropped"
         );
-        for e in &all {
-            assert!(
-                !catalog
-                    .find(&db, &mut filters, e.hash)
-                    .expect("find")
-                    .is_empty()
-            );
-        }
+        finds_all_with(&db, &catalog, &mut filters, &all);
         assert!(filters.bytes() > 0 && filters.bytes() <= four + 16);
         filters.retain_listed(&catalog);
         assert!(filters.bytes() > 0, "a listed run's filter is kept");
@@ -959,9 +946,13 @@ pub(super) mod tests {
 
     /// Every one of `entries` is found with its placement.
     pub(in crate::store) fn finds_all(db: &sled::Db, catalog: &Catalog, entries: &[Entry]) {
-        let mut filters = Filters::default();
+        finds_all_with(db, catalog, &mut Filters::default(), entries);
+    }
+
+    /// [`finds_all`], reading filters through `filters` (kept from earlier lookups).
+    fn finds_all_with(db: &sled::Db, catalog: &Catalog, filters: &mut Filters, entries: &[Entry]) {
         for e in entries {
-            let found = catalog.find(db, &mut filters, e.hash).expect("find");
+            let found = catalog.find(db, filters, e.hash).expect("find");
             assert!(found.contains(&e.placement), "entry {:x} found", e.hash);
         }
     }
