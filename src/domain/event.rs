@@ -230,6 +230,14 @@ impl Event {
                 limit: MAX_EVENT_DATA_BYTES,
             });
         }
+        // One JSON object, checked here for every event: delivery copies this text into its
+        // packets as it is (a struct also deserializes from an array, so the brace is checked).
+        if !data_json.starts_with('{') {
+            return Err(DomainError::InvalidField {
+                field: "data",
+                reason: "must be an object".into(),
+            });
+        }
         let fields: DataFields<'_> =
             serde_json::from_str(&data_json).map_err(|e| DomainError::InvalidField {
                 field: "data",

@@ -25,9 +25,20 @@ pub fn event_payload(
         .unwrap_or_else(|_| empty_object())
 }
 
+/// The same payload as [`event_payload`] for data that ingest checked to be one JSON object
+/// (every event the committer hands on): built as text and not parsed again, for a packet that
+/// carries it as it is.
+pub fn checked_payload(
+    data: &str,
+    id: &EventId,
+    room: &str,
+    seq: Option<u64>,
+    timestamp: Timestamp,
+) -> String {
+    payload(data, id, room, seq, timestamp)
+}
+
 fn payload(data: &str, id: &EventId, room: &str, seq: Option<u64>, timestamp: Timestamp) -> String {
-    let id = serde_json::to_string(id.as_str()).unwrap_or_else(|_| "\"\"".into());
-    let room = serde_json::to_string(room).unwrap_or_else(|_| "\"\"".into());
     // JSON's whitespace is ASCII: no need for the Unicode-aware trim (a visible cost per room
     // event in fan-out 1).
     let body = data.trim_ascii();
@@ -36,24 +47,39 @@ fn payload(data: &str, id: &EventId, room: &str, seq: Option<u64>, timestamp: Ti
         .and_then(|b| b.strip_suffix('}'))
         .unwrap_or("")
         .trim_ascii();
-    let mut out = String::with_capacity(inner.len() + 96);
+    let mut out = String::with_capacity(inner.len() + id.as_str().len() + room.len() + 80);
     out.push('{');
     if !inner.is_empty() {
         out.push_str(inner);
         out.push(',');
     }
     out.push_str("\"eventId\":");
-    out.push_str(&id);
+    push_json_string(&mut out, id.as_str());
     out.push_str(",\"room\":");
-    out.push_str(&room);
+    push_json_string(&mut out, room);
     if let Some(seq) = seq {
         out.push_str(",\"seq\":");
-        out.push_str(&seq.to_string());
+        out.push_str(itoa::Buffer::new().format(seq));
     }
     out.push_str(",\"timestamp\":\"");
-    out.push_str(&timestamp.to_rfc3339());
+    timestamp.write_rfc3339(&mut out);
     out.push_str("\"}");
     out
+}
+
+/// Appends `text` as a JSON string: as it is between quotes when nothing in it needs escaping
+/// (ids and room names, in practice), else escaped by serde_json.
+fn push_json_string(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        match serde_json::to_string(text) {
+            Ok(quoted) => out.push_str(&quoted),
+            Err(_) => out.push_str("\"\""),
+        }
+    }
 }
 
 /// The `replay:truncated` payload (docs/protocol.md, "Truncation"): `{ room, requestedSeq,
@@ -100,6 +126,24 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(empty.get()).expect("json");
         assert!(v.get("seq").is_none());
         assert_eq!(v.as_object().map(|o| o.len()), Some(3));
+    }
+
+    /// Ids and room names that need escaping are escaped; the checked payload is the same text
+    /// as the parsed one.
+    #[test]
+    fn names_are_escaped_and_both_payloads_agree() {
+        let id = EventId::parse("e\"1\\2é").expect("id");
+        let ts = Timestamp::from_millis(1_764_620_000_123);
+        let data = r#"{"photoId":"p1","note":"say \"hi\""}"#;
+        let checked = checked_payload(data, &id, "photo:p\"1", Some(12), ts);
+        let parsed = event_payload(data, &id, "photo:p\"1", Some(12), ts);
+        assert_eq!(checked, parsed.get());
+        let v: serde_json::Value = serde_json::from_str(&checked).expect("json");
+        assert_eq!(v["eventId"], "e\"1\\2é");
+        assert_eq!(v["room"], "photo:p\"1");
+        assert_eq!(v["note"], "say \"hi\"");
+        assert_eq!(v["seq"], 12);
+        assert_eq!(v["timestamp"], ts.to_rfc3339());
     }
 
     /// Data that is not a JSON object (a corrupt record) is left out, never the hub's fields

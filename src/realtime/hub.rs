@@ -16,7 +16,7 @@ use super::background::Background;
 use super::catch_up::{self, CatchUp};
 use super::dispatch::{self, Pending};
 use super::follow::{Follower, Followers};
-use super::frame::event_payload;
+use super::frame::checked_payload;
 use super::subscriptions::{CatchUpStart, Emit, GoLive, Subscriptions};
 use crate::domain::Room;
 use crate::store::{CommittedEvent, EventLog, StoreError};
@@ -338,8 +338,9 @@ async fn let_writers_run(delivered: u64, committed: impl Fn() -> bool) {
 }
 
 /// Hands one committed event of `room` at `seq` to the room's live subscribers. Its Socket.IO
-/// packet is encoded once, on the first socket that takes it, and every socket's queue gets the
-/// same bytes (all sockets are in the one namespace the packet is encoded for).
+/// packet is encoded once, on the first socket that takes it, with the event's data as the text
+/// ingest checked, and every socket's queue gets the same bytes (all sockets are in the one
+/// namespace the packet is encoded for).
 fn deliver(
     state: &mut Subscriptions<Sid, SocketRef>,
     event: &CommittedEvent,
@@ -349,14 +350,14 @@ fn deliver(
     let mut packet = None;
     state.dispatch(room, seq, |socket| {
         let packet = packet.get_or_insert_with(|| {
-            let payload = event_payload(
+            let payload = checked_payload(
                 &event.data,
                 &event.id,
                 &room.to_string(),
                 Some(seq),
                 event.timestamp,
             );
-            socket.encode_event(event.event_type.as_str(), &*payload)
+            socket.encode_event_json(event.event_type.as_str(), &payload)
         });
         let Ok(packet) = packet else {
             return Emit::Refused;

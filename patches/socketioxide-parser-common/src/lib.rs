@@ -28,6 +28,16 @@ mod value;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CommonParser;
 
+impl CommonParser {
+    /// Encodes an EVENT packet whose data is already JSON text (one JSON value, e.g. an object
+    /// the caller built or stored): the same bytes as [`Parse::encode`] of the event with that
+    /// value, written in one buffer without running a serializer over `data`. `data` is copied as
+    /// it is and not checked: text that is not one JSON value makes a packet clients cannot read.
+    pub fn encode_event_json(ns: &str, event: &str, data: &str) -> Value {
+        ser::serialize_event_json(ns, event, data)
+    }
+}
+
 impl Parse for CommonParser {
     fn encode(self, packet: Packet) -> Value {
         ser::serialize_packet(packet)
@@ -438,6 +448,21 @@ mod test {
         for message in [r#"{"data":1}"#, r#"{"message":1}"#, "[1]", "{not json"] {
             let packet = encode(Packet::connect_error("/", message));
             assert_eq!(packet, format!("4{}", json!({ "message": message })));
+        }
+    }
+
+    #[test]
+    fn packet_encode_event_json() {
+        let data = json!({ "data": "value™", "n": [1, 2] });
+        for ns in ["/", "/admin™", "admin"] {
+            for event in ["event", "say \"hi\"\n"] {
+                let expected = encode(Packet::event(ns, to_event_value(&data, event)));
+                let packet = match CommonParser::encode_event_json(ns, event, &data.to_string()) {
+                    Value::Str(packet, None) => packet,
+                    other => panic!("not one string: {other:?}"),
+                };
+                assert_eq!(packet.as_str(), expected, "{ns} {event}");
+            }
         }
     }
 

@@ -70,6 +70,32 @@ pub fn serialize_packet(packet: Packet) -> Value {
     Value::Str(output, bins)
 }
 
+/// An EVENT packet `2[<ns>,]["<event>",<data>]` written in one buffer from `data`, one JSON value
+/// as text that the caller vouches for (it is copied as it is, not parsed): what
+/// `serialize_packet` writes for the same event after the value serializer, without serializing
+/// the data again.
+pub fn serialize_event_json(ns: &str, event: &str, data: &str) -> Value {
+    let ns_size = if ns.is_empty() || ns == "/" {
+        0
+    } else {
+        ns.len() + 2
+    };
+    // `2`, `[`, the event's quotes, `,` and `]`; the event name rarely needs escaping.
+    let mut buffer = BytesMut::with_capacity(6 + ns_size + event.len() + data.len());
+    buffer.put_u8(b'2');
+    serialize_nsp(&mut buffer, ns);
+    buffer.put_u8(b'[');
+    serde_json::to_writer((&mut buffer).writer(), event)
+        .expect("writing a string to memory cannot fail");
+    buffer.put_u8(b',');
+    buffer.put_slice(data.as_bytes());
+    buffer.put_u8(b']');
+    // Safety: every part written is UTF-8 (the namespace, `data` and ASCII punctuation as `&str`,
+    // the event name as serde_json's JSON string).
+    let output = unsafe { Str::from_bytes_unchecked(buffer.freeze()) };
+    Value::Str(output, None)
+}
+
 /// Whether a connect error message is already a whole CONNECT_ERROR payload: a JSON object with a
 /// string `message` (and e.g. `data`, which socket.io-client hands to `connect_error` listeners as
 /// `err.data`). Such a message is sent as it is; any other is wrapped in `{"message": ...}`.

@@ -551,6 +551,35 @@ impl<A: Adapter> Socket<A> {
         Ok(EncodedPacket { ns, value })
     }
 
+    /// Encodes an event packet whose data is already JSON text, once, to be sent as it is to
+    /// many sockets with [`Socket::send_encoded`], like [`Socket::encode_event`]: the same bytes
+    /// as `encode_event` with that value, written in one buffer without running a serializer over
+    /// `data` (the text is copied as it is and not checked: it must be one JSON value).
+    ///
+    /// With the msgpack parser, which cannot carry JSON text as it is, this is an error: use
+    /// [`Socket::encode_event`].
+    pub fn encode_event_json(
+        &self,
+        event: impl AsRef<str>,
+        data: &str,
+    ) -> Result<EncodedPacket, crate::ParserError> {
+        let ns = self.ns.path.clone();
+        let value = match self.parser {
+            Parser::Common(_) => socketioxide_parser_common::CommonParser::encode_event_json(
+                &ns,
+                event.as_ref(),
+                data,
+            ),
+            #[cfg(feature = "msgpack")]
+            Parser::MsgPack(_) => {
+                return Err(crate::ParserError::new(std::io::Error::other(
+                    "the msgpack parser cannot send JSON text as it is: use encode_event",
+                )));
+            }
+        };
+        Ok(EncodedPacket { ns, value })
+    }
+
     /// Sends a packet encoded by [`Socket::encode_event`] to this socket, with the same outcomes
     /// as [`Socket::emit`]: [`SocketError::Closed`] if the socket is closed,
     /// [`SocketError::InternalChannelFull`] if its queue is full (the packet is then dropped).
@@ -1024,6 +1053,17 @@ mod test {
             socket.send_encoded(&packet),
             Err(SendError::Socket(SocketError::Closed))
         ));
+    }
+
+    #[tokio::test]
+    async fn encode_event_json_is_encode_event() {
+        let sid = Sid::new();
+        let ns = Namespace::<LocalAdapter>::new_dummy([sid]);
+        let socket: Arc<Socket> = Socket::new_dummy(sid, ns).into();
+        let data = serde_json::json!({ "seq": 1, "name": "a\"b" });
+        let packet = socket.encode_event_json("e", &data.to_string()).unwrap();
+        assert_eq!(packet.value, socket.encode_event("e", &data).unwrap().value);
+        socket.send_encoded(&packet).unwrap();
     }
 
     fn ack_socket() -> Arc<Socket> {
