@@ -128,8 +128,15 @@ impl EventId {
 
     /// A fresh random id (128 random bits, hex), for events sent without one.
     pub fn generate() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n: u128 = rand::random();
-        Self(Arc::from(format!("{n:032x}")))
+        let mut text = [0u8; 32];
+        for (at, digit) in text.iter_mut().enumerate() {
+            // The digit of this position, the most significant first: `{n:032x}`.
+            *digit = HEX[((n >> (4 * (31 - at))) & 0xf) as usize];
+        }
+        // ASCII digits: the text is borrowed as it is, and copied once into the id.
+        Self(Arc::from(&*String::from_utf8_lossy(&text)))
     }
 
     /// The id as text.
@@ -168,5 +175,12 @@ mod tests {
         assert!(EventId::parse("a\nb").is_err());
         assert!(EventId::parse(&"x".repeat(257)).is_err());
         assert_ne!(EventId::generate(), EventId::generate());
+        let id = EventId::generate();
+        assert_eq!(id.as_str().len(), 32);
+        assert!(
+            id.as_str()
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
     }
 }

@@ -31,16 +31,38 @@ impl Room {
     pub fn user(id: &UserId) -> Self {
         Room::User(id.clone())
     }
+
+    /// The room's name, as [`fmt::Display`] writes it, in a string allocated once at its size
+    /// (the store keys and the delivered payloads use it per event; `to_string` grows its
+    /// string as the formatter writes).
+    pub fn name(&self) -> String {
+        let (kind, id) = self.parts();
+        let mut name = String::with_capacity(kind.len() + id.map_or(0, |id| 1 + id.len()));
+        name.push_str(kind);
+        if let Some(id) = id {
+            name.push(':');
+            name.push_str(id);
+        }
+        name
+    }
+
+    /// The kind (`user`, ..., `global`) and the id, if the kind has one.
+    fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Room::User(id) => ("user", Some(id.as_str())),
+            Room::Client(id) => ("client", Some(id.as_str())),
+            Room::Session(id) => ("session", Some(id.as_str())),
+            Room::Photo(id) => ("photo", Some(id.as_str())),
+            Room::Global => ("global", None),
+        }
+    }
 }
 
 impl fmt::Display for Room {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Room::User(id) => write!(f, "user:{id}"),
-            Room::Client(id) => write!(f, "client:{id}"),
-            Room::Session(id) => write!(f, "session:{id}"),
-            Room::Photo(id) => write!(f, "photo:{id}"),
-            Room::Global => f.write_str("global"),
+        match self.parts() {
+            (kind, Some(id)) => write!(f, "{kind}:{id}"),
+            (kind, None) => f.write_str(kind),
         }
     }
 }
@@ -81,6 +103,7 @@ mod tests {
         ] {
             let room: Room = name.parse().expect("valid room");
             assert_eq!(room.to_string(), name);
+            assert_eq!(room.name(), name);
         }
         for bad in ["", "globals", "team:x", "photo:", "user:a b", "photo"] {
             assert!(bad.parse::<Room>().is_err(), "{bad} must be refused");

@@ -154,7 +154,7 @@ impl Serialize for RoomSeqs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (room, seq) in self.0 {
-            map.serialize_entry(&room.to_string(), seq)?;
+            map.serialize_entry(&room.name(), seq)?;
         }
         map.end()
     }

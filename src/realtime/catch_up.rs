@@ -150,7 +150,7 @@ async fn replay(hub: &Hub, job: &mut CatchUp) -> Result<Option<u64>, CatchUpErro
                 }
             }
         }
-        let room = job.room.to_string();
+        let room = job.room.name();
         for event in &page {
             if job.stop.is_cancelled() {
                 return Ok(None);

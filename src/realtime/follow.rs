@@ -138,7 +138,7 @@ impl Follower {
     ) -> Self {
         Self {
             log,
-            room_name: room.to_string(),
+            room_name: room.name(),
             room,
             cursor: after,
             commits,

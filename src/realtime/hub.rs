@@ -353,7 +353,7 @@ fn deliver(
             let payload = checked_payload(
                 &event.data,
                 &event.id,
-                &room.to_string(),
+                &room.name(),
                 Some(seq),
                 event.timestamp,
             );

@@ -40,7 +40,7 @@ pub fn spawn(
 }
 
 async fn emit(io: &SocketIo, hub: &Hub, event: &LiveEvent) {
-    let room = event.room.to_string();
+    let room = event.room.name();
     let payload = event_payload(&event.data, &event.id, &room, None, event.timestamp);
     if event.room == Room::Global {
         if let Err(e) = io.emit(event.name, &*payload).await {

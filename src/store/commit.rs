@@ -372,7 +372,7 @@ impl Committer {
         let mut placement = Vec::with_capacity(rooms.len());
         let mut names = Vec::with_capacity(if event.id_generated { 0 } else { rooms.len() });
         for room in rooms {
-            let name = room.to_string();
+            let name = room.name();
             let seq = self.staged_head(stage, &name)? + 1;
             if !event.id_generated {
                 names.push((name.clone(), seq));

@@ -247,7 +247,7 @@ pub(super) fn recover(
             .map(|(id, placement)| {
                 let names = placement
                     .iter()
-                    .map(|(room, seq)| (room.to_string(), *seq))
+                    .map(|(room, seq)| (room.name(), *seq))
                     .collect();
                 ids::entry(id, names)
             })
@@ -267,7 +267,7 @@ fn derive_status(db: &sled::Db, photo: &PhotoId, stored: &StoredEvent) -> Result
         return Ok(());
     }
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: keys::display(&keys::event(&Room::photo(photo).to_string(), stored.seq)),
+        key: keys::display(&keys::event(&Room::photo(photo).name(), stored.seq)),
         reason,
     };
     let data = match serde_json::from_str(&stored.data) {

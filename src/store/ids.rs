@@ -145,8 +145,7 @@ impl IdIndex {
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
             // A corrupt record is not this event any more: the id counts as not stored there.
-            if event_at(db, &room.to_string(), seq, &self.corruption)?.is_some_and(|e| e.id == *id)
-            {
+            if event_at(db, &room.name(), seq, &self.corruption)?.is_some_and(|e| e.id == *id) {
                 kept.push((room, seq));
             }
         }

@@ -279,7 +279,7 @@ impl EventLog {
 
     /// The last seq assigned in `room` that is durable (0 for a room that never had an event).
     pub fn head(&self, room: &Room) -> Result<u64, StoreError> {
-        self.head_by_name(&room.to_string())
+        self.head_by_name(&room.name())
     }
 
     /// The durable head of `room`. The tree is read before the visible heads: the committer
@@ -311,7 +311,7 @@ impl EventLog {
 
     /// The oldest seq still kept in `room`, or `head + 1` when none is kept (a new room gives 1).
     pub fn oldest(&self, room: &Room) -> Result<u64, StoreError> {
-        let name = room.to_string();
+        let name = room.name();
         let head = self.head_by_name(&name)?;
         let prefix = keys::event_prefix(&name);
         match self.shared.db.scan_prefix(&prefix).next() {
@@ -341,7 +341,7 @@ impl EventLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let name = room.to_string();
+        let name = room.name();
         let head = self.head_by_name(&name)?;
         if after >= head || limit == 0 {
             return Ok(Vec::new());
