@@ -18,3 +18,4 @@ mod migrations;
 mod props;
 mod reopen;
 mod retention;
+mod tmpfs;
