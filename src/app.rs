@@ -16,7 +16,6 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use crate::auth::{SecretError, TokenAuthority};
 use crate::bus::nats::{ConsumerHandle, NatsBus, NatsError, NatsSettings};
 use crate::bus::{EventBus, InProcessBus, Publisher};
-use crate::disk::{self, DiskError};
 use crate::domain::Timestamp;
 use crate::http::{self, AppState};
 use crate::ingest::Ingest;
@@ -33,9 +32,6 @@ pub enum AppError {
     /// The event log could not be opened or closed.
     #[error("event log")]
     Store(#[from] StoreError),
-    /// The store's disk has too little free space to open the event log safely.
-    #[error(transparent)]
-    Disk(#[from] DiskError),
     /// The token secret could not be loaded.
     #[error(transparent)]
     Secret(#[from] SecretError),
@@ -84,7 +80,7 @@ impl AppError {
             AppError::Store(StoreError::Io { source, .. })
             | AppError::Secret(SecretError::Io { source, .. }) => source.kind(),
             AppError::Store(StoreError::Sled(sled::Error::Io(source))) => source.kind(),
-            AppError::Disk(DiskError::TooFull { .. }) => {
+            AppError::Store(StoreError::NoRoom { .. }) => {
                 return Some("free some space on the data dir's disk");
             }
             AppError::StoreFailed => {
@@ -167,7 +163,6 @@ impl Application {
             ),
             None => None,
         };
-        disk::ensure_room_to_open(&settings.store_dir())?;
         let log = EventLog::open_with(settings.store_dir(), settings.store.clone())?;
         let (tokens, generated) =
             TokenAuthority::load(settings.jwt_secret.as_deref(), &settings.data_dir)?;

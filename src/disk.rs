@@ -1,7 +1,8 @@
 //! The free space the event log needs before it is opened. sled recovers a log left by an
 //! unclean stop while it opens, rewriting part of it; a write failing there on a full disk left
 //! the log unreadable for every later open (docs/reliability.md, "What the hub promises under each
-//! fault"). So the hub and `prune` open the store only with room for that recovery.
+//! fault"). So every open of the store (`store::log::open_tree`: the hub, `prune`, `compact`) asks
+//! for room for that recovery first.
 
 use std::path::{Path, PathBuf};
 

@@ -56,9 +56,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Prune(args) => {
             telemetry::init_logging();
             let store_dir = settings::store_dir(&args.data_dir);
-            let log = socket_bridge::disk::ensure_room_to_open(&store_dir)
+            let log = EventLog::open(&store_dir)
                 .map_err(AppError::from)
-                .and_then(|()| EventLog::open(&store_dir).map_err(AppError::from))
                 .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
             let report = log
                 .prune(&args.retention.policy(), Timestamp::now(), args.dry_run)

@@ -23,7 +23,6 @@ use std::time::Instant;
 use super::StoreError;
 use super::lock::DirLock;
 use super::log::open_tree;
-use crate::disk::{DiskError, ensure_room_to_open};
 
 /// Records copied per batch.
 const COPY_BATCH: usize = 10_000;
@@ -53,8 +52,8 @@ pub struct CompactReport {
 
 /// Copies the store in `dir` (which no process may have open: this takes its lock) into a fresh
 /// directory and puts the copy in its place. Refuses when the disk has less free space than
-/// [`ROOM_FACTOR`] times the records' bytes, or than opening the store needs
-/// ([`ensure_room_to_open`]); on any failure before the swap the store is as it was and the
+/// [`ROOM_FACTOR`] times the records' bytes, or than opening the store needs (as every open of
+/// it: `open_tree`); on any failure before the swap the store is as it was and the
 /// partial copy is removed.
 pub fn compact(dir: &Path) -> Result<CompactReport, StoreError> {
     let started = Instant::now();
@@ -67,19 +66,7 @@ pub fn compact(dir: &Path) -> Result<CompactReport, StoreError> {
         });
     }
     let bytes_before = dir_size(dir);
-    // sled rewrites part of its log while it opens; run out of space there and the store is left
-    // unreadable (crate::disk), so the store is opened only with room for that.
-    ensure_room_to_open(dir).map_err(|e| match e {
-        DiskError::TooFull {
-            available, needed, ..
-        } => StoreError::NoRoom {
-            path: dir.to_path_buf(),
-            available,
-            needed,
-        },
-        DiskError::Io { source, .. } => io("read the free space of", dir)(source),
-    })?;
-    let old = open_tree(&sled::Config::new().path(dir).cache_capacity(CACHE_BYTES))?;
+    let old = open_tree(dir, CACHE_BYTES)?;
     let (records, record_bytes) = measure(&old)?;
     let needed = record_bytes.saturating_mul(ROOM_FACTOR);
     let available = fs2::available_space(dir).map_err(io("read the free space of", dir))?;

@@ -21,6 +21,7 @@ use super::migrate;
 use super::records::StoredEvent;
 use super::tree::{Corruption, read_status, readable_events, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
+use crate::disk::{DiskError, ensure_room_to_open};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
 
@@ -116,10 +117,7 @@ impl EventLog {
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
         let lock = DirLock::acquire(dir.as_ref())?;
         compact::finish_interrupted(dir.as_ref())?;
-        let config = sled::Config::new()
-            .path(dir.as_ref())
-            .cache_capacity(options.cache_capacity_bytes);
-        let db = open_tree(&config)?;
+        let db = open_tree(dir.as_ref(), options.cache_capacity_bytes)?;
         let corruption = Arc::new(Corruption::default());
         migrate::run(&db)?;
         let ids = Arc::new(IdIndex::open(&db, Arc::clone(&corruption))?);
@@ -488,10 +486,28 @@ fn close_shared(shared: &Shared) {
     shared.listener.close();
 }
 
-/// Opens the tree. The directory is already locked by this process, so a sled lock that is still
-/// held can only be a handle of this process being closed (sled lets go from a background thread
-/// a few milliseconds after the last handle is dropped): wait for it.
-pub(super) fn open_tree(config: &sled::Config) -> Result<sled::Db, StoreError> {
+/// Opens the tree in `dir` with a page cache of `cache_bytes`, only with room on its disk for
+/// sled's recovery ([`ensure_room_to_open`]: running out of space while sled opens left a store
+/// unreadable for good); every opener of a store comes here. The directory is already locked by
+/// this process, so a sled lock that is still held can only be a handle of this process being
+/// closed (sled lets go from a background thread a few milliseconds after the last handle is
+/// dropped): wait for it.
+pub(super) fn open_tree(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    ensure_room_to_open(dir).map_err(|e| match e {
+        DiskError::TooFull {
+            available, needed, ..
+        } => StoreError::NoRoom {
+            path: dir.to_path_buf(),
+            available,
+            needed,
+        },
+        DiskError::Io { source, .. } => StoreError::File {
+            action: "read the free space of",
+            path: dir.to_path_buf(),
+            source,
+        },
+    })?;
+    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
     let started = std::time::Instant::now();
     loop {
         match config.open() {
