@@ -354,6 +354,24 @@ mod tests {
         Event::from_input(input, Timestamp::from_millis(0))
     }
 
+    /// Data text that is not one JSON object is refused by `from_json` itself (delivery copies
+    /// the text into packets as it is); an array would otherwise pass as the fields' struct.
+    #[test]
+    fn from_json_takes_only_an_object() {
+        let at = Timestamp::from_millis(0);
+        let id = || EventId::parse("e1").expect("id");
+        for data in ["[]", "[1]", "1", "\"x\"", "null"] {
+            assert!(
+                matches!(
+                    Event::from_json(id(), EventType::SystemHealth, data.into(), at),
+                    Err(DomainError::InvalidField { field: "data", .. })
+                ),
+                "{data}"
+            );
+        }
+        assert!(Event::from_json(id(), EventType::SystemHealth, "{}".into(), at).is_ok());
+    }
+
     /// Each rule of docs/protocol.md ("Stored events") about required data refuses what it should.
     #[test]
     fn validation_rules() {

@@ -19,15 +19,15 @@ pub fn event_payload(
     seq: Option<u64>,
     timestamp: Timestamp,
 ) -> Box<RawValue> {
-    let with_data = payload(data, id, room, seq, timestamp);
+    let with_data = checked_payload(data, id, room, seq, timestamp);
     RawValue::from_string(with_data)
-        .or_else(|_| RawValue::from_string(payload("{}", id, room, seq, timestamp)))
+        .or_else(|_| RawValue::from_string(checked_payload("{}", id, room, seq, timestamp)))
         .unwrap_or_else(|_| empty_object())
 }
 
-/// The same payload as [`event_payload`] for data that ingest checked to be one JSON object
-/// (every event the committer hands on): built as text and not parsed again, for a packet that
-/// carries it as it is.
+/// The same payload as [`event_payload`], built as text and not parsed: for data that ingest
+/// checked to be one JSON object (every event the committer hands on), in a packet that carries
+/// it as it is. [`event_payload`] builds it here and then checks it.
 pub fn checked_payload(
     data: &str,
     id: &EventId,
@@ -35,10 +35,6 @@ pub fn checked_payload(
     seq: Option<u64>,
     timestamp: Timestamp,
 ) -> String {
-    payload(data, id, room, seq, timestamp)
-}
-
-fn payload(data: &str, id: &EventId, room: &str, seq: Option<u64>, timestamp: Timestamp) -> String {
     // JSON's whitespace is ASCII: no need for the Unicode-aware trim (a visible cost per room
     // event in fan-out 1).
     let body = data.trim_ascii();

@@ -12,7 +12,7 @@ use socket_bridge::store::{EventLog, RetentionPolicy, StoreError, StoredEvent, c
 
 use crate::helpers::{photo_event, runtime};
 use crate::support::binary;
-use crate::tmpfs::{Tmpfs, fill};
+use crate::tmpfs::{Tmpfs, fill, free};
 
 /// Photo rooms of the stores below.
 const PHOTOS: usize = 40;
@@ -208,17 +208,6 @@ fn assert_nothing_left(dir: &Path) {
     for leftover in siblings(dir) {
         assert!(!leftover.exists(), "{} is left", leftover.display());
     }
-}
-
-/// Gives `bytes` of `filler` back to its disk.
-fn free(filler: &Path, bytes: u64) {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(filler)
-        .expect("open the filler");
-    let len = file.metadata().expect("filler size").len();
-    file.set_len(len.saturating_sub(bytes))
-        .expect("shorten the filler");
 }
 
 /// A store a process has open is not compacted (the lock says who has it), and stays as it was.

@@ -50,3 +50,14 @@ pub fn fill(path: &Path) {
     while file.write_all(&chunk).is_ok() {}
     let _ = file.sync_all();
 }
+
+/// Gives `bytes` of `filler` back to its disk.
+pub fn free(filler: &Path, bytes: u64) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(filler)
+        .expect("open the filler");
+    let len = file.metadata().expect("filler size").len();
+    file.set_len(len.saturating_sub(bytes))
+        .expect("shorten the filler");
+}
