@@ -62,9 +62,10 @@ pub struct CpuSample {
     at: Instant,
     /// utime + stime of every thread, from `stat` (clock ticks turned into time).
     cpu: Duration,
-    /// Busy time of the one core the process may run on (`/proc/stat`), when it is pinned to
-    /// one: the part of it that is not the process's own is other work on that core.
-    core: Option<Duration>,
+    /// Busy and stolen time of the one core the process may run on (`/proc/stat`), when it is
+    /// pinned to one: the part of the busy time that is not the process's own is other work on
+    /// that core.
+    core: Option<CoreTimes>,
 }
 
 impl CpuSample {
@@ -90,21 +91,29 @@ impl CpuSample {
         Ok(Self {
             at: Instant::now(),
             cpu,
-            core: pinned_core(&dir).and_then(core_busy),
+            core: pinned_core(&dir).and_then(core_times),
         })
     }
 
     /// What happened between `self` and the later `end`.
     pub fn until(&self, end: &CpuSample) -> CpuUse {
         let cpu = end.cpu.saturating_sub(self.cpu);
-        let others = match (self.core, end.core) {
-            (Some(start), Some(end)) => Some(end.saturating_sub(start).saturating_sub(cpu)),
-            _ => None,
+        let (others, steal) = match (self.core, end.core) {
+            (Some(start), Some(end)) => {
+                let steal = end.steal.saturating_sub(start.steal);
+                let busy = end.busy.saturating_sub(start.busy);
+                (
+                    Some(busy.saturating_sub(cpu).saturating_sub(steal)),
+                    Some(steal),
+                )
+            }
+            _ => (None, None),
         };
         CpuUse {
             wall: end.at.duration_since(self.at),
             cpu,
             others,
+            steal,
         }
     }
 }
@@ -116,9 +125,13 @@ pub struct CpuUse {
     pub wall: Duration,
     /// CPU time (user + system) the process used in it.
     pub cpu: Duration,
-    /// Busy time of its core that was not its own (other processes, interrupts), when it is
-    /// pinned to one core: how disturbed the run was.
+    /// Busy time of its core that was neither its own nor stolen (other processes, interrupts),
+    /// when it is pinned to one core: how disturbed the run was.
     pub others: Option<Duration>,
+    /// Time the hypervisor ran something else while its core wanted to run (`steal` in
+    /// `/proc/stat`), when it is pinned to one core: on a shared host, what makes the same
+    /// binary slower from one hour to the next.
+    pub steal: Option<Duration>,
 }
 
 impl CpuUse {
@@ -148,8 +161,17 @@ fn pinned_core(dir: &str) -> Option<usize> {
     list.parse().ok()
 }
 
-/// Busy time of core `core` since boot: every `/proc/stat` column but idle and iowait.
-fn core_busy(core: usize) -> Option<Duration> {
+/// A core's times since boot, from `/proc/stat`.
+#[derive(Debug, Clone, Copy)]
+struct CoreTimes {
+    /// Every column but idle and iowait (steal included).
+    busy: Duration,
+    /// The steal column.
+    steal: Duration,
+}
+
+/// The times of core `core` since boot.
+fn core_times(core: usize) -> Option<CoreTimes> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let name = format!("cpu{core}");
     let line = stat
@@ -168,7 +190,10 @@ fn core_busy(core: usize) -> Option<Duration> {
         .filter(|(i, _)| *i != 3 && *i != 4)
         .map(|(_, t)| t)
         .sum();
-    Some(ticks_to_duration(busy))
+    Some(CoreTimes {
+        busy: ticks_to_duration(busy),
+        steal: ticks_to_duration(ticks.get(7).copied().unwrap_or(0)),
+    })
 }
 
 /// The 1-minute load average.

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 use super::measure::{CpuUse, load_average};
 
+/// Share of a core stolen by the hypervisor from which a run gets a note that it was disturbed.
+const STEAL_NOTE: f64 = 0.05;
+
 /// The prefix of the machine-readable line of a run.
 pub const RESULT_PREFIX: &str = "RESULT ";
 
@@ -59,12 +62,24 @@ impl Report {
         self.num(&format!("{who}_cpu_s"), used.cpu.as_secs_f64(), "s");
         self.num(&format!("{who}_us_per_{per}"), used.micros_per(count), "µs");
         self.num(&format!("{who}_util"), used.utilization(), "cores");
+        let wall = used.wall.as_secs_f64().max(1e-9);
         if let Some(others) = used.others {
             self.num(
                 &format!("{who}_core_others"),
-                others.as_secs_f64() / used.wall.as_secs_f64().max(1e-9),
+                others.as_secs_f64() / wall,
                 "cores",
             );
+        }
+        if let Some(steal) = used.steal {
+            let share = steal.as_secs_f64() / wall;
+            self.num(&format!("{who}_core_steal"), share, "cores");
+            if share >= STEAL_NOTE {
+                self.note(format!(
+                    "the hypervisor took {:.0}% of the {who}'s core (steal): this run's figures are \
+                     disturbed; compare only with runs as disturbed, or run again",
+                    share * 100.0
+                ));
+            }
         }
     }
 
