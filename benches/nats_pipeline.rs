@@ -11,30 +11,33 @@
 //! 2. Baseline: a second durable pull consumer on the same stream reads the whole backlog with
 //!    `messages()` and acks each message; nothing else.
 //! 3. The hub starts on the same backlog while a Socket.IO client subscribed to every photo
-//!    (`since: 0`, so nothing can slip past it) counts what it receives. "Stored" is when JetStream
-//!    shows the hub's consumer with nothing pending or unacked; "delivered" is when the client has
-//!    received every event.
+//!    (`since: 1`, so nothing can slip past it) receives every event, each the next seq of its
+//!    room. "Stored" is when JetStream shows the hub's consumer with nothing pending or unacked;
+//!    "delivered" is when the client has received every event.
 
 // The shared test kit; this bench uses only part of it.
 #[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use async_nats::jetstream::{self, consumer::pull};
-use futures::{FutureExt, StreamExt};
-use rust_socketio::Payload;
-use rust_socketio::asynchronous::ClientBuilder;
+use futures::StreamExt;
 use serde_json::json;
 use socket_bridge::app::Application;
 use socket_bridge::settings::Settings;
-use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+// The load tool's Socket.IO wire client.
+#[path = "load/tool/wire.rs"]
+mod wire;
 
 use support::hub::{self, TestHub};
 use support::nats::{HUB_CONSUMER, NatsServer, STREAM, create_stream, wait_consumed};
+use wire::{EventFields, Packet};
 
 /// The server binary's allocator, so that the hub here costs what it costs in production (the
 /// bare consumer uses it too).
@@ -126,62 +129,29 @@ async fn run(events: usize, batch: usize, body_ids: bool) -> Result<(), Error> {
     drop(messages);
 
     // The hub on the same backlog, with a client receiving every event.
-    let received = Arc::new(AtomicUsize::new(0));
-    let all_received = Arc::new(Notify::new());
-    let established = Arc::new(Notify::new());
     let app = Application::build(&args).await?;
     let base = format!("http://{}", app.local_addr()?);
     let appends_before = AppendFigures::now();
     let started = Instant::now();
     let hub = TestHub::run(app, args);
-    let socket = {
-        let (received, all_received) = (Arc::clone(&received), Arc::clone(&all_received));
-        let established = Arc::clone(&established);
-        let token = support::token("u1", &["read:photos"]);
-        ClientBuilder::new(base)
-            .namespace("/")
-            .auth(json!({ "token": token, "clientId": "bench" }))
-            .reconnect(false)
-            .on_any(move |event, payload, _| {
-                let (received, all_received) = (Arc::clone(&received), Arc::clone(&all_received));
-                let established = Arc::clone(&established);
-                async move {
-                    let name = String::from(event);
-                    if name == "connection:established" {
-                        established.notify_one();
-                    }
-                    let is_event = name == "photo.processing.progress"
-                        && matches!(&payload, Payload::Text(v) if v.first().is_some_and(|p| p.get("seq").is_some()));
-                    if is_event && received.fetch_add(1, Ordering::SeqCst) + 1 == events {
-                        all_received.notify_one();
-                    }
-                }
-                .boxed()
-            })
-            .connect()
-            .await?
-    };
-    // Packets sent before the server has accepted the connection are dropped.
-    tokio::time::timeout(LIMIT, established.notified()).await?;
-    for p in 0..PHOTOS {
-        socket
-            .emit(
-                "subscribe:photo",
-                json!({ "photoId": format!("p{p}"), "since": 1 }),
-            )
-            .await?;
-    }
+    let token = support::token("u1", &["read:photos"]);
+    let client = tokio::spawn(receive_all(base, token, events));
     wait_consumed(&js, HUB_CONSUMER, LIMIT).await;
 
     let stored_secs = started.elapsed().as_secs_f64();
     let appends = AppendFigures::now().since(&appends_before);
-    let delivered = tokio::time::timeout(LIMIT, all_received.notified()).await;
+    let delivered = tokio::time::timeout(LIMIT, client).await;
     let delivered_secs = started.elapsed().as_secs_f64();
-    let got = received.load(Ordering::SeqCst);
-    let _ = socket.disconnect().await;
     hub.stop().await;
-    if delivered.is_err() {
-        return Err(format!("the client received {got} of {events} events").into());
+    match delivered {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(format!("the client: {e:#}").into()),
+        Ok(Err(e)) => return Err(format!("the client's task failed: {e}").into()),
+        Err(_) => {
+            return Err(
+                format!("the client had not received all {events} events within {LIMIT:?}").into(),
+            );
+        }
     }
 
     if !support::benching() {
@@ -213,6 +183,69 @@ async fn run(events: usize, batch: usize, body_ids: bool) -> Result<(), Error> {
         events as f64 / appends.count.max(1.0),
         100.0 * appends.seconds / stored_secs
     );
+    Ok(())
+}
+
+/// The client: connects to `base` with `token` as the photos' owner, subscribes to every photo
+/// from seq 1 (so that nothing can slip between replay and live delivery), and reads until it
+/// has `events` progress events, each the next seq of its room (a repeat or a gap fails). It
+/// speaks the wire itself (the load tool's `wire`) and reads only `room` and `seq` of each event,
+/// so that it takes little of the CPU the hub and nats-server share (a client that builds a JSON
+/// tree per event took 12% of it: docs/benchmarks.md, "NATS pipeline").
+async fn receive_all(base: String, token: String, events: usize) -> anyhow::Result<()> {
+    let mut socket = wire::open(&base, LIMIT).await?;
+    wire::send(
+        &mut socket,
+        wire::connect_packet(&json!({ "token": token, "clientId": "bench" })),
+    )
+    .await?;
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut received = 0;
+    while received < events {
+        let text = match socket.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e).context("reading from the hub"),
+            None => bail!("the hub closed the connection after {received} of {events} events"),
+        };
+        match Packet::parse(&text) {
+            Packet::Ping => wire::send(&mut socket, "3".to_owned()).await?,
+            Packet::Refused(why) => bail!("the hub refused the connection: {why}"),
+            Packet::Closed => {
+                bail!("the hub closed the session after {received} of {events} events")
+            }
+            Packet::Event(array) => {
+                let Some(event) = EventFields::scan(array) else {
+                    bail!("an event without a name: {array}");
+                };
+                if event.name == "connection:established" {
+                    for p in 0..PHOTOS {
+                        let photo = format!("p{p}");
+                        last.insert(format!("photo:{photo}"), 1);
+                        let subscribe = json!({ "photoId": photo, "since": 1 });
+                        let packet = wire::event_with_ack(p as u64, "subscribe:photo", &subscribe);
+                        wire::send(&mut socket, packet).await?;
+                    }
+                } else if event.name == "photo.processing.progress" {
+                    let (Some(room), Some(seq)) = (event.room, event.seq) else {
+                        bail!("a stored event without its room and seq: {array}");
+                    };
+                    let Some(at) = last.get_mut(room) else {
+                        bail!("an event of {room}, a room the client is not in");
+                    };
+                    if seq != *at + 1 {
+                        bail!("{room}: seq {seq} after {at}");
+                    }
+                    *at = seq;
+                    received += 1;
+                }
+            }
+            Packet::Ack { args, .. } if !args.contains("\"ok\":true") => {
+                bail!("a subscription was refused: {args}")
+            }
+            Packet::Connected { .. } | Packet::Ack { .. } | Packet::Other => {}
+        }
+    }
     Ok(())
 }
 
