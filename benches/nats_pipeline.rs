@@ -148,9 +148,10 @@ async fn run(events: usize, batch: usize, body_ids: bool) -> Result<(), Error> {
         Ok(Ok(Err(e))) => return Err(format!("the client: {e:#}").into()),
         Ok(Err(e)) => return Err(format!("the client's task failed: {e}").into()),
         Err(_) => {
-            return Err(
-                format!("the client had not received all {events} events within {LIMIT:?}").into(),
-            );
+            return Err(format!(
+                "the client had not received all {events} events within {LIMIT:?}"
+            )
+            .into());
         }
     }
 

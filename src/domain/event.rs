@@ -1,5 +1,6 @@
 //! Event types and validated events (docs/protocol.md, "Stored events").
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -182,18 +183,31 @@ impl Event {
             Some(ts) => Timestamp::parse_rfc3339(&ts)?,
             None => now,
         };
-        let data_json = match &input.data {
+        let data_json = match input.data {
             None => "{}".to_owned(),
-            Some(raw) => match raw.get().trim_start() {
-                "null" => "{}".to_owned(),
-                text if text.starts_with('{') => data_text::compact(text).into_owned(),
-                _ => {
+            Some(raw) => {
+                let text = raw.get().trim_start();
+                if text == "null" {
+                    "{}".to_owned()
+                } else if !text.starts_with('{') {
                     return Err(DomainError::InvalidField {
                         field: "data",
                         reason: "must be an object".into(),
                     });
+                } else {
+                    let leading = raw.get().len() - text.len();
+                    match data_text::compact(text) {
+                        Cow::Owned(compacted) => compacted,
+                        // Already compact (as most producers send): the text as it arrived, in
+                        // the allocation it arrived in.
+                        Cow::Borrowed(_) => {
+                            let mut arrived = String::from(Box::<str>::from(raw));
+                            arrived.drain(..leading);
+                            arrived
+                        }
+                    }
                 }
-            },
+            }
         };
         let mut event = Self::from_json(id, event_type, data_json, timestamp)?;
         event.id_generated = id_generated;
@@ -443,6 +457,12 @@ mod tests {
         ));
         let null = parse_text(r#"{"type":"system.maintenance","data":null}"#).expect("valid");
         assert_eq!(&*null.data_json, "{}");
+        // Already compact (kept in the allocation it arrived in), with whitespace before it.
+        let compact = parse_text(
+            "{\"type\":\"photo.deleted\",\"data\": \n\t{\"photoId\":\"p\",\"n\":[1,{}]} }",
+        )
+        .expect("valid");
+        assert_eq!(&*compact.data_json, r#"{"photoId":"p","n":[1,{}]}"#);
     }
 
     /// Type codes are stable and unique.

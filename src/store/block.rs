@@ -68,6 +68,9 @@ pub(super) fn encode_entry(
 /// event count (a varint, at most 9 bytes).
 const HEADER_ROOM: usize = 10;
 
+/// Entries a new block makes room for at once.
+const EXPECTED_ENTRIES: usize = 8;
+
 /// A block being built by a group commit: its entries after room for the header, so that the
 /// record's value is one slice of it, not a copy.
 #[derive(Debug)]
@@ -86,6 +89,15 @@ impl Default for BlockBuilder {
 }
 
 impl BlockBuilder {
+    /// A block whose first event is `entry`, with room for a few more entries of its size
+    /// (a group usually brings several events of a room; fewer reallocations as they come).
+    pub fn starting_with(entry: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(HEADER_ROOM + entry.len() * EXPECTED_ENTRIES);
+        bytes.resize(HEADER_ROOM, 0);
+        bytes.extend_from_slice(entry);
+        Self { events: 1, bytes }
+    }
+
     /// Adds the next event (its encoded entry).
     pub fn push(&mut self, entry: &[u8]) {
         self.events += 1;
@@ -296,6 +308,21 @@ mod tests {
         assert_eq!((old.events[0].seq, old.events[0].id_generated), (4, false));
         assert_eq!(first_seq(&key, &single).expect("first"), 4);
         assert!(old.suffix(&single, 0).expect("suffix").is_none());
+    }
+
+    /// A block started with its first entry is the same record as an empty one it was pushed to.
+    #[test]
+    fn a_block_started_with_an_entry_is_the_same_record() {
+        let (a, b) = (entry("a", false, 1), entry("b", true, 2));
+        let mut pushed = BlockBuilder::default();
+        pushed.push(&a);
+        pushed.push(&b);
+        let mut started = BlockBuilder::starting_with(&a);
+        started.push(&b);
+        assert_eq!(
+            started.finish().expect("finish"),
+            pushed.finish().expect("finish")
+        );
     }
 
     /// Counts that cannot fit the key's seq or the value, truncation and trailing bytes are

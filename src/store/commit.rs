@@ -380,9 +380,9 @@ impl Committer {
             match stage.blocks.get_mut(&name) {
                 Some(block) => block.push(&prepared.entry),
                 None => {
-                    let mut block = BlockBuilder::default();
-                    block.push(&prepared.entry);
-                    stage.blocks.insert(name.clone(), block);
+                    stage
+                        .blocks
+                        .insert(name.clone(), BlockBuilder::starting_with(&prepared.entry));
                 }
             }
             stage.heads.insert(name, seq);
