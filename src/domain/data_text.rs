@@ -1,10 +1,26 @@
-//! An event's `data` as JSON text: kept as the producer sent it, without the whitespace between
-//! tokens, and measured (nesting depth) without building a JSON tree (docs/protocol.md, "Stored
-//! events"). The text given here is already known to be valid JSON (a `RawValue` the parser
-//! checked), so a scan that tells strings from the rest is enough.
+//! JSON as text, without a tree: an event's `data` kept as the producer sent it, without the
+//! whitespace between tokens, and measured (nesting depth) (docs/protocol.md, "Stored events");
+//! and strings written into JSON the hub builds itself. The `data` given here is already known to
+//! be valid JSON (a `RawValue` the parser checked), so a scan that tells strings from the rest is
+//! enough.
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
+
+/// Appends `text` as a JSON string: as it is between quotes when nothing in it needs escaping
+/// (ids and room names, in practice), else escaped by serde_json.
+pub fn push_string(out: &mut String, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        match serde_json::to_string(text) {
+            Ok(quoted) => out.push_str(&quoted),
+            Err(_) => out.push_str("\"\""),
+        }
+    }
+}
 
 /// `text` without whitespace outside strings (borrowed when it has none, as most producers send).
 /// JSON strings cannot hold a raw line break, so the result is one line.

@@ -1,19 +1,16 @@
 //! `POST /api/events`: producers' HTTP ingest (docs/protocol.md, "Producers: `POST /api/events`").
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use serde::ser::SerializeMap;
 use serde_json::Value;
 
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::auth::Permission;
-use crate::domain::{EventInput, Room};
+use crate::domain::{EventInput, data_text};
 use crate::ingest::Ingested;
 
 /// Body: one event `{ id?, type, data, timestamp? }` or an array of them. Answers after the
@@ -52,10 +49,11 @@ pub async fn ingest(
         ));
     }
     let ingested = state.ingest.ingest(inputs).await?;
-    let answer = Answer {
-        events: ingested.iter().map(AnswerEvent::from).collect(),
-    };
-    Ok(Json(answer).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        answer_json(&ingested),
+    )
+        .into_response())
 }
 
 /// Parses a `POST /api/events` body (one event object or an array of them) into unvalidated
@@ -124,38 +122,82 @@ fn json_problem(e: &serde_json::Error) -> String {
     }
 }
 
-/// `{ events: [...] }`, one entry per event of the batch, in order.
-#[derive(Serialize)]
-struct Answer<'a> {
-    events: Vec<AnswerEvent<'a>>,
-}
-
-/// `{ eventId, rooms: { <room>: <seq> } }`
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AnswerEvent<'a> {
-    event_id: &'a str,
-    rooms: RoomSeqs<'a>,
-}
-
-impl<'a> From<&'a Ingested> for AnswerEvent<'a> {
-    fn from(e: &'a Ingested) -> Self {
-        Self {
-            event_id: e.event_id.as_str(),
-            rooms: RoomSeqs(&e.rooms),
+/// `{ events: [ { eventId, rooms: { <room>: <seq> } } ] }`, one entry per event of the batch, in
+/// order, written into one string sized for it (through serde's serializer each token was its own
+/// small write: about 6% of the hub's instructions on HTTP ingest).
+fn answer_json(ingested: &[Ingested]) -> String {
+    let mut out = String::with_capacity(16 + ingested.len() * 80);
+    out.push_str("{\"events\":[");
+    for (i, event) in ingested.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
+        out.push_str("{\"eventId\":");
+        data_text::push_string(&mut out, event.event_id.as_str());
+        out.push_str(",\"rooms\":{");
+        for (j, (room, seq)) in event.rooms.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            data_text::push_string(&mut out, &room.name());
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(*seq));
+        }
+        out.push_str("}}");
     }
+    out.push_str("]}");
+    out
 }
 
-/// Rooms and seqs as a JSON object.
-struct RoomSeqs<'a>(&'a [(Room, u64)]);
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, json};
 
-impl Serialize for RoomSeqs<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (room, seq) in self.0 {
-            map.serialize_entry(&room.name(), seq)?;
+    use super::*;
+    use crate::domain::{EventId, PhotoId, Room};
+
+    proptest! {
+        /// The answer is the JSON of the receipts, whatever the producers' ids hold (quotes,
+        /// backslashes, any Unicode), for any seqs.
+        #[test]
+        fn the_answer_is_the_json_of_the_receipts(
+            events in proptest::collection::vec(
+                ("\\PC{1,40}", proptest::collection::vec(any::<u64>(), 0..4), any::<bool>()),
+                0..6,
+            )
+        ) {
+            let ingested: Vec<Ingested> = events
+                .iter()
+                .filter_map(|(id, seqs, duplicate)| {
+                    let event_id = EventId::parse(id).ok()?;
+                    let rooms = seqs
+                        .iter()
+                        .enumerate()
+                        .map(|(j, seq)| {
+                            let photo = PhotoId::parse(&format!("p{j}")).expect("valid id");
+                            (Room::photo(&photo), *seq)
+                        })
+                        .collect();
+                    Some(Ingested { event_id, rooms, duplicate: *duplicate })
+                })
+                .collect();
+            let expected = json!({
+                "events": ingested
+                    .iter()
+                    .map(|e| json!({
+                        "eventId": e.event_id.as_str(),
+                        "rooms": e
+                            .rooms
+                            .iter()
+                            .map(|(room, seq)| (room.name(), json!(seq)))
+                            .collect::<Map<String, Value>>(),
+                    }))
+                    .collect::<Vec<_>>(),
+            });
+            let written: Value =
+                serde_json::from_str(&answer_json(&ingested)).expect("the answer is JSON");
+            prop_assert_eq!(written, expected);
         }
-        map.end()
     }
 }

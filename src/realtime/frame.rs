@@ -4,7 +4,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::domain::{EventId, Room, Timestamp};
+use crate::domain::{EventId, Room, Timestamp, data_text};
 use crate::store::{EventLog, StoreError};
 
 /// `{ ...data, eventId, room, seq, timestamp }` for a stored event (`seq` omitted for live-only
@@ -50,9 +50,9 @@ pub fn checked_payload(
         out.push(',');
     }
     out.push_str("\"eventId\":");
-    push_json_string(&mut out, id.as_str());
+    data_text::push_string(&mut out, id.as_str());
     out.push_str(",\"room\":");
-    push_json_string(&mut out, room);
+    data_text::push_string(&mut out, room);
     if let Some(seq) = seq {
         out.push_str(",\"seq\":");
         out.push_str(itoa::Buffer::new().format(seq));
@@ -61,21 +61,6 @@ pub fn checked_payload(
     timestamp.write_rfc3339(&mut out);
     out.push_str("\"}");
     out
-}
-
-/// Appends `text` as a JSON string: as it is between quotes when nothing in it needs escaping
-/// (ids and room names, in practice), else escaped by serde_json.
-fn push_json_string(out: &mut String, text: &str) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        match serde_json::to_string(text) {
-            Ok(quoted) => out.push_str(&quoted),
-            Err(_) => out.push_str("\"\""),
-        }
-    }
 }
 
 /// The `replay:truncated` payload (docs/protocol.md, "Truncation"): `{ room, requestedSeq,
