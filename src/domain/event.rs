@@ -198,8 +198,9 @@ impl Event {
                     let leading = raw.get().len() - text.len();
                     match data_text::compact(text) {
                         Cow::Owned(compacted) => compacted,
-                        // Already compact (as most producers send): the text as it arrived, in
-                        // the allocation it arrived in.
+                        // Already compact (as most producers send): the parsed text's own
+                        // buffer, not a copy of it (`from_json` copies it once, into the event's
+                        // shared text).
                         Cow::Borrowed(_) => {
                             let mut arrived = String::from(Box::<str>::from(raw));
                             arrived.drain(..leading);
@@ -457,7 +458,7 @@ mod tests {
         ));
         let null = parse_text(r#"{"type":"system.maintenance","data":null}"#).expect("valid");
         assert_eq!(&*null.data_json, "{}");
-        // Already compact (kept in the allocation it arrived in), with whitespace before it.
+        // Already compact (its parsed buffer reused), with whitespace before it.
         let compact = parse_text(
             "{\"type\":\"photo.deleted\",\"data\": \n\t{\"photoId\":\"p\",\"n\":[1,{}]} }",
         )
