@@ -28,7 +28,6 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod config;
-pub mod disk;
 pub mod domain;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;

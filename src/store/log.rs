@@ -13,6 +13,7 @@ use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, Vis
 use super::compact;
 use super::derived::{self, Pending, WriterMessage};
 use super::faults::Faults;
+use super::free_space::ensure_room_to_open;
 use super::id_runs::Filters;
 use super::ids::IdIndex;
 use super::keys;
@@ -21,7 +22,6 @@ use super::migrate;
 use super::records::StoredEvent;
 use super::tree::{Corruption, read_status, readable_events, stored_head};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
-use crate::disk::{DiskError, ensure_room_to_open};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
 
@@ -493,20 +493,7 @@ fn close_shared(shared: &Shared) {
 /// closed (sled lets go from a background thread a few milliseconds after the last handle is
 /// dropped): wait for it.
 pub(super) fn open_tree(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
-    ensure_room_to_open(dir).map_err(|e| match e {
-        DiskError::TooFull {
-            available, needed, ..
-        } => StoreError::NoRoom {
-            path: dir.to_path_buf(),
-            available,
-            needed,
-        },
-        DiskError::Io { source, .. } => StoreError::File {
-            action: "read the free space of",
-            path: dir.to_path_buf(),
-            source,
-        },
-    })?;
+    ensure_room_to_open(dir)?;
     let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
     let started = std::time::Instant::now();
     loop {

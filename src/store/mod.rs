@@ -33,6 +33,7 @@ mod compact;
 mod derived;
 mod error;
 mod faults;
+mod free_space;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod fuzzing;
 mod id_runs;

@@ -1,56 +1,32 @@
 //! The free space the event log needs before it is opened. sled recovers a log left by an
 //! unclean stop while it opens, rewriting part of it; a write failing there on a full disk left
 //! the log unreadable for every later open (docs/reliability.md, "What the hub promises under each
-//! fault"). So every open of the store (`store::log::open_tree`: the hub, `prune`, `compact`) asks
-//! for room for that recovery first.
+//! fault"). So every open of the store (`log::open_tree`: the hub, `prune`, `compact`) asks for
+//! room for that recovery first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use super::StoreError;
 
 /// Free space always required: a few of sled's 512 KiB log segments.
 const FLOOR_BYTES: u64 = 2 * 1024 * 1024;
 
-/// Why the event log is not opened.
-#[derive(Debug, thiserror::Error)]
-pub enum DiskError {
-    /// Too little free space on the store's disk.
-    #[error(
-        "only {available} bytes are free on the disk of {}; opening the event log needs {needed}",
-        dir.display()
-    )]
-    TooFull {
-        /// The store's directory.
-        dir: PathBuf,
-        /// Bytes available to the hub.
-        available: u64,
-        /// Bytes needed.
-        needed: u64,
-    },
-    /// The free space could not be read.
-    #[error("cannot read the free space of {}", dir.display())]
-    Io {
-        /// The directory asked about.
-        dir: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// Succeeds when the disk of `store_dir` has room to open the store there: 2 MiB plus twice
 /// sled's largest snapshot, which recovery writes again. A store not created yet has nothing to
 /// lose (creating it fails cleanly, with the reason), so only an existing one is checked.
-pub fn ensure_room_to_open(store_dir: &Path) -> Result<(), DiskError> {
+pub(super) fn ensure_room_to_open(store_dir: &Path) -> Result<(), StoreError> {
     if !store_dir.is_dir() {
         return Ok(());
     }
-    let available = fs2::available_space(store_dir).map_err(|source| DiskError::Io {
-        dir: store_dir.to_path_buf(),
+    let available = fs2::available_space(store_dir).map_err(|source| StoreError::File {
+        action: "read the free space of",
+        path: store_dir.to_path_buf(),
         source,
     })?;
     let needed = FLOOR_BYTES.saturating_add(largest_snapshot(store_dir).saturating_mul(2));
     if available < needed {
-        return Err(DiskError::TooFull {
-            dir: store_dir.to_path_buf(),
+        return Err(StoreError::NoRoom {
+            path: store_dir.to_path_buf(),
             available,
             needed,
         });
