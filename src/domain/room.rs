@@ -38,12 +38,19 @@ impl Room {
     pub fn name(&self) -> String {
         let (kind, id) = self.parts();
         let mut name = String::with_capacity(kind.len() + id.map_or(0, |id| 1 + id.len()));
-        name.push_str(kind);
-        if let Some(id) = id {
-            name.push(':');
-            name.push_str(id);
-        }
+        self.push_name(&mut name);
         name
+    }
+
+    /// Appends the room's name to `out` (for JSON the hub writes: a name never needs escaping,
+    /// its ids being of `A-Z a-z 0-9 . _ : -`).
+    pub fn push_name(&self, out: &mut String) {
+        let (kind, id) = self.parts();
+        out.push_str(kind);
+        if let Some(id) = id {
+            out.push(':');
+            out.push_str(id);
+        }
     }
 
     /// The kind (`user`, ..., `global`) and the id, if the kind has one.

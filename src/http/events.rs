@@ -139,8 +139,9 @@ fn answer_json(ingested: &[Ingested]) -> String {
             if j > 0 {
                 out.push(',');
             }
-            data_text::push_string(&mut out, &room.name());
-            out.push(':');
+            out.push('"');
+            room.push_name(&mut out);
+            out.push_str("\":");
             out.push_str(itoa::Buffer::new().format(*seq));
         }
         out.push_str("}}");
