@@ -135,6 +135,8 @@ pub mod metric {
     pub const REQUESTS_REFUSED_TOTAL: &str = "requests_refused_total";
     /// `resume` handshakes served.
     pub const RESUMES_TOTAL: &str = "resumes_total";
+    /// Bytes of the event-id index's run filters kept in memory between group commits.
+    pub const EVENT_LOG_ID_FILTER_BYTES: &str = "event_log_id_filter_bytes";
     /// Rooms with at least one subscriber.
     pub const HUB_ACTIVE_ROOMS: &str = "hub_active_rooms";
     /// Connected sockets.
@@ -187,6 +189,7 @@ pub mod metric {
     ];
     /// Every gauge.
     pub const GAUGES: &[&str] = &[
+        EVENT_LOG_ID_FILTER_BYTES,
         HUB_ACTIVE_ROOMS,
         HUB_CONNECTED_SOCKETS,
         NATS_CONSUMING,

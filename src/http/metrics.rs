@@ -12,6 +12,7 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
     let (connected, rooms) = state.hub.stats();
     metrics::gauge!(metric::HUB_CONNECTED_SOCKETS).set(connected as f64);
     metrics::gauge!(metric::HUB_ACTIVE_ROOMS).set(rooms as f64);
+    metrics::gauge!(metric::EVENT_LOG_ID_FILTER_BYTES).set(state.log.id_filter_bytes() as f64);
     if let Ok(size) = state.log.size_on_disk() {
         metrics::gauge!(metric::STORE_SIZE_ON_DISK_BYTES).set(size as f64);
     }

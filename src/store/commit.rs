@@ -18,6 +18,7 @@
 //! ever answered as stored once its event is durable.
 
 use foldhash::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -95,10 +96,13 @@ impl CommitListener {
     }
 }
 
-/// Run filters the committer keeps from one group to the next, at most (2 bytes per id of the
-/// runs they cover: 32M ids). Beyond it each group reads the filters it needs again (from sled's
-/// page cache, or from disk when the cache is small against the index).
-const FILTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Run filters the committer keeps from one group to the next, at most, by default (2 bytes per
+/// id of the runs they cover: 32M ids; [`StoreOptions::id_filter_cache_bytes`]). Beyond it each
+/// group reads the filters it needs again (from sled's page cache, or from disk when the cache is
+/// small against the index).
+///
+/// [`StoreOptions::id_filter_cache_bytes`]: super::StoreOptions::id_filter_cache_bytes
+pub(super) const FILTER_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a group has staged on top of the stored state.
 #[derive(Default)]
@@ -117,7 +121,8 @@ struct Overlay {
     /// Source -> the consumed position its accepted requests recorded.
     positions: HashMap<String, u64>,
     committed: Vec<CommittedEvent>,
-    /// The id runs' filters the lookups have read (kept across groups, see [`FILTER_CACHE_BYTES`]).
+    /// The id runs' filters the lookups have read (kept across groups up to
+    /// [`Committer::filter_cache_bytes`]).
     filters: Filters,
 }
 
@@ -138,8 +143,12 @@ pub(super) struct Committer {
     pub writer: std::sync::mpsc::SyncSender<WriterMessage>,
     /// Most events one group commit takes.
     pub max_group_events: usize,
-    /// The id runs' filters kept from the last group (see [`FILTER_CACHE_BYTES`]).
+    /// The id runs' filters kept from the last group.
     pub filters: Filters,
+    /// The most bytes of filters kept from one group to the next (see [`FILTER_CACHE_BYTES`]).
+    pub filter_cache_bytes: usize,
+    /// The bytes of `filters`, for the log's readers (memory the index holds between groups).
+    pub kept_filter_bytes: Arc<AtomicUsize>,
     /// The number of the next commit record.
     pub next_commit_no: u64,
     /// Heads of rooms written recently (at most [`HEADS_CACHED`]): the committer is their only
@@ -243,9 +252,11 @@ impl Committer {
             return;
         }
 
-        if state.filters.bytes() <= FILTER_CACHE_BYTES {
+        if state.filters.bytes() <= self.filter_cache_bytes {
             self.filters = std::mem::take(&mut state.filters);
         }
+        self.kept_filter_bytes
+            .store(self.filters.bytes(), Ordering::Relaxed);
         let events = state.committed.len();
         for (request, outcome) in group.into_iter().zip(outcomes) {
             let _ = request.reply.send(outcome);

@@ -2,6 +2,7 @@
 //! committer thread.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -9,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::block;
 use super::codec;
-use super::commit::{AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
+use super::commit::{self, AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::compact;
 use super::derived::{self, Pending, WriterMessage};
 use super::faults::Faults;
@@ -34,6 +35,10 @@ pub struct StoreOptions {
     pub max_group_events: usize,
     /// Append requests that may wait for the committer before `append` waits for room.
     pub queue_depth: usize,
+    /// The most bytes of the event-id index's run filters (2 bytes per indexed id) the committer
+    /// keeps in memory from one group commit to the next; past it, each group reads the filters
+    /// its ids need from the tree again. Default 64 MiB (32M ids).
+    pub id_filter_cache_bytes: usize,
     /// Faults to inject (tests).
     pub faults: Faults,
     /// Which time is kept as each event's store time.
@@ -67,6 +72,7 @@ impl Default for StoreOptions {
             cache_capacity_bytes: 256 * 1024 * 1024,
             max_group_events: 4096,
             queue_depth: 4096,
+            id_filter_cache_bytes: commit::FILTER_CACHE_BYTES,
             faults: Faults::default(),
             store_time: StoreTime::Clock,
         }
@@ -93,6 +99,8 @@ struct Shared {
     failing: Arc<tokio::sync::watch::Sender<bool>>,
     /// The corrupt records met since open.
     corruption: Arc<Corruption>,
+    /// Bytes of the id filters the committer keeps (see [`EventLog::id_filter_bytes`]).
+    kept_filter_bytes: Arc<AtomicUsize>,
     /// Which time is kept as each event's store time.
     store_time: StoreTime,
     /// Dropped last, after the tree.
@@ -157,6 +165,7 @@ impl EventLog {
                     source,
                 })?
         };
+        let kept_filter_bytes = Arc::new(AtomicUsize::new(0));
         let committer = Committer {
             db: db.clone(),
             visible: Arc::clone(&visible),
@@ -166,6 +175,8 @@ impl EventLog {
             writer: writer_tx.clone(),
             max_group_events: options.max_group_events.max(1),
             filters: Filters::default(),
+            filter_cache_bytes: options.id_filter_cache_bytes,
+            kept_filter_bytes: Arc::clone(&kept_filter_bytes),
             next_commit_no: 1,
             heads: Default::default(),
             faults: options.faults.clone(),
@@ -193,6 +204,7 @@ impl EventLog {
                 threads: Mutex::new(vec![committer, writer]),
                 failing,
                 corruption,
+                kept_filter_bytes,
                 store_time: options.store_time,
                 _lock: lock,
             }),
@@ -424,6 +436,12 @@ impl EventLog {
             })
             .unwrap_or(false);
         sent && wait.recv_timeout(limit).is_ok()
+    }
+
+    /// Bytes of the event-id index's run filters the committer keeps between group commits (at
+    /// most [`StoreOptions::id_filter_cache_bytes`]), as of the last group.
+    pub fn id_filter_bytes(&self) -> usize {
+        self.shared.kept_filter_bytes.load(Ordering::Relaxed)
     }
 
     /// The underlying tree, for the store's own modules.
