@@ -29,6 +29,10 @@ pub enum Packet {
 
     /// Message packet used to send a message to the client
     Message(Str),
+    /// Message packet whose text already starts with the packet type `4`: the packet as it goes
+    /// on the wire. A message encoded once for many sockets is then written to each websocket as
+    /// it is, without a copy per socket. Not part of the protocol, used internally: never parsed.
+    MessageFramed(Str),
     /// Upgrade packet to upgrade the connection from polling to websocket
     Upgrade,
 
@@ -123,6 +127,7 @@ impl Packet {
     pub fn into_message(self) -> Str {
         match self {
             Packet::Message(msg) => msg,
+            Packet::MessageFramed(msg) => msg.slice(1..),
             _ => panic!("Packet is not a message"),
         }
     }
@@ -150,6 +155,7 @@ impl Packet {
             Packet::PingUpgrade => 6,
             Packet::PongUpgrade => 6,
             Packet::Message(msg) => 1 + msg.len(),
+            Packet::MessageFramed(msg) => msg.len(),
             Packet::Upgrade => 1,
             Packet::Noop => 1,
             Packet::Binary(data) => {
@@ -195,6 +201,7 @@ impl From<Packet> for String {
                 buffer.push('4');
                 buffer.push_str(&msg);
             }
+            Packet::MessageFramed(msg) => buffer.push_str(&msg),
             Packet::Upgrade => buffer.push('5'),
             Packet::Noop => buffer.push('6'),
             Packet::Binary(data) => {
@@ -418,6 +425,16 @@ mod tests {
         let packet = Packet::Message("hello".into());
         let packet_str: String = packet.into();
         assert_eq!(packet_str, "4hello");
+    }
+
+    /// A framed message is the message packet it frames, in every form a transport reads.
+    #[test]
+    fn test_message_framed_packet() {
+        let framed = Packet::MessageFramed("4hello€".into());
+        let message = Packet::Message("hello€".into());
+        assert_eq!(framed.get_size_hint(true), message.get_size_hint(true));
+        assert_eq!(String::from(framed.clone()), String::from(message.clone()));
+        assert_eq!(framed.into_message(), message.into_message());
     }
 
     #[test]

@@ -127,6 +127,14 @@ impl Permit<'_> {
     pub fn emit(self, msg: Str) {
         self.send(smallvec![Packet::Message(msg)]);
     }
+    /// Consume the permit and emit a message already framed as a message packet: `msg` is `4`
+    /// followed by the message (see [`Packet::MessageFramed`]). The websocket transport writes
+    /// it as it is, so a message encoded once for many sockets is not copied for each of them.
+    #[inline]
+    pub fn emit_framed(self, msg: Str) {
+        debug_assert!(msg.as_bytes().first() == Some(&b'4'), "not a message packet");
+        self.send(smallvec![Packet::MessageFramed(msg)]);
+    }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {

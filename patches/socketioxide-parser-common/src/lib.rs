@@ -36,6 +36,12 @@ impl CommonParser {
     pub fn encode_event_json(ns: &str, event: &str, data: &str) -> Value {
         ser::serialize_event_json(ns, event, data)
     }
+
+    /// [`CommonParser::encode_event_json`] framed as an Engine.IO message packet (`4` and then
+    /// the packet's text), the form a websocket transport writes as it is.
+    pub fn encode_event_json_framed(ns: &str, event: &str, data: &str) -> Str {
+        ser::serialize_event_json_framed(ns, event, data)
+    }
 }
 
 impl Parse for CommonParser {

@@ -75,13 +75,25 @@ pub fn serialize_packet(packet: Packet) -> Value {
 /// `serialize_packet` writes for the same event after the value serializer, without serializing
 /// the data again.
 pub fn serialize_event_json(ns: &str, event: &str, data: &str) -> Value {
+    Value::Str(event_json(None, ns, event, data), None)
+}
+
+/// [`serialize_event_json`] framed as an Engine.IO message packet: `4` and then the packet.
+pub fn serialize_event_json_framed(ns: &str, event: &str, data: &str) -> Str {
+    event_json(Some(b'4'), ns, event, data)
+}
+
+fn event_json(frame: Option<u8>, ns: &str, event: &str, data: &str) -> Str {
     let ns_size = if ns.is_empty() || ns == "/" {
         0
     } else {
         ns.len() + 2
     };
-    // `2`, `[`, the event's quotes, `,` and `]`; the event name rarely needs escaping.
-    let mut buffer = BytesMut::with_capacity(6 + ns_size + event.len() + data.len());
+    // The frame, `2`, `[`, the event's quotes, `,` and `]`; the event name rarely needs escaping.
+    let mut buffer = BytesMut::with_capacity(7 + ns_size + event.len() + data.len());
+    if let Some(frame) = frame {
+        buffer.put_u8(frame);
+    }
     buffer.put_u8(b'2');
     serialize_nsp(&mut buffer, ns);
     buffer.put_u8(b'[');
@@ -90,10 +102,9 @@ pub fn serialize_event_json(ns: &str, event: &str, data: &str) -> Value {
     buffer.put_u8(b',');
     buffer.put_slice(data.as_bytes());
     buffer.put_u8(b']');
-    // Safety: every part written is UTF-8 (the namespace, `data` and ASCII punctuation as `&str`,
-    // the event name as serde_json's JSON string).
-    let output = unsafe { Str::from_bytes_unchecked(buffer.freeze()) };
-    Value::Str(output, None)
+    // Safety: every part written is UTF-8 (the frame, an ASCII digit; the namespace, `data` and
+    // ASCII punctuation as `&str`; the event name as serde_json's JSON string).
+    unsafe { Str::from_bytes_unchecked(buffer.freeze()) }
 }
 
 /// Whether a connect error message is already a whole CONNECT_ERROR payload: a JSON object with a

@@ -135,6 +135,9 @@ impl<'a> PermitExt<'a> for Permit<'a> {
 pub struct EncodedPacket {
     ns: Str,
     value: Value,
+    /// The same packet framed as an Engine.IO message (`4` and then `value`'s text), when it was
+    /// encoded in that form: `value` is then a slice of it, and websockets are sent it as it is.
+    framed: Option<Str>,
 }
 
 impl EncodedPacket {
@@ -548,7 +551,11 @@ impl<A: Adapter> Socket<A> {
         let ns = self.ns.path.clone();
         let data = self.parser.encode_value(data, Some(event.as_ref()))?;
         let value = self.parser.encode(Packet::event(ns.clone(), data));
-        Ok(EncodedPacket { ns, value })
+        Ok(EncodedPacket {
+            ns,
+            value,
+            framed: None,
+        })
     }
 
     /// Encodes an event packet whose data is already JSON text, once, to be sent as it is to
@@ -564,12 +571,14 @@ impl<A: Adapter> Socket<A> {
         data: &str,
     ) -> Result<EncodedPacket, crate::ParserError> {
         let ns = self.ns.path.clone();
-        let value = match self.parser {
-            Parser::Common(_) => socketioxide_parser_common::CommonParser::encode_event_json(
-                &ns,
-                event.as_ref(),
-                data,
-            ),
+        let framed = match self.parser {
+            Parser::Common(_) => {
+                socketioxide_parser_common::CommonParser::encode_event_json_framed(
+                    &ns,
+                    event.as_ref(),
+                    data,
+                )
+            }
             #[cfg(feature = "msgpack")]
             Parser::MsgPack(_) => {
                 return Err(crate::ParserError::new(std::io::Error::other(
@@ -577,7 +586,11 @@ impl<A: Adapter> Socket<A> {
                 )));
             }
         };
-        Ok(EncodedPacket { ns, value })
+        Ok(EncodedPacket {
+            ns,
+            value: Value::Str(framed.slice(1..), None),
+            framed: Some(framed),
+        })
     }
 
     /// Sends a packet encoded by [`Socket::encode_event`] to this socket, with the same outcomes
@@ -597,7 +610,10 @@ impl<A: Adapter> Socket<A> {
             );
             return Err(SendError::Socket(SocketError::Closed));
         }
-        self.send_raw(packet.value.clone())?;
+        match &packet.framed {
+            Some(framed) => self.reserve()?.emit_framed(framed.clone()),
+            None => self.send_raw(packet.value.clone())?,
+        }
         Ok(())
     }
 
@@ -1063,6 +1079,11 @@ mod test {
         let data = serde_json::json!({ "seq": 1, "name": "a\"b" });
         let packet = socket.encode_event_json("e", &data.to_string()).unwrap();
         assert_eq!(packet.value, socket.encode_event("e", &data).unwrap().value);
+        let Value::Str(text, None) = &packet.value else {
+            panic!("an event is a text packet");
+        };
+        let framed = packet.framed.as_ref().expect("framed for websockets");
+        assert_eq!(framed.as_str(), format!("4{}", text.as_str()));
         socket.send_encoded(&packet).unwrap();
     }
 

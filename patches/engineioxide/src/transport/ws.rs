@@ -433,6 +433,13 @@ fn ws_message(packet: Packet, protocol: ProtocolVersion) -> Option<Message> {
         // In the case that the packet was not poll in time it will remain in the buffer and therefore
         // it should be discarded here
         Packet::Noop => None,
+        // Already the packet's text: the same bytes for every socket it is queued to.
+        Packet::MessageFramed(msg) => {
+            // Safety: a `Str` is UTF-8.
+            Some(Message::Text(unsafe {
+                tungstenite::Utf8Bytes::from_bytes_unchecked(msg.into())
+            }))
+        }
         packet => {
             let packet: String = packet.try_into().unwrap();
             Some(Message::Text(packet.into()))
@@ -570,6 +577,22 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(1);
+
+    /// A framed message goes out as the text frame of the message it frames, its bytes shared
+    /// with the packet (no copy per socket), for either protocol version.
+    #[test]
+    fn a_framed_message_is_the_message_it_frames() {
+        for protocol in [ProtocolVersion::V3, ProtocolVersion::V4] {
+            let framed: Str = "4hello€".into();
+            let sent = ws_message(Packet::MessageFramed(framed.clone()), protocol);
+            let plain = ws_message(Packet::Message("hello€".into()), protocol);
+            assert_eq!(sent, plain);
+            let Some(Message::Text(text)) = sent else {
+                panic!("a text frame");
+            };
+            assert_eq!(text.as_ptr(), framed.as_bytes().as_ptr(), "the same bytes");
+        }
+    }
 
     #[derive(Debug)]
     struct StubHandler;
