@@ -35,7 +35,7 @@ pub(crate) fn queued_bytes(packets: &PacketBuf) -> usize {
         .iter()
         .map(|packet| match packet {
             Packet::Message(msg) => msg.len(),
-            Packet::MessageFramed(msg) => msg.len() - 1,
+            Packet::MessageFramed(msg) => msg.len().saturating_sub(1),
             Packet::Binary(bin) | Packet::BinaryV3(bin) => bin.len(),
             _ => 0,
         })
