@@ -262,10 +262,14 @@ impl Event {
         // it never routes to their rooms, sets an owner or changes a status.
         let (photo_id, user_id) = if event_type.is_photo_event() {
             (
-                optional_str(fields.photo_id, "photoId")?
+                fields
+                    .photo_id
+                    .into_option("photoId")?
                     .map(|id| PhotoId::parse(&id))
                     .transpose()?,
-                optional_str(fields.user_id, "userId")?
+                fields
+                    .user_id
+                    .into_option("userId")?
                     .map(|id| UserId::parse(&id))
                     .transpose()?,
             )
@@ -285,9 +289,7 @@ impl Event {
             _ => None,
         };
         let error = match event_type {
-            EventType::ProcessingFailed => {
-                optional_str(fields.error, "error")?.map(std::borrow::Cow::into_owned)
-            }
+            EventType::ProcessingFailed => fields.error.into_option("error")?.map(Cow::into_owned),
             _ => None,
         };
         Ok(Self {
@@ -304,57 +306,158 @@ impl Event {
     }
 }
 
-/// The fields of `data` the hub reads; the rest is skipped, not built. A field given twice is
-/// refused (which of the two the producer meant is unknown).
+/// The fields of `data` the hub reads, each read as it is met in one pass over the text; the rest
+/// is skipped, not built. A field given twice is refused (which of the two the producer meant is
+/// unknown).
 #[derive(Deserialize)]
 struct DataFields<'a> {
     #[serde(rename = "photoId", borrow, default)]
-    photo_id: Option<&'a RawValue>,
+    photo_id: TextField<'a>,
     #[serde(rename = "userId", borrow, default)]
-    user_id: Option<&'a RawValue>,
+    user_id: TextField<'a>,
+    #[serde(default)]
+    progress: NumberField,
     #[serde(borrow, default)]
-    progress: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
+    error: TextField<'a>,
 }
 
-/// A string field's value (`None` when absent or null).
-fn optional_str<'a>(
-    raw: Option<&'a RawValue>,
-    field: &'static str,
-) -> Result<Option<std::borrow::Cow<'a, str>>, DomainError> {
-    match raw {
-        None => Ok(None),
-        Some(raw) => {
-            serde_json::from_str::<Option<std::borrow::Cow<'a, str>>>(raw.get()).map_err(|_| {
-                DomainError::InvalidField {
-                    field,
-                    reason: "must be a string".into(),
-                }
-            })
+/// A field of `data` meant to hold a string: absent or `null`, a string (borrowed from the data
+/// text unless it has escapes), or a value of another kind (skipped).
+#[derive(Debug, Default, PartialEq)]
+enum TextField<'a> {
+    #[default]
+    Absent,
+    Text(Cow<'a, str>),
+    NotText,
+}
+
+impl<'a> TextField<'a> {
+    /// The string, or the field's error when it holds another kind of value.
+    fn into_option(self, field: &'static str) -> Result<Option<Cow<'a, str>>, DomainError> {
+        match self {
+            Self::Absent => Ok(None),
+            Self::Text(text) => Ok(Some(text)),
+            Self::NotText => Err(DomainError::InvalidField {
+                field,
+                reason: "must be a string".into(),
+            }),
         }
     }
 }
 
-fn progress(raw: Option<&RawValue>) -> Result<Option<u8>, DomainError> {
+impl<'de: 'a, 'a> Deserialize<'de> for TextField<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(|value: Scalar<'de>| match value {
+            Scalar::Null => TextField::Absent,
+            Scalar::Text(text) => TextField::Text(text),
+            Scalar::Number(_) | Scalar::Other => TextField::NotText,
+        }))
+    }
+}
+
+/// A field of `data` meant to hold a number: absent or `null`, a number, or a value of another
+/// kind (skipped).
+#[derive(Debug, Default, PartialEq)]
+enum NumberField {
+    #[default]
+    Absent,
+    Number(f64),
+    NotANumber,
+}
+
+impl<'de> Deserialize<'de> for NumberField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor(|value: Scalar<'de>| match value {
+            Scalar::Null => NumberField::Absent,
+            Scalar::Number(n) => NumberField::Number(n),
+            Scalar::Text(_) | Scalar::Other => NumberField::NotANumber,
+        }))
+    }
+}
+
+/// What a field of `data` held, as far as the hub's fields care.
+enum Scalar<'de> {
+    Null,
+    Text(Cow<'de, str>),
+    Number(f64),
+    /// A boolean, an array or an object (read to its end and dropped).
+    Other,
+}
+
+/// Reads any JSON value into a [`Scalar`] and hands it to its function.
+struct FieldVisitor<F>(F);
+
+impl<'de, T, F: FnOnce(Scalar<'de>) -> T> serde::de::Visitor<'de> for FieldVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<T, E> {
+        Ok((self.0)(Scalar::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<T, E> {
+        Ok((self.0)(Scalar::Null))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
+        Ok((self.0)(Scalar::Text(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<T, E> {
+        Ok((self.0)(Scalar::Text(Cow::Owned(v.to_owned()))))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<T, E> {
+        Ok((self.0)(Scalar::Text(Cow::Owned(v))))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<T, E> {
+        Ok((self.0)(Scalar::Number(v as f64)))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<T, E> {
+        Ok((self.0)(Scalar::Number(v as f64)))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<T, E> {
+        Ok((self.0)(Scalar::Number(v)))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+        Ok((self.0)(Scalar::Other))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok((self.0)(Scalar::Other))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok((self.0)(Scalar::Other))
+    }
+}
+
+/// `progress` as a whole percentage (`None` when absent or null).
+fn progress(field: NumberField) -> Result<Option<u8>, DomainError> {
     let invalid = || DomainError::InvalidField {
         field: "progress",
         reason: "must be a number from 0 to 100".into(),
     };
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Value>(raw.get()).map_err(|_| invalid())? {
-        Value::Null => Ok(None),
-        Value::Number(n) => {
-            let v = n.as_f64().ok_or_else(invalid)?;
-            if (0.0..=100.0).contains(&v) {
-                Ok(Some(v.round() as u8))
-            } else {
-                Err(invalid())
-            }
-        }
-        _ => Err(invalid()),
+    match field {
+        NumberField::Absent => Ok(None),
+        NumberField::Number(v) if (0.0..=100.0).contains(&v) => Ok(Some(v.round() as u8)),
+        NumberField::Number(_) | NumberField::NotANumber => Err(invalid()),
     }
 }
 
@@ -464,6 +567,128 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(&*compact.data_json, r#"{"photoId":"p","n":[1,{}]}"#);
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// A value of any kind for a field of `data`: strings with escapes, numbers in every JSON
+    /// form, null, booleans, arrays and objects.
+    fn field_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            (-1e3f64..1e3).prop_map(|n| json!(n)),
+            (0u8..=120).prop_map(|n| json!(n)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What the JSON tree of `data` says a text field is (`Err` with the field's name when it
+    /// holds another kind of value).
+    fn tree_text(
+        data: &Map<String, Value>,
+        key: &'static str,
+    ) -> Result<Option<String>, &'static str> {
+        match data.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(key),
+        }
+    }
+
+    /// The fields a photo event reads from `data`, from its JSON tree, with the rules of
+    /// `from_json` in its order: the field that fails first, or (photo, user, progress, error).
+    type Fields = (String, Option<String>, Option<u8>, Option<String>);
+    fn tree_fields(data: &Map<String, Value>, failed: bool) -> Result<Fields, &'static str> {
+        let photo = tree_text(data, "photoId")?;
+        if photo
+            .as_deref()
+            .is_some_and(|id| PhotoId::parse(id).is_err())
+        {
+            return Err("photoId");
+        }
+        let user = tree_text(data, "userId")?;
+        if user.as_deref().is_some_and(|id| UserId::parse(id).is_err()) {
+            return Err("userId");
+        }
+        let photo = photo.ok_or("photoId")?;
+        if failed {
+            return Ok((photo, user, None, tree_text(data, "error")?));
+        }
+        let progress = match data.get("progress") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_f64()
+                    .filter(|v| (0.0..=100.0).contains(v))
+                    .map(|v| v.round() as u8)
+                    .ok_or("progress")?,
+            ),
+            Some(_) => return Err("progress"),
+        };
+        Ok((photo, user, progress, None))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The fields read in one pass over the data text are those of its JSON tree, for
+        /// values of every kind (a string with escapes, a number in any form, nested values),
+        /// and so is every verdict on them.
+        #[test]
+        fn data_fields_read_in_one_pass_are_the_trees(
+            photo in proptest::option::of(proptest::prop_oneof![
+                4 => "[a-z0-9]{1,8}".prop_map(Value::String),
+                1 => field_value(),
+            ]),
+            user in proptest::option::of(proptest::prop_oneof![
+                4 => "[a-z0-9]{1,8}".prop_map(Value::String),
+                1 => field_value(),
+            ]),
+            progress in proptest::option::of(field_value()),
+            error in proptest::option::of(proptest::prop_oneof![
+                3 => "[a-z\"\\\\\n\u{e9}\u{1F600}]{0,8}".prop_map(Value::String),
+                1 => field_value(),
+            ]),
+            other in proptest::option::of(field_value()),
+            failed in proptest::prelude::any::<bool>(),
+        ) {
+            let data: Map<String, Value> = [
+                ("photoId", photo),
+                ("userId", user),
+                ("progress", progress),
+                ("error", error),
+                ("other", other),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+            .collect();
+            let text = Value::Object(data.clone()).to_string();
+            let event_type = if failed { EventType::ProcessingFailed } else { EventType::ProcessingProgress };
+            let at = Timestamp::from_millis(0);
+            let got = Event::from_json(EventId::parse("e1").expect("id"), event_type, text, at)
+                .map(|e| (
+                    e.photo_id.map(|p| p.as_str().to_owned()).unwrap_or_default(),
+                    e.user_id.map(|u| u.as_str().to_owned()),
+                    e.progress,
+                    e.error,
+                ))
+                .map_err(|e| match e {
+                    DomainError::InvalidField { field, .. }
+                    | DomainError::InvalidId { field, .. }
+                    | DomainError::MissingField(field) => field,
+                    other => panic!("{other:?}"),
+                });
+            proptest::prop_assert_eq!(got, tree_fields(&data, failed));
+        }
     }
 
     /// Type codes are stable and unique.
