@@ -161,15 +161,14 @@ impl Ingest {
             .into_iter()
             .enumerate()
             .map(|(index, input)| {
-                if let Some(data) = &input.data {
-                    let depth = data_text::depth(data.get(), self.max_json_depth);
-                    if depth > self.max_json_depth {
-                        return Err(IngestError::TooDeep {
-                            index,
-                            depth,
-                            limit: self.max_json_depth,
-                        });
-                    }
+                if let Some(data) = &input.data
+                    && let Some(depth) = data_text::too_deep(data.get(), self.max_json_depth)
+                {
+                    return Err(IngestError::TooDeep {
+                        index,
+                        depth,
+                        limit: self.max_json_depth,
+                    });
                 }
                 Event::from_input(input, now)
                     .map_err(|source| IngestError::Invalid { index, source })

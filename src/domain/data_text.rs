@@ -25,6 +25,14 @@ pub fn push_string(out: &mut String, text: &str) {
 /// `text` without whitespace outside strings (borrowed when it has none, as most producers send).
 /// JSON strings cannot hold a raw line break, so the result is one line.
 pub fn compact(text: &str) -> Cow<'_, str> {
+    // JSON's whitespace is these four bytes: text with none of them anywhere (found by a vector
+    // search, not byte by byte) is compact as it is.
+    let bytes = text.as_bytes();
+    if memchr::memchr3(b' ', b'\n', b'\t', bytes).is_none()
+        && memchr::memchr(b'\r', bytes).is_none()
+    {
+        return Cow::Borrowed(text);
+    }
     let mut out: Option<String> = None;
     let mut kept_from = 0;
     for_each_outside_strings(text, |at, byte| {
@@ -44,9 +52,20 @@ pub fn compact(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// How deeply `text` nests when that is deeper than `limit` (the depth at which counting
+/// stopped: `limit + 1`); `None` when it is not.
+pub fn too_deep(text: &str, limit: usize) -> Option<usize> {
+    // No deeper than it has brackets that open: text with at most `limit` of them anywhere (a
+    // vector count, strings included) needs no scan.
+    if memchr::memchr2_iter(b'{', b'[', text.as_bytes()).count() <= limit {
+        return None;
+    }
+    Some(depth(text, limit)).filter(|&depth| depth > limit)
+}
+
 /// How deeply `text` nests, counting stops past `limit` (a scalar is 0, `{}` or `[]` is 1,
 /// `{"a":{}}` is 2).
-pub fn depth(text: &str, limit: usize) -> usize {
+fn depth(text: &str, limit: usize) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     for_each_outside_strings(text, |_, byte| {
         match byte {
@@ -107,6 +126,14 @@ mod tests {
     #[test]
     fn compact_drops_whitespace_between_tokens_only() {
         assert!(matches!(compact(r#"{"a":1}"#), Cow::Borrowed(_)));
+        // Whitespace only inside strings: scanned, and kept as it is.
+        let spaced = "{\"a b\":\"c\\td\"}";
+        assert!(matches!(compact(spaced), Cow::Borrowed(_)));
+        assert!(matches!(compact("{\"a\":\"x y\"}"), Cow::Borrowed(_)));
+        for blank in [" ", "\n", "\t", "\r"] {
+            let sent = format!("{{\"a\":{blank}1}}");
+            assert_eq!(compact(&sent), r#"{"a":1}"#, "{blank:?}");
+        }
         let sent = "{ \"a b\" :\r\n [1, \"x \\\" y\\\\\", {\"c\":\t\"\\n\"}] }";
         assert_eq!(compact(sent), r#"{"a b":[1,"x \" y\\",{"c":"\n"}]}"#);
         let parsed: serde_json::Value = serde_json::from_str(sent).expect("valid");
@@ -124,6 +151,31 @@ mod tests {
         assert_eq!(depth(r#"{"a":"[[[{{{\"]]]"}"#, 32), 1);
         let deep = format!("{}0{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(depth(&deep, 10), 11);
+    }
+
+    /// `too_deep` answers as `depth` does, whether its count of brackets settles it (few
+    /// brackets) or it scans (brackets in strings, or deep text).
+    #[test]
+    fn too_deep_is_depth_past_the_limit() {
+        let shallow_with_brackets_in_strings = r#"{"a":"[[[{{{","b":["{{"]}"#;
+        for (text, limit) in [
+            ("1", 0),
+            ("{}", 0),
+            ("{}", 1),
+            (r#"{"a":[1,{"b":[]}],"c":2}"#, 3),
+            (r#"{"a":[1,{"b":[]}],"c":2}"#, 4),
+            (shallow_with_brackets_in_strings, 2),
+            (shallow_with_brackets_in_strings, 1),
+        ] {
+            let deep = depth(text, limit);
+            assert_eq!(
+                too_deep(text, limit),
+                (deep > limit).then_some(deep),
+                "{text} {limit}"
+            );
+        }
+        assert_eq!(too_deep(shallow_with_brackets_in_strings, 2), None);
+        assert_eq!(too_deep(&"[".repeat(100), 10), Some(11));
     }
 
     /// Escapes at the end of strings, escaped backslashes before a quote, and text cut short

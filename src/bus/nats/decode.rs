@@ -137,14 +137,13 @@ pub fn decode(
     }
     let mut input: EventInput =
         serde_json::from_slice(message.payload).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-    if let Some(data) = &input.data {
-        let depth = data_text::depth(data.get(), max_depth);
-        if depth > max_depth {
-            return Err(Refusal::TooDeep {
-                depth,
-                limit: max_depth,
-            });
-        }
+    if let Some(data) = &input.data
+        && let Some(depth) = data_text::too_deep(data.get(), max_depth)
+    {
+        return Err(Refusal::TooDeep {
+            depth,
+            limit: max_depth,
+        });
     }
     match &input.event_type {
         Some(given) if given != message.subject => {
