@@ -264,12 +264,12 @@ impl Event {
             (
                 fields
                     .photo_id
-                    .into_option("photoId")?
+                    .into_text("photoId")?
                     .map(|id| PhotoId::parse(&id))
                     .transpose()?,
                 fields
                     .user_id
-                    .into_option("userId")?
+                    .into_text("userId")?
                     .map(|id| UserId::parse(&id))
                     .transpose()?,
             )
@@ -284,12 +284,12 @@ impl Event {
         }
         let progress = match event_type {
             EventType::ProcessingStarted | EventType::ProcessingProgress => {
-                progress(fields.progress)?
+                fields.progress.into_progress()?
             }
             _ => None,
         };
         let error = match event_type {
-            EventType::ProcessingFailed => fields.error.into_option("error")?.map(Cow::into_owned),
+            EventType::ProcessingFailed => fields.error.into_text("error")?.map(Cow::into_owned),
             _ => None,
         };
         Ok(Self {
@@ -312,152 +312,124 @@ impl Event {
 #[derive(Deserialize)]
 struct DataFields<'a> {
     #[serde(rename = "photoId", borrow, default)]
-    photo_id: TextField<'a>,
+    photo_id: Field<'a>,
     #[serde(rename = "userId", borrow, default)]
-    user_id: TextField<'a>,
-    #[serde(default)]
-    progress: NumberField,
+    user_id: Field<'a>,
     #[serde(borrow, default)]
-    error: TextField<'a>,
+    progress: Field<'a>,
+    #[serde(borrow, default)]
+    error: Field<'a>,
 }
 
-/// A field of `data` meant to hold a string: absent or `null`, a string (borrowed from the data
-/// text unless it has escapes), or a value of another kind (skipped).
-#[derive(Debug, Default, PartialEq)]
-enum TextField<'a> {
+/// What a field of `data` holds, as far as the hub cares: absent or `null`, a string (borrowed
+/// from the data text unless it has escapes), a number, or anything else (read to its end and
+/// dropped).
+#[derive(Debug, Default)]
+enum Field<'a> {
     #[default]
-    Absent,
+    Null,
     Text(Cow<'a, str>),
-    NotText,
+    Number(f64),
+    Other,
 }
 
-impl<'a> TextField<'a> {
-    /// The string, or the field's error when it holds another kind of value.
-    fn into_option(self, field: &'static str) -> Result<Option<Cow<'a, str>>, DomainError> {
+impl<'a> Field<'a> {
+    /// The string (`None` when absent or null), or the field's error when it holds another kind
+    /// of value.
+    fn into_text(self, field: &'static str) -> Result<Option<Cow<'a, str>>, DomainError> {
         match self {
-            Self::Absent => Ok(None),
+            Self::Null => Ok(None),
             Self::Text(text) => Ok(Some(text)),
-            Self::NotText => Err(DomainError::InvalidField {
+            Self::Number(_) | Self::Other => Err(DomainError::InvalidField {
                 field,
                 reason: "must be a string".into(),
             }),
         }
     }
-}
 
-impl<'de: 'a, 'a> Deserialize<'de> for TextField<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(FieldVisitor(|value: Scalar<'de>| match value {
-            Scalar::Null => TextField::Absent,
-            Scalar::Text(text) => TextField::Text(text),
-            Scalar::Number(_) | Scalar::Other => TextField::NotText,
-        }))
+    /// `progress` as a whole percentage (`None` when absent or null).
+    fn into_progress(self) -> Result<Option<u8>, DomainError> {
+        match self {
+            Self::Null => Ok(None),
+            Self::Number(v) if (0.0..=100.0).contains(&v) => Ok(Some(v.round() as u8)),
+            Self::Number(_) | Self::Text(_) | Self::Other => Err(DomainError::InvalidField {
+                field: "progress",
+                reason: "must be a number from 0 to 100".into(),
+            }),
+        }
     }
 }
 
-/// A field of `data` meant to hold a number: absent or `null`, a number, or a value of another
-/// kind (skipped).
-#[derive(Debug, Default, PartialEq)]
-enum NumberField {
-    #[default]
-    Absent,
-    Number(f64),
-    NotANumber,
-}
-
-impl<'de> Deserialize<'de> for NumberField {
+impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(FieldVisitor(|value: Scalar<'de>| match value {
-            Scalar::Null => NumberField::Absent,
-            Scalar::Number(n) => NumberField::Number(n),
-            Scalar::Text(_) | Scalar::Other => NumberField::NotANumber,
-        }))
+        deserializer.deserialize_any(FieldVisitor)
     }
 }
 
-/// What a field of `data` held, as far as the hub's fields care.
-enum Scalar<'de> {
-    Null,
-    Text(Cow<'de, str>),
-    Number(f64),
-    /// A boolean, an array or an object (read to its end and dropped).
-    Other,
-}
+/// Reads any JSON value into a [`Field`].
+struct FieldVisitor;
 
-/// Reads any JSON value into a [`Scalar`] and hands it to its function.
-struct FieldVisitor<F>(F);
-
-impl<'de, T, F: FnOnce(Scalar<'de>) -> T> serde::de::Visitor<'de> for FieldVisitor<F> {
-    type Value = T;
+impl<'de> serde::de::Visitor<'de> for FieldVisitor {
+    type Value = Field<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok((self.0)(Scalar::Null))
+    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
     }
 
-    fn visit_none<E>(self) -> Result<T, E> {
-        Ok((self.0)(Scalar::Null))
+    fn visit_none<E>(self) -> Result<Field<'de>, E> {
+        Ok(Field::Null)
     }
 
-    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Field<'de>, D::Error> {
         deserializer.deserialize_any(self)
     }
 
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<T, E> {
-        Ok((self.0)(Scalar::Text(Cow::Borrowed(v))))
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Borrowed(v)))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<T, E> {
-        Ok((self.0)(Scalar::Text(Cow::Owned(v.to_owned()))))
+    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<T, E> {
-        Ok((self.0)(Scalar::Text(Cow::Owned(v))))
+    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
+        Ok(Field::Text(Cow::Owned(v)))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<T, E> {
-        Ok((self.0)(Scalar::Number(v as f64)))
+    fn visit_u64<E>(self, v: u64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v as f64))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<T, E> {
-        Ok((self.0)(Scalar::Number(v as f64)))
+    fn visit_i64<E>(self, v: i64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v as f64))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<T, E> {
-        Ok((self.0)(Scalar::Number(v)))
+    fn visit_f64<E>(self, v: f64) -> Result<Field<'de>, E> {
+        Ok(Field::Number(v))
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok((self.0)(Scalar::Other))
+    fn visit_bool<E>(self, _: bool) -> Result<Field<'de>, E> {
+        Ok(Field::Other)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok((self.0)(Scalar::Other))
+        Ok(Field::Other)
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
         while map
             .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
             .is_some()
         {}
-        Ok((self.0)(Scalar::Other))
-    }
-}
-
-/// `progress` as a whole percentage (`None` when absent or null).
-fn progress(field: NumberField) -> Result<Option<u8>, DomainError> {
-    let invalid = || DomainError::InvalidField {
-        field: "progress",
-        reason: "must be a number from 0 to 100".into(),
-    };
-    match field {
-        NumberField::Absent => Ok(None),
-        NumberField::Number(v) if (0.0..=100.0).contains(&v) => Ok(Some(v.round() as u8)),
-        NumberField::Number(_) | NumberField::NotANumber => Err(invalid()),
+        Ok(Field::Other)
     }
 }
 
