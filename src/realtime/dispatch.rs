@@ -14,7 +14,9 @@
 //! [`OVERDUE_STEPS`] steps goes first in the next, so small rooms that never stop cannot keep a
 //! big one waiting.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::domain::Room;
 

@@ -12,10 +12,10 @@
 //! unsubscribing or leaving. Whoever waits for a subscription to go live (a resume) waits for the
 //! subscription, not for one catch-up: a newer catch-up that supersedes the first tells it.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::{Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 

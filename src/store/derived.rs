@@ -11,11 +11,11 @@
 //! may be missing: [`recover`] derives them again at open (a status records its `lastSeq`, and an
 //! id indexed twice with the same placement is one entry once its runs are merged).
 
-use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
 
 use super::StoreError;

@@ -16,8 +16,9 @@
 //! open; what memory grows with the history is the run filters the committer keeps between
 //! groups (2 bytes per id, at most 64 MiB).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::StoreError;
 use super::block;
