@@ -11,8 +11,10 @@ pub const MAX_ID_LEN: usize = 128;
 /// Longest event id accepted, in bytes (producers' idempotency keys may be longer than ids).
 const MAX_EVENT_ID_LEN: usize = 256;
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
+/// A byte a name may hold. Every allowed character is ASCII, so names are checked byte by byte
+/// (a non-ASCII character's bytes are all 0x80 or above, and fail), not decoded.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')
 }
 
 fn check_name(field: &'static str, s: &str) -> Result<(), DomainError> {
@@ -28,7 +30,7 @@ fn check_name(field: &'static str, s: &str) -> Result<(), DomainError> {
             reason: "longer than 128 characters",
         });
     }
-    if !s.chars().all(is_name_char) {
+    if !s.bytes().all(is_name_byte) {
         return Err(DomainError::InvalidId {
             field,
             reason: "only A-Z a-z 0-9 . _ : - are allowed",
