@@ -1,11 +1,24 @@
 //! JSON as text, without a tree: an event's `data` kept as the producer sent it, without the
 //! whitespace between tokens, and measured (nesting depth) (docs/protocol.md, "Stored events");
-//! and strings written into JSON the hub builds itself. The `data` given here is already known to
+//! strings written into JSON the hub builds itself; and JSON bodies read with their UTF-8 checked
+//! once. The `data` given here is already known to
 //! be valid JSON (a `RawValue` the parser checked), so a scan that tells strings from the rest is
 //! enough.
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
+
+use serde::de::DeserializeOwned;
+
+/// `serde_json::from_slice`, with the bytes checked to be UTF-8 once, as a whole, rather than
+/// each string and raw value on its own as `from_slice` does (about 400 instructions per event on
+/// ingest). Bytes that are not UTF-8 go through `from_slice`, for its error.
+pub fn from_json_bytes<T: DeserializeOwned>(bytes: &[u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+}
 
 /// Appends `text` as a JSON string: as it is between quotes when nothing in it needs escaping
 /// (ids and room names, in practice), else escaped by serde_json.

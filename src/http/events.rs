@@ -70,8 +70,8 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
 /// parse (then [`parse_explained`] says why).
 fn parse_typed(body: &[u8]) -> Option<Vec<EventInput>> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(body).ok(),
-        Some(b'{') => serde_json::from_slice(body).ok().map(|one| vec![one]),
+        Some(b'[') => data_text::from_json_bytes(body).ok(),
+        Some(b'{') => data_text::from_json_bytes(body).ok().map(|one| vec![one]),
         _ => None,
     }
 }

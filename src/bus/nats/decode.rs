@@ -135,8 +135,8 @@ pub fn decode(
             limit: max_bytes,
         });
     }
-    let mut input: EventInput =
-        serde_json::from_slice(message.payload).map_err(|e| Refusal::InvalidJson(e.to_string()))?;
+    let mut input: EventInput = data_text::from_json_bytes(message.payload)
+        .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
     if let Some(data) = &input.data
         && let Some(depth) = data_text::too_deep(data.get(), max_depth)
     {
