@@ -176,6 +176,19 @@ mod tests {
         }
     }
 
+    /// A UTF-8 body parses as `from_slice` parses it; one that is not gets `from_slice`'s error.
+    #[test]
+    fn json_bytes_parse_as_from_slice() {
+        let text = "{\"note\":\"café ✓\",\"n\":[1,2]}".as_bytes();
+        let parsed: serde_json::Value = from_json_bytes(text).expect("UTF-8 JSON");
+        let sliced: serde_json::Value = serde_json::from_slice(text).expect("UTF-8 JSON");
+        assert_eq!(parsed, sliced);
+        let latin1 = b"{\"note\":\"caf\xe9\"}";
+        let ours = from_json_bytes::<serde_json::Value>(latin1).expect_err("not UTF-8");
+        let theirs = serde_json::from_slice::<serde_json::Value>(latin1).expect_err("not UTF-8");
+        assert_eq!(ours.to_string(), theirs.to_string());
+    }
+
     /// Each byte that needs escaping is found at every offset of a word and of the tail.
     #[test]
     fn each_escaped_byte_is_found_anywhere() {

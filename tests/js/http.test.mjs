@@ -236,6 +236,13 @@ test('POST /api/events refuses bad input with 400 { error, detail } and stores n
 
   assertError(await post('{"type": "photo.uploaded", "data": {', { raw: true }), 400);
   assertError(await post('not json at all', { raw: true }), 400);
+  // A valid event but for one byte that is not UTF-8 (Latin-1 `é`).
+  const latin1 = Buffer.concat([
+    Buffer.from(`{"type":"photo.processing.progress","data":{"photoId":"${photo}","progress":5,"note":"caf`),
+    Buffer.from([0xe9]),
+    Buffer.from('"}}'),
+  ]);
+  assertError(await post(latin1, { raw: true }), 400);
   assertError(await post({ type: 'photo.resized', data: { photoId: photo } }), 400);
   assertError(await post({ data: { photoId: photo } }), 400);
   assertError(await post({ type: 'photo.processing.progress', data: 'nope' }), 400);

@@ -253,6 +253,15 @@ mod tests {
             Some("invalid_json")
         );
         assert_eq!(
+            code(run(
+                "system.maintenance",
+                b"{\"data\":{\"note\":\"caf\xe9\"}}",
+                None
+            )),
+            Some("invalid_json"),
+            "bytes that are not UTF-8"
+        );
+        assert_eq!(
             code(run_json(
                 "system.maintenance",
                 json!({"data": {}, "extra": 1})
