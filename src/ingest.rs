@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp, data_text};
+use crate::domain::{DomainError, Event, EventId, EventInput, Room, Timestamp};
 use crate::store::{AppendError, ConsumedPosition, EventLog};
 
 /// Live-only events that may wait for the realtime side before the oldest are dropped.
@@ -161,9 +161,7 @@ impl Ingest {
             .into_iter()
             .enumerate()
             .map(|(index, input)| {
-                if let Some(data) = &input.data
-                    && let Some(depth) = data_text::too_deep(data.get(), self.max_json_depth)
-                {
+                if let Some(depth) = input.data_too_deep(self.max_json_depth) {
                     return Err(IngestError::TooDeep {
                         index,
                         depth,

@@ -129,6 +129,12 @@ pub struct EventInput {
 }
 
 impl EventInput {
+    /// How deeply its `data` nests when that is deeper than `limit` (HTTP and NATS ingest refuse
+    /// such an event); `None` when it is not, or has no data.
+    pub fn data_too_deep(&self, limit: usize) -> Option<usize> {
+        data_text::too_deep(self.data.as_ref()?.get(), limit)
+    }
+
     /// An event the hub produces itself: its id, type and data, timestamped when it is stored.
     /// (A `Value` always serializes; were it not to, the event would have no data and be refused
     /// for what it lacks.)

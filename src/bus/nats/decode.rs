@@ -137,9 +137,7 @@ pub fn decode(
     }
     let mut input: EventInput = data_text::from_json_bytes(message.payload)
         .map_err(|e| Refusal::InvalidJson(e.to_string()))?;
-    if let Some(data) = &input.data
-        && let Some(depth) = data_text::too_deep(data.get(), max_depth)
-    {
+    if let Some(depth) = input.data_too_deep(max_depth) {
         return Err(Refusal::TooDeep {
             depth,
             limit: max_depth,
