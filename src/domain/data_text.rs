@@ -1,9 +1,8 @@
 //! JSON as text, without a tree: an event's `data` kept as the producer sent it, without the
 //! whitespace between tokens, and measured (nesting depth) (docs/protocol.md, "Stored events");
 //! strings written into JSON the hub builds itself; and JSON bodies read with their UTF-8 checked
-//! once. The `data` given here is already known to
-//! be valid JSON (a `RawValue` the parser checked), so a scan that tells strings from the rest is
-//! enough.
+//! once. The `data` given here is already known to be valid JSON (a `RawValue` the parser
+//! checked), so a scan that tells strings from the rest is enough.
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;
