@@ -193,7 +193,7 @@ impl Application {
                     ..nats.clone()
                 };
                 let bus = NatsBus::connect(nats).await?;
-                bus.prepare(nats, NATS_START_WAIT).await?;
+                bus.prepare(nats, NATS_START_WAIT, &log).await?;
                 (
                     Bus::Nats(bus.clone(), Box::new(nats.clone())),
                     Arc::new(bus),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::stream::{self, DiscardPolicy};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -11,7 +12,7 @@ use crate::helpers::{IdSource, publish, publish_raw, spawn_hub};
 use crate::support::WAIT;
 use crate::support::binary::run;
 use crate::support::nats::{
-    DEAD_LETTER_STREAM, HUB_CONSUMER, NatsServer, consumer_backlog, create_stream, dead_letters,
+    DEAD_LETTER_STREAM, HUB_CONSUMER, NatsServer, consumer_ack_floor, create_stream, dead_letters,
     wait_consumed, wait_dead_letters,
 };
 
@@ -307,12 +308,13 @@ async fn dead_letters_cli_lists_and_republishes() {
     hub.stop().await;
 }
 
-/// A refused message whose dead letter cannot be kept (the dead-letter stream is gone) is nak'ed
-/// and kept when it comes back, after the stream is there again, even though a later message was
-/// stored meanwhile: the consumed position never passes a message still to come back (else its
-/// return would be taken for a redelivery of something consumed, and it would be lost).
+/// A refused message whose dead letter cannot be kept (the dead-letter stream is full and
+/// refuses new messages) holds the stream at it: the good message published after it is not
+/// stored, and nothing from the refused one on is acked (the consumer acks all, so an ack after it
+/// would settle it too). Once the dead-letter stream takes messages again, the refused one is
+/// kept and the good one stored, in order, and the stream is consumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_that_could_not_be_kept_is_kept_when_it_comes_back() {
+async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
     let nats = NatsServer::start().await;
     let hub = spawn_hub(&nats).await;
     hub.wait_for_bus("up").await;
@@ -320,27 +322,27 @@ async fn a_dead_letter_that_could_not_be_kept_is_kept_when_it_comes_back() {
     let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
     publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
     hub.wait_for_stored("photo:p1", 1).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let floor = consumer_ack_floor(&js).await;
 
     let dead_letter_stream = js
         .get_stream(DEAD_LETTER_STREAM)
         .await
         .expect("the hub made the dead-letter stream");
-    let config = dead_letter_stream.cached_info().config.clone();
-    js.delete_stream(DEAD_LETTER_STREAM)
+    let open = dead_letter_stream.cached_info().config.clone();
+    js.update_stream(stream::Config {
+        max_messages: 1,
+        discard: DiscardPolicy::New,
+        ..open.clone()
+    })
+    .await
+    .expect("limit the dead-letter stream");
+    js.publish(open.subjects[0].clone(), "filler".into())
         .await
-        .expect("delete the dead-letter stream");
+        .expect("publish")
+        .await
+        .expect("the filler is kept");
     publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
-    // The refused message is delivered (and nak'ed) before the good one is published, so that
-    // they come in separate batches.
-    let started = std::time::Instant::now();
-    while consumer_backlog(&js).await.1 > 0 {
-        assert!(
-            started.elapsed() < WAIT,
-            "the refused message was not delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
     publish(
         &js,
@@ -350,16 +352,29 @@ async fn a_dead_letter_that_could_not_be_kept_is_kept_when_it_comes_back() {
         IdSource::Body,
     )
     .await;
-    hub.wait_for_stored("photo:p1", 2).await;
 
-    js.create_stream(config)
-        .await
-        .expect("the dead-letter stream again");
-    let kept = wait_dead_letters(&js, 1).await;
+    // Long enough for the refused message to be tried and nak'ed more than once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        kept_header(&kept[0], "Socket-Bridge-Reason"),
+        hub.stored("photo:p1").await,
+        1,
+        "an event after a message that is not settled was stored"
+    );
+    assert_eq!(
+        consumer_ack_floor(&js).await,
+        floor,
+        "a message at or after the unsettled one was acked"
+    );
+    assert_eq!(dead_letters(&js).await.len(), 1, "only the filler is kept");
+
+    js.update_stream(open).await.expect("lift the limit");
+    hub.wait_for_stored("photo:p1", 2).await;
+    let kept = wait_dead_letters(&js, 2).await;
+    assert_eq!(
+        kept_header(&kept[1], "Socket-Bridge-Reason"),
         "invalid_json"
     );
     wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    assert_eq!(consumer_ack_floor(&js).await, floor + 2);
     hub.stop().await;
 }

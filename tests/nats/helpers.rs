@@ -124,8 +124,17 @@ pub fn workload_event(n: usize, photos: usize) -> (String, Value) {
 
 /// Publishes events `0..count` of the workload with ids from every source, in order.
 pub async fn publish_workload(js: &jetstream::Context, count: usize, photos: usize) {
-    let mut acks = Vec::with_capacity(count);
-    for n in 0..count {
+    publish_workload_part(js, 0..count, photos).await;
+}
+
+/// Publishes the events `part` of the workload, in order (see [`publish_workload`]).
+pub async fn publish_workload_part(
+    js: &jetstream::Context,
+    part: std::ops::Range<usize>,
+    photos: usize,
+) {
+    let mut acks = Vec::with_capacity(part.len());
+    for n in part {
         let (subject, mut body) = workload_event(n, photos);
         let mut headers = HeaderMap::new();
         match IdSource::nth(n) {

@@ -1,11 +1,15 @@
-//! An existing stream or consumer that the hub cannot use is refused at start with a clear error.
+//! An existing stream or consumer that the hub cannot use is refused at start with a clear error;
+//! a consumer with explicit acks, as earlier versions made it, is moved to ack-all.
 
-use async_nats::jetstream::consumer::{AckPolicy, pull, push};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull, push};
 use async_nats::jetstream::stream;
 
-use crate::helpers::consume;
+use crate::helpers::{
+    assert_workload_stored, consume, publish_workload, publish_workload_part, spawn_hub_up,
+};
+use crate::support::WAIT;
 use crate::support::hub::TestHub;
-use crate::support::nats::{NatsServer, create_stream};
+use crate::support::nats::{HUB_CONSUMER, NatsServer, STREAM, create_stream, wait_consumed};
 
 /// Builds the hub against `nats` and returns its start error.
 async fn start_error(nats: &NatsServer) -> String {
@@ -70,4 +74,60 @@ async fn a_consumer_of_the_wrong_kind_is_refused() {
         .expect("pull consumer without acks");
     let error = start_error(&nats).await;
     assert!(error.contains("ack policy"), "{error}");
+}
+
+/// A consumer with explicit acks, as earlier versions made it, is made again with ack-all, from
+/// the message after the store's consumed position: nothing consumed before is delivered again,
+/// and what was published while the hub was stopped is stored, each event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_consumer_is_moved_to_ack_all_after_the_consumed_position() {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let hub = spawn_hub_up(&nats).await;
+    let (before, photos) = (60, 3);
+    publish_workload(&js, before, photos).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let stopped = hub.stop().await;
+
+    // What an earlier version left behind: the hub's consumer with explicit acks, all acked.
+    let stream = js.get_stream(STREAM).await.expect("stream");
+    stream
+        .delete_consumer(HUB_CONSUMER)
+        .await
+        .expect("delete the consumer");
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(HUB_CONSUMER.into()),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::New,
+            max_deliver: -1,
+            ..Default::default()
+        })
+        .await
+        .expect("a consumer with explicit acks");
+    publish_workload_part(&js, before..before * 2, photos).await;
+
+    let hub = stopped.start().await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    assert_workload_stored(&hub, before * 2, photos).await;
+    let info = js
+        .get_stream(STREAM)
+        .await
+        .expect("stream")
+        .consumer_info(HUB_CONSUMER)
+        .await
+        .expect("consumer info")
+        .clone();
+    assert_eq!(info.config.ack_policy, AckPolicy::All);
+    assert_eq!(
+        info.config.deliver_policy,
+        DeliverPolicy::ByStartSequence {
+            start_sequence: before as u64 + 1
+        }
+    );
+    assert_eq!(
+        info.delivered.consumer_sequence, before as u64,
+        "only the messages after the consumed position were delivered"
+    );
+    hub.stop().await;
 }

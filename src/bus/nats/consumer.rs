@@ -1,13 +1,15 @@
 //! The consumption loop: take what the reader received and decoded, store every good event of it
-//! in one group-committed append, then hand it to the acker task (so the next append need not
-//! wait for the acks to be sent). A message is acked only after its event is durable;
-//! refused messages are dead-lettered and terminated; after a store failure the messages are
-//! nak'ed with a capped exponential delay and reading pauses until they are due again; the loop
-//! sets the consumer up again after NATS comes back.
+//! in one group-committed append, then hand the batch to the acker task (so the next append need
+//! not wait for the acks to be sent). The consumer acks all: the stream is consumed in order, and
+//! one ack, sent once the batch's events are durable, settles every message up to it. Refused
+//! messages are dead-lettered and terminated, also only once the messages before them are
+//! durable. When the store fails, or a refused message's dead letter cannot be kept, that message
+//! and everything after it are nak'ed with a capped exponential delay and reading pauses until
+//! they are due again; the loop sets the consumer up again after NATS comes back.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::Client;
@@ -34,7 +36,7 @@ use crate::telemetry::{ErrorChain, metric};
 /// Chunks of messages the reader may queue ahead of the storer.
 const QUEUED_CHUNKS: usize = 8;
 
-/// Stored batches whose acks may wait for the acker task.
+/// Settled batches whose acks may wait for the acker task.
 const QUEUED_ACKS: usize = 8;
 
 /// Most pull batches one append takes (when the store is slower than NATS, queued chunks add
@@ -58,10 +60,6 @@ pub(super) struct Consumer {
     pub consuming: Arc<AtomicBool>,
     /// Changes whenever the client loses its connection.
     pub disconnects: watch::Receiver<u64>,
-    /// Stream sequences of refused messages whose dead letter could not be kept: they were
-    /// nak'ed and come back, so the consumed position may not pass the lowest of them, in this
-    /// batch or any later one, until each is settled.
-    pub unsettled: Mutex<BTreeSet<u64>>,
 }
 
 /// How a run of [`Consumer::consume`] ended.
@@ -70,14 +68,39 @@ enum Outcome {
     Stopped,
     /// NATS failed (disconnected, consumer deleted, ...); set up again.
     Failed(String),
-    /// The store failed: everything received was nak'ed with this delay; read again after it.
+    /// The store failed, or a dead letter could not be kept: what was not settled was nak'ed
+    /// with this delay; read again after it.
     Paused(Duration),
 }
 
-/// Events of a batch that could not be stored for a reason that may pass (the store failed).
+/// Messages of a batch that could not be settled for a reason that may pass (the store failed,
+/// or the dead-letter stream did not keep a refused message), in stream order.
 struct Unstored {
     messages: Vec<Message>,
     error: String,
+}
+
+/// What the acker sends for a batch whose events are durable: the terminations, then one ack.
+#[derive(Default)]
+struct Settled {
+    /// Refused messages whose dead letters are kept, and redeliveries of messages consumed
+    /// before: terminated.
+    terminate: Vec<Message>,
+    /// The stored (or duplicate) message of the highest stream sequence: its ack settles every
+    /// message before it.
+    ack: Option<(u64, Message)>,
+}
+
+impl Settled {
+    /// Sends the terminations, then the ack.
+    async fn send(&self) {
+        for message in &self.terminate {
+            ack(message, AckKind::Term).await;
+        }
+        if let Some((_, message)) = &self.ack {
+            ack(message, AckKind::Ack).await;
+        }
+    }
 }
 
 /// A message to store, with its stream sequence and decoded event (taken by the append).
@@ -117,7 +140,13 @@ impl Consumer {
                 }
                 continue;
             }
-            match setup::ensure(&self.client_js(), &self.spec).await {
+            match setup::ensure(
+                &self.client_js(),
+                &self.spec,
+                setup::consumed_in(self.ingest.log()),
+            )
+            .await
+            {
                 Ok(ready) => {
                     if !ready.redelivery_wait.is_zero() {
                         tracing::info!(
@@ -194,7 +223,7 @@ impl Consumer {
         let (queue, received) = mpsc::channel(QUEUED_CHUNKS);
         let (halt, halted) = watch::channel(false);
         let (acks, to_ack) = mpsc::channel(QUEUED_ACKS);
-        let acker = tokio::spawn(ack_stored(to_ack));
+        let acker = tokio::spawn(ack_settled(to_ack));
         let decoder = Decoder {
             identity: ready.identity.clone(),
             max_bytes: self.max_message_bytes,
@@ -236,14 +265,15 @@ impl Consumer {
     }
 
     /// The storer: takes what the reader queued and decoded with `decoder`, stores it with one
-    /// append and hands it to `acks`, until the reader is done. When the store fails it halts the
-    /// reader, nak's the messages with the next backoff delay, nak's everything received after
-    /// them with the same delay (so that they all come back in order), and returns that delay.
+    /// append and hands it to `acks`, until the reader is done. When a batch cannot be settled
+    /// (the store failed, a dead letter could not be kept) it halts the reader, nak's the
+    /// unsettled messages with the next backoff delay, nak's everything received after them with
+    /// the same delay (so that they all come back in order), and returns that delay.
     async fn store(
         &self,
         decoder: &Decoder,
         mut received: mpsc::Receiver<Vec<Arrived>>,
-        acks: &mpsc::Sender<Vec<Message>>,
+        acks: &mpsc::Sender<Settled>,
         halt: &watch::Sender<bool>,
         retry: &mut Backoff,
         transient: &mut Backoff,
@@ -273,7 +303,7 @@ impl Consumer {
                         error = %unstored.error,
                         messages = unstored.messages.len(),
                         retry_in_ms = delay.as_millis() as u64,
-                        "could not store a batch; nak'ing it and pausing until it is due again"
+                        "could not settle a batch; nak'ing what is not settled and pausing until it is due again"
                     );
                     let _ = halt.send(true);
                     nak_all(&unstored.messages, delay).await;
@@ -286,17 +316,20 @@ impl Consumer {
 
     /// Dead-letters the refused messages of `messages`, hands the rest to ingest in one call
     /// (one durable append, which also records how far the stream is consumed) and, once they
-    /// are durable, to `acks`. A message at or below that position was consumed already when its id is
-    /// derived from its position (such ids are not indexed: the position, durable with the events
-    /// it covers, is what recognises their redeliveries) or when its event is no longer stored
-    /// (pruned by retention, or refused before): it is terminated and counted, never stored again
-    /// (docs/protocol.md, "Producers: NATS JetStream"). A second copy of a message in the same
-    /// batch (a redelivery that caught up with it) is left to the first one's ack.
+    /// are durable, the batch to `acks`. A message at or below that position was consumed already
+    /// when its id is derived from its position (such ids are not indexed: the position, durable
+    /// with the events it covers, is what recognises their redeliveries) or when its event is no
+    /// longer stored (pruned by retention, or refused before): it is terminated and counted,
+    /// never stored again (docs/protocol.md, "Producers: NATS JetStream"). A second copy of a
+    /// message in the same batch (a redelivery that caught up with it) is left to the first one's
+    /// ack. A refused message whose dead letter cannot be kept stops the batch: the events before
+    /// it are stored and acked, it and everything after it are returned to be nak'ed (an ack
+    /// after it would settle it too).
     async fn process(
         &self,
         decoder: &Decoder,
         messages: Vec<Arrived>,
-        acks: &mpsc::Sender<Vec<Message>>,
+        acks: &mpsc::Sender<Settled>,
     ) -> Result<(), Unstored> {
         let identity = &decoder.identity;
         let log = self.ingest.log();
@@ -310,25 +343,33 @@ impl Consumer {
                 });
             }
         };
-        // The highest sequence seen; the sequences whose outcome is not final (their dead
-        // letter could not be kept, so they come back) are in `self.unsettled`.
+        let mut settled = Settled::default();
+        // The highest sequence settled or about to be stored, and the messages from the first
+        // one that could not be settled on.
         let mut highest = 0u64;
-        let mut failed = HashSet::new();
+        let mut unsettled: Vec<Message> = Vec::new();
         let mut pending = Vec::with_capacity(messages.len());
         let mut seen = HashSet::with_capacity(messages.len());
-        for Arrived { message, decoded } in messages {
+        let mut arrived = messages.into_iter();
+        while let Some(Arrived { message, decoded }) = arrived.next() {
             let (sequence, decoded) = match decoded {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    self.dead_letter(identity, &message, 0, &Refusal::NoMetadata(e))
-                        .await;
-                    continue;
+                    if self
+                        .dead_letter(identity, &message, 0, &Refusal::NoMetadata(e))
+                        .await
+                    {
+                        settled.terminate.push(message);
+                        continue;
+                    }
+                    unsettled.push(message);
+                    unsettled.extend(arrived.map(|a| a.message));
+                    break;
                 }
             };
             if !seen.insert(sequence) {
                 continue;
             }
-            highest = highest.max(sequence);
             if sequence <= consumed {
                 match decoded {
                     // Still stored: answered as a duplicate by the append, as any redelivery.
@@ -337,8 +378,12 @@ impl Consumer {
                     {
                         pending.push(Pending::new(message, sequence, event))
                     }
-                    _ => skip_consumed(&message, sequence, consumed).await,
+                    _ => {
+                        skip_consumed(&message, sequence, consumed);
+                        settled.terminate.push(message);
+                    }
                 }
+                highest = highest.max(sequence);
                 continue;
             }
             match decoded {
@@ -348,14 +393,19 @@ impl Consumer {
                         .dead_letter(identity, &message, sequence, &refusal)
                         .await
                     {
-                        self.unsettle(&mut failed, sequence);
+                        unsettled.push(message);
+                        unsettled.extend(arrived.map(|a| a.message));
+                        break;
                     }
+                    settled.terminate.push(message);
                 }
             }
+            highest = highest.max(sequence);
         }
-        // Each round either ingests everything left or removes the one event the store refused,
-        // so it runs at most once per message of the batch. The append takes the events; after a
-        // refusal (rare) the others are decoded again, the same way, for the next round.
+        // Each round either ingests everything left or removes the one event the store refused
+        // (with everything after it, when its dead letter cannot be kept), so it runs at most
+        // once per message of the batch. The append takes the events; after a refusal (rare) the
+        // others are decoded again, the same way, for the next round.
         let now = Timestamp::now();
         while !pending.is_empty() {
             let mut events = Vec::with_capacity(pending.len());
@@ -367,16 +417,18 @@ impl Consumer {
                 match event {
                     Ok(event) => events.push(event),
                     Err(refusal) => {
-                        return Err(Unstored {
-                            messages: pending.into_iter().map(|p| p.message).collect(),
-                            error: format!("a message decoded before no longer decodes: {refusal}"),
-                        });
+                        return Err(nothing_settled(
+                            settled,
+                            pending,
+                            unsettled,
+                            format!("a message decoded before no longer decodes: {refusal}"),
+                        ));
                     }
                 }
             }
             let consumed = ConsumedPosition {
                 source: source.clone(),
-                position: self.settled_position(highest, &seen, &failed),
+                position: highest,
             };
             match self.ingest.accept_consumed(events, consumed).await {
                 Ok(ingested) => {
@@ -393,17 +445,15 @@ impl Consumer {
                     metrics::counter!(metric::NATS_MESSAGES_STORED_TOTAL).increment(stored);
                     metrics::counter!(metric::NATS_MESSAGES_DUPLICATE_TOTAL).increment(duplicates);
                     metrics::counter!(metric::NATS_MESSAGES_LIVE_TOTAL).increment(live);
-                    let stored: Vec<Message> = pending.into_iter().map(|p| p.message).collect();
-                    if let Err(unsent) = acks.send(stored).await {
-                        for message in &unsent.0 {
-                            ack(message, AckKind::Ack).await;
-                        }
-                    }
+                    settled.ack = pending
+                        .into_iter()
+                        .map(|p| (p.sequence, p.message))
+                        .max_by_key(|(sequence, _)| *sequence);
                     break;
                 }
                 Err(AppendError::Rejected { index, rejection }) if index < pending.len() => {
                     let refused = pending.remove(index);
-                    if !self
+                    if self
                         .dead_letter(
                             identity,
                             &refused.message,
@@ -412,65 +462,47 @@ impl Consumer {
                         )
                         .await
                     {
-                        self.unsettle(&mut failed, refused.sequence);
+                        settled.terminate.push(refused.message);
+                        continue;
                     }
+                    let after = pending.split_off(index);
+                    let mut held = vec![refused.message];
+                    held.extend(after.into_iter().map(|p| p.message));
+                    held.append(&mut unsettled);
+                    unsettled = held;
+                    highest = highest.min(refused.sequence.saturating_sub(1));
                 }
                 Err(e) => {
-                    return Err(Unstored {
-                        messages: pending.into_iter().map(|p| p.message).collect(),
-                        error: e.to_string(),
-                    });
+                    return Err(nothing_settled(settled, pending, unsettled, e.to_string()));
                 }
             }
         }
         // Batches that stored nothing (refused, live-only or duplicates) record it here.
-        let position = self.settled_position(highest, &seen, &failed);
-        self.settle(&seen, &failed);
-        if position > consumed
-            && let Err(e) = log.record_consumed(&source, position)
+        if settled.ack.is_none()
+            && highest > consumed
+            && let Err(e) = log.record_consumed(&source, highest)
         {
-            tracing::warn!(error = %ErrorChain(&e), position, "could not record how far the stream is consumed; redeliveries are recognised by event id");
+            tracing::warn!(error = %ErrorChain(&e), position = highest, "could not record how far the stream is consumed; redeliveries are recognised by event id");
         }
-        Ok(())
-    }
-
-    /// How far the stream is consumed after a batch whose highest sequence is `highest`: not
-    /// past a message still to come back, `failed` in this batch or unsettled from an earlier
-    /// one and not `seen` (settled) in this batch.
-    fn settled_position(&self, highest: u64, seen: &HashSet<u64>, failed: &HashSet<u64>) -> u64 {
-        // `failed` sequences are in `self.unsettled` too; the set is ordered, so the first still
-        // to come back is the lowest.
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|s| !seen.contains(s) || failed.contains(s))
-            .map_or(highest, |first| highest.min(first.saturating_sub(1)))
-    }
-
-    /// Records that the message at `sequence` was nak'ed to come back (its dead letter could
-    /// not be kept), in this batch's `failed` and across batches.
-    fn unsettle(&self, failed: &mut HashSet<u64>, sequence: u64) {
-        failed.insert(sequence);
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sequence);
-    }
-
-    /// Records the outcome of a batch: the `seen` sequences are settled but for the `failed`.
-    fn settle(&self, seen: &HashSet<u64>, failed: &HashSet<u64>) {
-        self.unsettled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|s| !seen.contains(s) || failed.contains(s));
+        if (!settled.terminate.is_empty() || settled.ack.is_some())
+            && let Err(unsent) = acks.send(settled).await
+        {
+            unsent.0.send().await;
+        }
+        if unsettled.is_empty() {
+            Ok(())
+        } else {
+            Err(Unstored {
+                messages: unsettled,
+                error: "the dead-letter stream did not keep a refused message".to_owned(),
+            })
+        }
     }
 
     /// Counts and logs a refused message, publishes it on the dead-letter subject with the
-    /// original subject, the reason and the stream sequence in headers, waits until the
-    /// dead-letter stream has stored it, and only then terminates it. If the dead letter cannot be
-    /// kept, the message is nak'ed instead, so that it is not lost. Returns whether the message
-    /// was terminated.
+    /// original subject, the reason and the stream sequence in headers, and waits until the
+    /// dead-letter stream has stored it. Returns whether it was kept: only then may the message
+    /// be terminated (else it is nak'ed with what follows it, so that it is not lost).
     async fn dead_letter(
         &self,
         identity: &StreamIdentity,
@@ -533,12 +565,10 @@ impl Consumer {
             Ok(()) => {
                 metrics::counter!(metric::NATS_MESSAGES_DEAD_LETTERED_TOTAL, "reason" => refusal.code())
                     .increment(1);
-                ack(message, AckKind::Term).await;
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %ErrorChain(&e), stream_sequence = sequence, "could not keep a refused message in the dead-letter stream; it will be redelivered");
-                ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                tracing::warn!(error = %ErrorChain(&e), stream_sequence = sequence, "could not keep a refused message in the dead-letter stream; it and what follows it will be redelivered");
                 false
             }
         }
@@ -558,9 +588,10 @@ async fn keep(
         .map(drop)
 }
 
-/// Terminates a redelivered message the hub consumed before (its sequence is at or below the
-/// recorded position) whose id is its stream position or whose event is no longer stored.
-async fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
+/// Counts and logs a redelivered message the hub consumed before (its sequence is at or below
+/// the recorded position) whose id is its stream position or whose event is no longer stored;
+/// the acker terminates it.
+fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
     metrics::counter!(metric::NATS_MESSAGES_ALREADY_CONSUMED_TOTAL).increment(1);
     tracing::info!(
         stream_sequence = sequence,
@@ -568,16 +599,35 @@ async fn skip_consumed(message: &Message, sequence: u64, consumed: u64) {
         subject = %message.subject,
         "a message consumed before came back (its id is its stream position, or its event is no longer stored: pruned or refused); terminating it"
     );
-    ack(message, AckKind::Term).await;
 }
 
-/// The acker task: acks each stored batch it is handed, until the storer is done.
-async fn ack_stored(mut stored: mpsc::Receiver<Vec<Message>>) {
-    while let Some(messages) = stored.recv().await {
-        for message in &messages {
-            ack(message, AckKind::Ack).await;
-        }
+/// The acker task: sends the terminations and the ack of each settled batch it is handed, until
+/// the storer is done.
+async fn ack_settled(mut settled: mpsc::Receiver<Settled>) {
+    while let Some(batch) = settled.recv().await {
+        batch.send().await;
     }
+}
+
+/// A batch none of whose messages could be settled (its append failed): all of them, the
+/// unsettled last, to be nak'ed in stream order. A termination sent now would settle the
+/// messages before it too.
+fn nothing_settled(
+    settled: Settled,
+    pending: Vec<Pending>,
+    unsettled: Vec<Message>,
+    error: String,
+) -> Unstored {
+    let mut held: Vec<(u64, Message)> = settled
+        .terminate
+        .into_iter()
+        .map(|m| (m.info().map_or(0, |i| i.stream_sequence), m))
+        .chain(pending.into_iter().map(|p| (p.sequence, p.message)))
+        .collect();
+    held.sort_by_key(|(sequence, _)| *sequence);
+    let mut messages: Vec<Message> = held.into_iter().map(|(_, m)| m).collect();
+    messages.extend(unsettled);
+    Unstored { messages, error }
 }
 
 /// Sends `kind` for `message`. A lost ack is not an error: the message is redelivered and then

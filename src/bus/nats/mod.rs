@@ -31,6 +31,7 @@ pub use setup::{STREAM_SUBJECTS, SetupError};
 
 use super::{BusError, BusFuture, EventBus};
 use crate::ingest::Ingest;
+use crate::store::EventLog;
 use crate::telemetry::ErrorChain;
 
 /// How the hub uses NATS.
@@ -245,6 +246,7 @@ impl NatsBus {
         &self,
         settings: &NatsSettings,
         within: Duration,
+        log: &EventLog,
     ) -> Result<bool, NatsError> {
         let deadline = Instant::now() + within;
         while self.client.connection_state() != State::Connected {
@@ -255,7 +257,7 @@ impl NatsBus {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let js = async_nats::jetstream::new(self.client.clone());
-        match setup::ensure(&js, &spec(settings)).await {
+        match setup::ensure(&js, &spec(settings), setup::consumed_in(log)).await {
             Ok(_) => Ok(true),
             Err(error @ SetupError::Unavailable { .. }) => {
                 tracing::warn!(error = %ErrorChain(&error), "NATS JetStream is not ready; retrying in the background");
@@ -282,7 +284,6 @@ impl NatsBus {
             ingest,
             consuming: Arc::clone(&self.consuming),
             disconnects: self.disconnects.clone(),
-            unsettled: Default::default(),
         };
         ConsumerHandle {
             stop,

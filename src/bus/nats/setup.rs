@@ -1,17 +1,23 @@
 //! Making sure the JetStream streams and the hub's durable pull consumer exist: creating them when
-//! missing, keeping the events stream's age limit equal to retention's, adjusting the consumer's
-//! tunables, and refusing an existing stream or consumer that the hub cannot use
-//! (docs/protocol.md, "Producers: NATS JetStream" and "Dead letters").
+//! missing (the consumer from where the store says the stream is consumed), keeping the events
+//! stream's age limit equal to retention's, adjusting the consumer's tunables, moving a consumer
+//! with explicit acks (made by earlier versions) to ack-all, and refusing an existing stream or
+//! consumer that the hub cannot use (docs/protocol.md, "Producers: NATS JetStream" and "Dead
+//! letters").
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::consumer::{self, AckPolicy, FromConsumer, PullConsumer, pull};
+use async_nats::jetstream::consumer::{
+    self, AckPolicy, DeliverPolicy, FromConsumer, PullConsumer, pull,
+};
 use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::{self, stream};
 
 use super::decode::StreamIdentity;
+use crate::store::EventLog;
+use crate::telemetry::ErrorChain;
 
 /// The subjects of the producers' stream: exactly these, so that the hub sees every event type of
 /// docs/protocol.md, "Stored events", and nothing else.
@@ -84,8 +90,14 @@ pub struct Ready {
     pub redelivery_wait: Duration,
 }
 
-/// Ensures the stream and the durable pull consumer of `spec` exist and fit.
-pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, SetupError> {
+/// Ensures the stream and the durable pull consumer of `spec` exist and fit. `consumed` says how
+/// far the store has consumed a stream (its last settled sequence, 0 for none): a consumer the
+/// hub creates, or makes again to move it to ack-all, starts after it.
+pub async fn ensure(
+    js: &jetstream::Context,
+    spec: &Spec,
+    consumed: impl FnOnce(&StreamIdentity) -> u64,
+) -> Result<Ready, SetupError> {
     let mut stream = match js.get_stream(&spec.stream).await {
         Ok(stream) => stream,
         Err(e) if stream_missing(&e) => create_stream(js, spec).await?,
@@ -110,6 +122,23 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
     let identity = StreamIdentity::new(spec.stream.clone(), info.created.unix_timestamp_nanos());
 
     let consumer: PullConsumer = match stream.consumer_info(&spec.consumer).await {
+        Ok(info) if info.config.ack_policy == AckPolicy::Explicit => {
+            check_consumer(&spec.stream, &spec.consumer, &info.config)?;
+            let position = consumed(&identity);
+            tracing::info!(
+                consumer = %spec.consumer,
+                consumed = position,
+                "moving the consumer from explicit acks to ack-all: making it again after the consumed position"
+            );
+            stream
+                .delete_consumer(&spec.consumer)
+                .await
+                .map_err(unavailable("deleting the consumer with explicit acks"))?;
+            stream
+                .create_consumer(new_consumer(spec, position))
+                .await
+                .map_err(unavailable("creating the consumer"))?
+        }
         Ok(info) => {
             check_consumer(&spec.stream, &spec.consumer, &info.config)?;
             match tuned(spec, &info.config) {
@@ -130,9 +159,10 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
             }
         }
         Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => {
-            tracing::info!(stream = %spec.stream, consumer = %spec.consumer, "creating the durable pull consumer");
+            let position = consumed(&identity);
+            tracing::info!(stream = %spec.stream, consumer = %spec.consumer, consumed = position, "creating the durable pull consumer");
             stream
-                .create_consumer(new_consumer(spec))
+                .create_consumer(new_consumer(spec, position))
                 .await
                 .map_err(unavailable("creating the consumer"))?
         }
@@ -150,6 +180,17 @@ pub async fn ensure(js: &jetstream::Context, spec: &Spec) -> Result<Ready, Setup
         identity,
         redelivery_wait,
     })
+}
+
+/// How far `log` has consumed a stream, for [`ensure`]: 0 (from the stream's start, where every
+/// redelivery is recognised) when the store cannot say.
+pub(super) fn consumed_in(log: &EventLog) -> impl FnOnce(&StreamIdentity) -> u64 + '_ {
+    move |identity| {
+        log.consumed(&identity.source()).unwrap_or_else(|e| {
+            tracing::warn!(error = %ErrorChain(&e), "could not read how far the stream is consumed; a new consumer starts at the stream's start");
+            0
+        })
+    }
 }
 
 fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
@@ -255,15 +296,13 @@ fn check_stream(name: &str, config: &stream::Config) -> Result<(), SetupError> {
     }
 }
 
-/// An existing consumer must be a pull consumer with explicit acks over the whole stream.
+/// An existing consumer must be a pull consumer that acks (all, or explicit: moved to all by
+/// [`ensure`]) over the whole stream.
 fn check_consumer(stream: &str, name: &str, config: &consumer::Config) -> Result<(), SetupError> {
     let problem = if let Some(subject) = &config.deliver_subject {
         Some(format!("is a push consumer (deliver subject `{subject}`)"))
-    } else if config.ack_policy != AckPolicy::Explicit {
-        Some(format!(
-            "has ack policy {:?}, not explicit",
-            config.ack_policy
-        ))
+    } else if config.ack_policy == AckPolicy::None {
+        Some("has ack policy none".to_owned())
     } else if !config.filter_subject.is_empty() || !config.filter_subjects.is_empty() {
         Some("filters the stream's subjects".to_owned())
     } else {
@@ -273,18 +312,28 @@ fn check_consumer(stream: &str, name: &str, config: &consumer::Config) -> Result
         None => Ok(()),
         Some(problem) => Err(SetupError::Conflict(format!(
             "the JetStream consumer `{name}` on stream `{stream}` {problem}, but socket-bridge needs a \
-             durable pull consumer with explicit acks over every subject: delete it, or point \
+             durable pull consumer that acks all over every subject: delete it, or point \
              --nats-consumer at another name"
         ))),
     }
 }
 
-/// The consumer the hub creates when there is none.
-fn new_consumer(spec: &Spec) -> pull::Config {
+/// The consumer the hub creates when there is none, starting after `consumed` (the store's last
+/// settled sequence of the stream; 0: from the start). It acks all: one ack of a message settles
+/// every message before it, and the hub consumes the stream in order (docs/protocol.md,
+/// "Producers: NATS JetStream").
+fn new_consumer(spec: &Spec, consumed: u64) -> pull::Config {
+    let deliver_policy = match consumed {
+        0 => DeliverPolicy::All,
+        settled => DeliverPolicy::ByStartSequence {
+            start_sequence: settled.saturating_add(1),
+        },
+    };
     pull::Config {
         durable_name: Some(spec.consumer.clone()),
         description: Some("socket-bridge: stores and delivers photo events".into()),
-        ack_policy: AckPolicy::Explicit,
+        deliver_policy,
+        ack_policy: AckPolicy::All,
         ack_wait: spec.ack_wait,
         max_ack_pending: spec.max_ack_pending,
         // Never drop a message after some number of deliveries: that would lose an event.
@@ -394,33 +443,50 @@ mod tests {
         }
     }
 
-    /// Push consumers, other ack policies and filtered consumers are refused.
+    /// Push consumers, consumers without acks and filtered consumers are refused; explicit acks
+    /// (which `ensure` moves to ack-all) are not.
     #[test]
-    fn consumer_must_be_explicit_pull_over_everything() {
-        let good = as_consumer(new_consumer(&spec()));
+    fn consumer_must_be_a_pull_consumer_that_acks_everything() {
+        let good = as_consumer(new_consumer(&spec(), 0));
+        assert_eq!(good.ack_policy, AckPolicy::All);
         assert!(check_consumer("S", "c", &good).is_ok());
+        let explicit = consumer::Config {
+            ack_policy: AckPolicy::Explicit,
+            ..good.clone()
+        };
+        assert!(check_consumer("S", "c", &explicit).is_ok());
         let push = consumer::Config {
             deliver_subject: Some("deliver.here".into()),
             ..good.clone()
         };
-        let ack_all = consumer::Config {
-            ack_policy: AckPolicy::All,
+        let no_acks = consumer::Config {
+            ack_policy: AckPolicy::None,
             ..good.clone()
         };
         let filtered = consumer::Config {
             filter_subject: "photo.>".into(),
             ..good.clone()
         };
-        for bad in [push, ack_all, filtered] {
+        for bad in [push, no_acks, filtered] {
             let refused = check_consumer("S", "c", &bad);
             assert!(matches!(refused, Err(SetupError::Conflict(_))), "{bad:?}");
         }
     }
 
+    /// A new consumer starts after the consumed position, or at the stream's start without one.
+    #[test]
+    fn a_new_consumer_starts_after_the_consumed_position() {
+        assert_eq!(new_consumer(&spec(), 0).deliver_policy, DeliverPolicy::All);
+        assert_eq!(
+            new_consumer(&spec(), 41).deliver_policy,
+            DeliverPolicy::ByStartSequence { start_sequence: 42 }
+        );
+    }
+
     /// Only a consumer whose tunables differ is updated, and the update keeps its other settings.
     #[test]
     fn tunables_are_updated_only_when_they_differ() {
-        let existing = as_consumer(new_consumer(&spec()));
+        let existing = as_consumer(new_consumer(&spec(), 0));
         assert!(tuned(&spec(), &existing).is_none());
         let slower = consumer::Config {
             ack_wait: Duration::from_secs(5),
