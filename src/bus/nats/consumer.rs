@@ -88,7 +88,7 @@ struct Settled {
     terminate: Vec<Message>,
     /// The stored (or duplicate) message of the highest stream sequence: its ack settles every
     /// message before it.
-    ack: Option<(u64, Message)>,
+    ack: Option<Message>,
 }
 
 impl Settled {
@@ -97,7 +97,7 @@ impl Settled {
         for message in &self.terminate {
             ack(message, AckKind::Term).await;
         }
-        if let Some((_, message)) = &self.ack {
+        if let Some(message) = &self.ack {
             ack(message, AckKind::Ack).await;
         }
     }
@@ -447,8 +447,8 @@ impl Consumer {
                     metrics::counter!(metric::NATS_MESSAGES_LIVE_TOTAL).increment(live);
                     settled.ack = pending
                         .into_iter()
-                        .map(|p| (p.sequence, p.message))
-                        .max_by_key(|(sequence, _)| *sequence);
+                        .max_by_key(|p| p.sequence)
+                        .map(|p| p.message);
                     break;
                 }
                 Err(AppendError::Rejected { index, rejection }) if index < pending.len() => {
