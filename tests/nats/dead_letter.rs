@@ -325,23 +325,7 @@ async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
     wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     let floor = consumer_ack_floor(&js).await;
 
-    let dead_letter_stream = js
-        .get_stream(DEAD_LETTER_STREAM)
-        .await
-        .expect("the hub made the dead-letter stream");
-    let open = dead_letter_stream.cached_info().config.clone();
-    js.update_stream(stream::Config {
-        max_messages: 1,
-        discard: DiscardPolicy::New,
-        ..open.clone()
-    })
-    .await
-    .expect("limit the dead-letter stream");
-    js.publish(open.subjects[0].clone(), "filler".into())
-        .await
-        .expect("publish")
-        .await
-        .expect("the filler is kept");
+    let open = fill_dead_letter_stream(&js).await;
     publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
     let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
     publish(
@@ -377,4 +361,102 @@ async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
     wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     assert_eq!(consumer_ack_floor(&js).await, floor + 2);
     hub.stop().await;
+}
+
+/// The same for a message the store refuses (an owner mismatch) in the middle of a batch: the
+/// event before it is stored and acked, it and the event after it wait until its dead letter is
+/// kept, then both settle in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_batch() {
+    let nats = NatsServer::start().await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
+    hub.wait_for_stored("photo:p1", 1).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let floor = consumer_ack_floor(&js).await;
+    let open = fill_dead_letter_stream(&js).await;
+
+    // Published while the hub is stopped, so that the three come in one batch.
+    let stopped = hub.stop().await;
+    let progress = |n: u64| json!({ "data": { "photoId": "p1", "progress": n } });
+    publish(
+        &js,
+        "photo.processing.progress",
+        progress(1),
+        "before",
+        IdSource::Body,
+    )
+    .await;
+    let foreign = json!({ "data": { "photoId": "p1", "userId": "u2" } });
+    publish_raw(
+        &js,
+        "photo.processing.progress",
+        foreign.to_string().into_bytes(),
+    )
+    .await;
+    publish(
+        &js,
+        "photo.processing.progress",
+        progress(2),
+        "after",
+        IdSource::Body,
+    )
+    .await;
+    let hub = stopped.start().await;
+
+    hub.wait_for_stored("photo:p1", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        hub.stored("photo:p1").await,
+        2,
+        "the event after the refused one was stored before its dead letter was kept"
+    );
+    assert_eq!(
+        consumer_ack_floor(&js).await,
+        floor + 1,
+        "only the event before the refused one is acked"
+    );
+
+    js.update_stream(open).await.expect("lift the limit");
+    hub.wait_for_stored("photo:p1", 3).await;
+    let kept = wait_dead_letters(&js, 2).await;
+    assert_eq!(
+        kept_header(&kept[1], "Socket-Bridge-Reason"),
+        "owner_mismatch"
+    );
+    let history = hub.history("photo:p1").await;
+    let progresses: Vec<u64> = history
+        .iter()
+        .filter_map(|e| e["data"]["progress"].as_u64())
+        .collect();
+    assert_eq!(progresses, [1, 2], "stored once each, in order");
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    assert_eq!(consumer_ack_floor(&js).await, floor + 3);
+    hub.stop().await;
+}
+
+/// Puts one message in the dead-letter stream and makes it refuse any more; returns its own
+/// configuration, to lift the limit with.
+async fn fill_dead_letter_stream(js: &async_nats::jetstream::Context) -> stream::Config {
+    let dead_letter_stream = js
+        .get_stream(DEAD_LETTER_STREAM)
+        .await
+        .expect("the hub made the dead-letter stream");
+    let open = dead_letter_stream.cached_info().config.clone();
+    js.update_stream(stream::Config {
+        max_messages: 1,
+        discard: DiscardPolicy::New,
+        ..open.clone()
+    })
+    .await
+    .expect("limit the dead-letter stream");
+    js.publish(open.subjects[0].clone(), "filler".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("the filler is kept");
+    open
 }
