@@ -8,7 +8,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{IdSource, publish, publish_raw, spawn_hub};
+use crate::helpers::{IdSource, publish, publish_raw, spawn_hub, upload_p1};
 use crate::support::WAIT;
 use crate::support::binary::run;
 use crate::support::nats::{
@@ -319,13 +319,9 @@ async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
     let hub = spawn_hub(&nats).await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;
-    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
-    publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
-    hub.wait_for_stored("photo:p1", 1).await;
-    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
-    let floor = consumer_ack_floor(&js).await;
+    let floor = upload_p1(&js, &hub).await;
 
-    let open = fill_dead_letter_stream(&js).await;
+    let open = fill_dead_letter_stream(&js, 0).await;
     publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
     let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
     publish(
@@ -372,12 +368,8 @@ async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_
     let hub = spawn_hub(&nats).await;
     hub.wait_for_bus("up").await;
     let js = nats.jetstream().await;
-    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
-    publish(&js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
-    hub.wait_for_stored("photo:p1", 1).await;
-    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
-    let floor = consumer_ack_floor(&js).await;
-    let open = fill_dead_letter_stream(&js).await;
+    let floor = upload_p1(&js, &hub).await;
+    let open = fill_dead_letter_stream(&js, 0).await;
 
     // Published while the hub is stopped, so that the three come in one batch.
     let stopped = hub.stop().await;
@@ -438,16 +430,84 @@ async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_
     hub.stop().await;
 }
 
-/// Puts one message in the dead-letter stream and makes it refuse any more; returns its own
-/// configuration, to lift the limit with.
-async fn fill_dead_letter_stream(js: &async_nats::jetstream::Context) -> stream::Config {
+/// A store refusal whose dead letter cannot be kept, followed in its batch by a message refused
+/// at decoding whose dead letter was kept (the last free place in the dead-letter stream): the
+/// later one's termination would settle the earlier one too (the consumer acks all), so it waits
+/// with it; once the stream takes messages, the store refusal is dead-lettered as well and the
+/// event after both is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_termination_waits_for_an_earlier_refusal_that_is_not_settled() {
+    let nats = NatsServer::start().await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    let floor = upload_p1(&js, &hub).await;
+    let open = fill_dead_letter_stream(&js, 1).await;
+
+    // Published while the hub is stopped, so that the four come in one batch.
+    let stopped = hub.stop().await;
+    let progress = |n: u64| json!({ "data": { "photoId": "p1", "progress": n } });
+    publish(
+        &js,
+        "photo.processing.progress",
+        progress(1),
+        "before",
+        IdSource::Body,
+    )
+    .await;
+    let foreign = json!({ "data": { "photoId": "p1", "userId": "u2" } });
+    publish_raw(
+        &js,
+        "photo.processing.progress",
+        foreign.to_string().into_bytes(),
+    )
+    .await;
+    publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
+    publish(
+        &js,
+        "photo.processing.progress",
+        progress(2),
+        "after",
+        IdSource::Body,
+    )
+    .await;
+    let hub = stopped.start().await;
+
+    hub.wait_for_stored("photo:p1", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        consumer_ack_floor(&js).await,
+        floor + 1,
+        "only the event before the refusals is acked"
+    );
+
+    js.update_stream(open).await.expect("lift the limit");
+    hub.wait_for_stored("photo:p1", 3).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let reasons: Vec<String> = wait_dead_letters(&js, 3)
+        .await
+        .iter()
+        .skip(1)
+        .map(|l| kept_header(l, "Socket-Bridge-Reason"))
+        .collect();
+    assert_eq!(
+        reasons,
+        ["invalid_json", "owner_mismatch"],
+        "the store refusal was dead-lettered after the stream took messages again"
+    );
+    hub.stop().await;
+}
+
+/// Puts one message in the (empty) dead-letter stream and makes it refuse any past `room` more;
+/// returns its own configuration, to lift the limit with.
+async fn fill_dead_letter_stream(js: &async_nats::jetstream::Context, room: i64) -> stream::Config {
     let dead_letter_stream = js
         .get_stream(DEAD_LETTER_STREAM)
         .await
         .expect("the hub made the dead-letter stream");
     let open = dead_letter_stream.cached_info().config.clone();
     js.update_stream(stream::Config {
-        max_messages: 1,
+        max_messages: 1 + room,
         discard: DiscardPolicy::New,
         ..open.clone()
     })

@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use socket_bridge::bus::nats::NatsSettings;
 use socket_bridge::settings::Settings;
 
+use crate::support::WAIT;
 use crate::support::api::Api;
 use crate::support::binary::HubProcess;
 use crate::support::hub::TestHub;
-use crate::support::nats::NatsServer;
+use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_ack_floor, wait_consumed};
 
 /// The ack wait the tests' hubs use, so that redeliveries after a crash come quickly.
 pub const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -120,6 +121,16 @@ pub fn workload_event(n: usize, photos: usize) -> (String, Value) {
         let body = json!({ "data": { "photoId": photo, "progress": round % 101, "n": n } });
         ("photo.processing.progress".into(), body)
     }
+}
+
+/// Publishes `photo.uploaded` of p1 (owner u1) and waits until `hub` stored it and the hub's
+/// consumer acked it; returns the consumer's ack floor then.
+pub async fn upload_p1(js: &jetstream::Context, hub: &Api) -> u64 {
+    let uploaded = json!({ "data": { "photoId": "p1", "userId": "u1" } });
+    publish(js, "photo.uploaded", uploaded, "up", IdSource::Body).await;
+    hub.wait_for_stored("photo:p1", 1).await;
+    wait_consumed(js, HUB_CONSUMER, WAIT).await;
+    consumer_ack_floor(js).await
 }
 
 /// Publishes events `0..count` of the workload with ids from every source, in order.

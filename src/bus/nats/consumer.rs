@@ -84,8 +84,8 @@ struct Unstored {
 #[derive(Default)]
 struct Settled {
     /// Refused messages whose dead letters are kept, and redeliveries of messages consumed
-    /// before: terminated.
-    terminate: Vec<Message>,
+    /// before, with their stream sequences: terminated.
+    terminate: Vec<(u64, Message)>,
     /// The stored (or duplicate) message of the highest stream sequence: its ack settles every
     /// message before it.
     ack: Option<Message>,
@@ -94,7 +94,7 @@ struct Settled {
 impl Settled {
     /// Sends the terminations, then the ack.
     async fn send(&self) {
-        for message in &self.terminate {
+        for (_, message) in &self.terminate {
             ack(message, AckKind::Term).await;
         }
         if let Some(message) = &self.ack {
@@ -359,7 +359,7 @@ impl Consumer {
                         .dead_letter(identity, &message, 0, &Refusal::NoMetadata(e))
                         .await
                     {
-                        settled.terminate.push(message);
+                        settled.terminate.push((0, message));
                         continue;
                     }
                     unsettled.push(message);
@@ -380,7 +380,7 @@ impl Consumer {
                     }
                     _ => {
                         skip_consumed(&message, sequence, consumed);
-                        settled.terminate.push(message);
+                        settled.terminate.push((sequence, message));
                     }
                 }
                 highest = highest.max(sequence);
@@ -397,7 +397,7 @@ impl Consumer {
                         unsettled.extend(arrived.map(|a| a.message));
                         break;
                     }
-                    settled.terminate.push(message);
+                    settled.terminate.push((sequence, message));
                 }
             }
             highest = highest.max(sequence);
@@ -417,12 +417,10 @@ impl Consumer {
                 match event {
                     Ok(event) => events.push(event),
                     Err(refusal) => {
-                        return Err(nothing_settled(
-                            settled,
-                            pending,
-                            unsettled,
-                            format!("a message decoded before no longer decodes: {refusal}"),
-                        ));
+                        return Err(Unstored {
+                            messages: in_stream_order(settled.terminate, pending, unsettled),
+                            error: format!("a message decoded before no longer decodes: {refusal}"),
+                        });
                     }
                 }
             }
@@ -462,18 +460,25 @@ impl Consumer {
                         )
                         .await
                     {
-                        settled.terminate.push(refused.message);
+                        settled.terminate.push((refused.sequence, refused.message));
                         continue;
                     }
-                    let after = pending.split_off(index);
-                    let mut held = vec![refused.message];
-                    held.extend(after.into_iter().map(|p| p.message));
-                    held.append(&mut unsettled);
-                    unsettled = held;
+                    // It waits with everything after it, terminations too: under ack-all a
+                    // later termination would settle it.
+                    let (later, earlier) = std::mem::take(&mut settled.terminate)
+                        .into_iter()
+                        .partition(|(sequence, _)| *sequence > refused.sequence);
+                    settled.terminate = earlier;
                     highest = highest.min(refused.sequence.saturating_sub(1));
+                    let after = pending.split_off(index);
+                    let held = std::iter::once(refused).chain(after);
+                    unsettled = in_stream_order(later, held, unsettled);
                 }
                 Err(e) => {
-                    return Err(nothing_settled(settled, pending, unsettled, e.to_string()));
+                    return Err(Unstored {
+                        messages: in_stream_order(settled.terminate, pending, unsettled),
+                        error: e.to_string(),
+                    });
                 }
             }
         }
@@ -609,25 +614,23 @@ async fn ack_settled(mut settled: mpsc::Receiver<Settled>) {
     }
 }
 
-/// A batch none of whose messages could be settled (its append failed): all of them, the
-/// unsettled last, to be nak'ed in stream order. A termination sent now would settle the
-/// messages before it too.
-fn nothing_settled(
-    settled: Settled,
-    pending: Vec<Pending>,
+/// Messages to nak instead of settling: `terminate` (terminations not sent: each would settle
+/// the messages before it too) and `pending` in stream order, then `unsettled` (already in stream
+/// order, after them).
+fn in_stream_order(
+    terminate: Vec<(u64, Message)>,
+    pending: impl IntoIterator<Item = Pending>,
     unsettled: Vec<Message>,
-    error: String,
-) -> Unstored {
-    let mut held: Vec<(u64, Message)> = settled
-        .terminate
+) -> Vec<Message> {
+    let mut held: Vec<(u64, Message)> = terminate
         .into_iter()
-        .map(|m| (m.info().map_or(0, |i| i.stream_sequence), m))
         .chain(pending.into_iter().map(|p| (p.sequence, p.message)))
         .collect();
     held.sort_by_key(|(sequence, _)| *sequence);
-    let mut messages: Vec<Message> = held.into_iter().map(|(_, m)| m).collect();
-    messages.extend(unsettled);
-    Unstored { messages, error }
+    held.into_iter()
+        .map(|(_, message)| message)
+        .chain(unsettled)
+        .collect()
 }
 
 /// Sends `kind` for `message`. A lost ack is not an error: the message is redelivered and then
