@@ -4,13 +4,17 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{self, DiscardPolicy};
+use async_nats::jetstream::{
+    self,
+    stream::{self, DiscardPolicy},
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::helpers::{IdSource, publish, publish_raw, spawn_hub, upload_p1};
 use crate::support::WAIT;
 use crate::support::binary::run;
+use crate::support::hub::TestHub;
 use crate::support::nats::{
     DEAD_LETTER_STREAM, HUB_CONSUMER, NatsServer, consumer_ack_floor, create_stream, dead_letters,
     wait_consumed, wait_dead_letters,
@@ -365,42 +369,7 @@ async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_batch() {
     let nats = NatsServer::start().await;
-    let hub = spawn_hub(&nats).await;
-    hub.wait_for_bus("up").await;
-    let js = nats.jetstream().await;
-    let floor = upload_p1(&js, &hub).await;
-    let open = fill_dead_letter_stream(&js, 0).await;
-
-    // Published while the hub is stopped, so that the three come in one batch.
-    let stopped = hub.stop().await;
-    let progress = |n: u64| json!({ "data": { "photoId": "p1", "progress": n } });
-    publish(
-        &js,
-        "photo.processing.progress",
-        progress(1),
-        "before",
-        IdSource::Body,
-    )
-    .await;
-    let foreign = json!({ "data": { "photoId": "p1", "userId": "u2" } });
-    publish_raw(
-        &js,
-        "photo.processing.progress",
-        foreign.to_string().into_bytes(),
-    )
-    .await;
-    publish(
-        &js,
-        "photo.processing.progress",
-        progress(2),
-        "after",
-        IdSource::Body,
-    )
-    .await;
-    let hub = stopped.start().await;
-
-    hub.wait_for_stored("photo:p1", 2).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (hub, js, floor, open) = batch_held_by_a_refusal(&nats, 0, &[foreign_progress()]).await;
     assert_eq!(
         hub.stored("photo:p1").await,
         2,
@@ -438,43 +407,9 @@ async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_termination_waits_for_an_earlier_refusal_that_is_not_settled() {
     let nats = NatsServer::start().await;
-    let hub = spawn_hub(&nats).await;
-    hub.wait_for_bus("up").await;
-    let js = nats.jetstream().await;
-    let floor = upload_p1(&js, &hub).await;
-    let open = fill_dead_letter_stream(&js, 1).await;
-
-    // Published while the hub is stopped, so that the four come in one batch.
-    let stopped = hub.stop().await;
-    let progress = |n: u64| json!({ "data": { "photoId": "p1", "progress": n } });
-    publish(
-        &js,
-        "photo.processing.progress",
-        progress(1),
-        "before",
-        IdSource::Body,
-    )
-    .await;
-    let foreign = json!({ "data": { "photoId": "p1", "userId": "u2" } });
-    publish_raw(
-        &js,
-        "photo.processing.progress",
-        foreign.to_string().into_bytes(),
-    )
-    .await;
-    publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
-    publish(
-        &js,
-        "photo.processing.progress",
-        progress(2),
-        "after",
-        IdSource::Body,
-    )
-    .await;
-    let hub = stopped.start().await;
-
-    hub.wait_for_stored("photo:p1", 2).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let not_json = ("photo.uploaded", b"{not json".to_vec());
+    let (hub, js, floor, open) =
+        batch_held_by_a_refusal(&nats, 1, &[foreign_progress(), not_json]).await;
     assert_eq!(
         consumer_ack_floor(&js).await,
         floor + 1,
@@ -498,9 +433,48 @@ async fn a_later_termination_waits_for_an_earlier_refusal_that_is_not_settled() 
     hub.stop().await;
 }
 
+/// A hub on `nats` with p1 uploaded and room for `room` more dead letters, then, published while
+/// it is stopped so that they come in one batch: p1's progress 1, the `refused` messages (subject,
+/// body), p1's progress 2. Returns once the hub has stored progress 1 and had 2 s more for the
+/// rest: the hub, JetStream, the ack floor before the batch, and the dead-letter stream's own
+/// configuration, to lift its limit with.
+async fn batch_held_by_a_refusal(
+    nats: &NatsServer,
+    room: i64,
+    refused: &[(&str, Vec<u8>)],
+) -> (TestHub, jetstream::Context, u64, stream::Config) {
+    let hub = spawn_hub(nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    let floor = upload_p1(&js, &hub).await;
+    let open = fill_dead_letter_stream(&js, room).await;
+
+    let stopped = hub.stop().await;
+    let progress = |n: u64| json!({ "data": { "photoId": "p1", "progress": n } });
+    let subject = "photo.processing.progress";
+    publish(&js, subject, progress(1), "before", IdSource::Body).await;
+    for (subject, body) in refused {
+        publish_raw(&js, subject, body.clone()).await;
+    }
+    publish(&js, subject, progress(2), "after", IdSource::Body).await;
+    let hub = stopped.start().await;
+    hub.wait_for_stored("photo:p1", 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (hub, js, floor, open)
+}
+
+/// A progress event of p1 naming another owner: the store refuses it (`owner_mismatch`).
+fn foreign_progress() -> (&'static str, Vec<u8>) {
+    let foreign = json!({ "data": { "photoId": "p1", "userId": "u2" } });
+    (
+        "photo.processing.progress",
+        foreign.to_string().into_bytes(),
+    )
+}
+
 /// Puts one message in the (empty) dead-letter stream and makes it refuse any past `room` more;
 /// returns its own configuration, to lift the limit with.
-async fn fill_dead_letter_stream(js: &async_nats::jetstream::Context, room: i64) -> stream::Config {
+async fn fill_dead_letter_stream(js: &jetstream::Context, room: i64) -> stream::Config {
     let dead_letter_stream = js
         .get_stream(DEAD_LETTER_STREAM)
         .await
