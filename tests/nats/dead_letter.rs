@@ -11,7 +11,7 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{IdSource, publish, publish_raw, spawn_hub, upload_p1};
+use crate::helpers::{IdSource, kept_header, publish, publish_raw, spawn_hub, upload_p1};
 use crate::support::WAIT;
 use crate::support::binary::run;
 use crate::support::hub::TestHub;
@@ -135,15 +135,6 @@ async fn malformed_messages_are_dead_lettered_and_the_next_good_one_is_stored() 
     let again = tokio::time::timeout(Duration::from_secs(3), dead.next()).await;
     assert!(again.is_err(), "a refused message was redelivered");
     hub.stop().await;
-}
-
-/// The header `name` of a kept dead letter.
-fn kept_header(letter: &async_nats::jetstream::message::StreamMessage, name: &str) -> String {
-    letter
-        .headers
-        .get(name)
-        .map(|v| v.as_str().to_owned())
-        .unwrap_or_default()
 }
 
 /// Refused messages (bad JSON, an unknown type, an owner mismatch) are kept in the JetStream

@@ -198,3 +198,12 @@ pub async fn assert_workload_stored(hub: &Api, count: usize, photos: usize) {
         assert_eq!(got, ns, "{room}: every event once, in publish order");
     }
 }
+
+/// The value of header `name` of a dead letter (empty when it has none).
+pub fn kept_header(letter: &jetstream::message::StreamMessage, name: &str) -> String {
+    letter
+        .headers
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}

@@ -6,11 +6,14 @@ use socket_bridge::app::AppError;
 use socket_bridge::store::Faults;
 
 use crate::helpers::{
-    IdSource, assert_workload_stored, consume, publish, publish_workload, spawn_hub, workload_event,
+    IdSource, assert_workload_stored, consume, kept_header, publish, publish_raw, publish_workload,
+    spawn_hub, upload_p1, workload_event,
 };
 use crate::support::WAIT;
 use crate::support::hub::{TestHub, settings};
-use crate::support::nats::{HUB_CONSUMER, NatsServer, consumer_ack_floor, wait_consumed};
+use crate::support::nats::{
+    HUB_CONSUMER, NatsServer, consumer_ack_floor, wait_consumed, wait_dead_letters,
+};
 
 /// A NATS restart while the hub is consuming loses nothing: the events published before and
 /// after it are all stored once, in order, and `/health/detailed` shows the bus down, then up.
@@ -122,6 +125,64 @@ async fn a_store_fault_acks_nothing_and_the_next_run_stores_it() {
         stored,
         [("up-1", 1), ("pr-1", 2), ("pr-2", 3), ("pr-3", 4)],
         "each refused message stored once, in order"
+    );
+    hub.stop().await;
+}
+
+/// A refused message in a batch whose write fails is not terminated either: under ack-all its
+/// termination would settle the events before it, which were not stored. The ack floor stays at
+/// the last stored message, and the next run stores the events, in order, and dead-letters the
+/// refused message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_fault_settles_no_refusal_of_its_batch() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hub_settings = settings(dir.path());
+    consume(&nats, &mut hub_settings);
+    let hub = TestHub::start(hub_settings.clone()).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    let floor = upload_p1(&js, &hub).await;
+    hub.stop().await;
+
+    // Published while no hub runs, so that the three come in one batch.
+    for (n, id) in ["pr-1", "pr-2"].iter().enumerate() {
+        if n == 1 {
+            publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
+        }
+        let body = json!({ "data": { "photoId": "p1", "progress": n * 10 } });
+        publish(&js, "photo.processing.progress", body, id, IdSource::Body).await;
+    }
+    let faults = Faults::default();
+    faults.fail_next_writes(1);
+    let mut faulty = hub_settings.clone();
+    faulty.store.faults = faults;
+    let hub = TestHub::start(faulty).await;
+    let ended = hub.ended().await;
+    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
+    assert_eq!(
+        consumer_ack_floor(&js).await,
+        floor,
+        "nothing of the failed batch settled"
+    );
+
+    let hub = TestHub::start(hub_settings).await;
+    wait_consumed(&js, HUB_CONSUMER, WAIT * 2).await;
+    let ids: Vec<String> = hub
+        .history("photo:p1")
+        .await
+        .iter()
+        .filter_map(|e| e["eventId"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ids,
+        ["up", "pr-1", "pr-2"],
+        "each event stored once, in order"
+    );
+    let kept = wait_dead_letters(&js, 1).await;
+    assert_eq!(
+        kept_header(&kept[0], "Socket-Bridge-Reason"),
+        "invalid_json"
     );
     hub.stop().await;
 }
