@@ -424,6 +424,40 @@ async fn a_later_termination_waits_for_an_earlier_refusal_that_is_not_settled() 
     hub.stop().await;
 }
 
+/// A dead-letter stream deleted while the hub runs is created again by the hub when it sets up
+/// after the pause that the refused message caused, and the message is kept there; the event
+/// after it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_dead_letter_stream_is_made_again_after_the_pause() {
+    let nats = NatsServer::start().await;
+    let hub = spawn_hub(&nats).await;
+    hub.wait_for_bus("up").await;
+    let js = nats.jetstream().await;
+    upload_p1(&js, &hub).await;
+    js.delete_stream(DEAD_LETTER_STREAM)
+        .await
+        .expect("delete the dead-letter stream");
+
+    publish_raw(&js, "photo.uploaded", b"{not json".to_vec()).await;
+    let good = json!({ "data": { "photoId": "p1", "progress": 5 } });
+    publish(
+        &js,
+        "photo.processing.progress",
+        good,
+        "good",
+        IdSource::Body,
+    )
+    .await;
+    hub.wait_for_stored("photo:p1", 2).await;
+    let kept = wait_dead_letters(&js, 1).await;
+    assert_eq!(
+        kept_header(&kept[0], "Socket-Bridge-Reason"),
+        "invalid_json"
+    );
+    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    hub.stop().await;
+}
+
 /// A hub on `nats` with p1 uploaded and room for `room` more dead letters, then, published while
 /// it is stopped so that they come in one batch: p1's progress 1, the `refused` messages (subject,
 /// body), p1's progress 2. Returns once the hub has stored progress 1 and had 2 s more for the
