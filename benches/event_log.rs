@@ -47,6 +47,11 @@ use socket_bridge::store::{EventLog, StoreOptions, keys};
 use support::runtime;
 use tokio::runtime::Runtime;
 
+/// The server binary's allocator, so that the store here costs what it costs in the hub (the raw
+/// sled baselines use it too).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Photos (rooms) the appended events are spread over.
 const PHOTOS: usize = 100;
 /// Concurrent appender counts of `durable_append`.
