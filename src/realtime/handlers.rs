@@ -85,6 +85,19 @@ async fn on_connect(
     socket.on("unsubscribe:photo", unsubscribe_photo);
     socket.on("photo:status:request", status_request);
     socket.on("ping", ping);
+    // Before `connection:established`: a client that answers it with a request at once makes the
+    // hub publish `client.subscribed`, which must not come before this.
+    publish(
+        &rt,
+        "client.connected",
+        json!({
+            "clientId": identity.client_id.to_string(),
+            "userId": user.to_string(),
+            "sessionId": identity.session_id.as_ref().map(|s| s.to_string()),
+            "socketId": socket.id.to_string(),
+            "timestamp": Timestamp::now().to_rfc3339(),
+        }),
+    );
     let joined = rt.hub.join_live_then(&socket, &defaults, |heads| {
         let rooms: serde_json::Map<String, Value> = heads
             .iter()
@@ -123,18 +136,6 @@ async fn on_connect(
         rt.hub
             .spawn_background(resume(rt.clone(), socket.clone(), Arc::clone(&handshake)));
     }
-
-    publish(
-        &rt,
-        "client.connected",
-        json!({
-            "clientId": identity.client_id.to_string(),
-            "userId": user.to_string(),
-            "sessionId": identity.session_id.as_ref().map(|s| s.to_string()),
-            "socketId": socket.id.to_string(),
-            "timestamp": Timestamp::now().to_rfc3339(),
-        }),
-    );
 }
 
 /// Re-joins and replays every room of the handshake's `resume`, then sends `resume:complete`.
