@@ -1,8 +1,6 @@
 //! Faults injected into the event log's threads, so that tests can see what a failing or slow
 //! disk does without having one: a group commit fails after its `apply_batch`, before its flush,
-//! as a failed flush would; the derived-state writer stalls, as behind a slow disk, or fails
-//! after its first batch of commit record removals, leaving the tree as a crash in the middle of
-//! its turn would.
+//! as a failed flush would; the derived-state writer stalls, as behind a slow disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -13,7 +11,6 @@ use std::time::Duration;
 pub struct Faults {
     failing_writes: Arc<AtomicU32>,
     writer_stalled: Arc<AtomicBool>,
-    writer_failing: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -25,22 +22,6 @@ impl Faults {
     /// Stalls (`true`) or releases the derived-state writer: while stalled it writes nothing.
     pub fn stall_writer(&self, stalled: bool) {
         self.writer_stalled.store(stalled, Ordering::SeqCst);
-    }
-
-    /// Makes (`true`) or stops making the writer's turns fail after their blocks, statuses and ids
-    /// and their first batch of commit record removals.
-    pub fn fail_writer_cleanup(&self, failing: bool) {
-        self.writer_failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// Fails if the writer's turns are to fail after their first removals.
-    pub(super) fn writer_cleanup(&self) -> sled::Result<()> {
-        if self.writer_failing.load(Ordering::SeqCst) {
-            return Err(sled::Error::Io(std::io::Error::other(
-                "injected writer failure",
-            )));
-        }
-        Ok(())
     }
 
     /// Waits while the writer is stalled.
