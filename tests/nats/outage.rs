@@ -1,6 +1,7 @@
 //! NATS going away: the hub keeps serving, reports the bus down, and consumes again by itself
 //! when NATS is back, losing nothing.
 
+use async_nats::jetstream;
 use serde_json::json;
 use socket_bridge::app::AppError;
 use socket_bridge::store::Faults;
@@ -101,13 +102,7 @@ async fn a_store_fault_acks_nothing_and_the_next_run_stores_it() {
         let body = json!({ "data": { "photoId": "p1", "userId": "u1", "progress": n * 10 } });
         publish(&js, "photo.processing.progress", body, id, IdSource::Body).await;
     }
-    let ended = hub.ended().await;
-    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
-    assert_eq!(
-        consumer_ack_floor(&js).await,
-        floor,
-        "nothing acked after the failed write"
-    );
+    ends_with_nothing_settled(hub, &js, floor, "nothing acked after the failed write").await;
 
     let hub = TestHub::start(hub_settings).await;
     wait_consumed(&js, HUB_CONSUMER, WAIT * 2).await;
@@ -158,13 +153,7 @@ async fn a_store_fault_settles_no_refusal_of_its_batch() {
     let mut faulty = hub_settings.clone();
     faulty.store.faults = faults;
     let hub = TestHub::start(faulty).await;
-    let ended = hub.ended().await;
-    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
-    assert_eq!(
-        consumer_ack_floor(&js).await,
-        floor,
-        "nothing of the failed batch settled"
-    );
+    ends_with_nothing_settled(hub, &js, floor, "nothing of the failed batch settled").await;
 
     let hub = TestHub::start(hub_settings).await;
     wait_consumed(&js, HUB_CONSUMER, WAIT * 2).await;
@@ -185,4 +174,11 @@ async fn a_store_fault_settles_no_refusal_of_its_batch() {
         "invalid_json"
     );
     hub.stop().await;
+}
+
+/// The hub ends on its failed store write, and the ack floor is still `floor`.
+async fn ends_with_nothing_settled(hub: TestHub, js: &jetstream::Context, floor: u64, why: &str) {
+    let ended = hub.ended().await;
+    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
+    assert_eq!(consumer_ack_floor(js).await, floor, "{why}");
 }
