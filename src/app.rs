@@ -102,7 +102,7 @@ impl AppError {
 
 /// How long a hub whose event log cannot write keeps answering (503 for writes, reads as usual)
 /// before it stops and exits non-zero.
-const STORE_FAILURE_GRACE: Duration = Duration::from_secs(2);
+pub const STORE_FAILURE_GRACE: Duration = Duration::from_secs(2);
 
 /// How long the hub waits for NATS at start before serving without it.
 const NATS_START_WAIT: Duration = Duration::from_secs(2);
@@ -305,6 +305,13 @@ impl Application {
         self.metrics
             .as_ref()
             .and_then(|(listener, _)| listener.local_addr().ok())
+    }
+
+    /// Resolves once the event log has failed: the hub then stops by itself after
+    /// [`STORE_FAILURE_GRACE`].
+    pub fn store_failed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let log = self.log.clone();
+        async move { log.failed().await }
     }
 
     /// The in-process bus, to observe what the hub publishes (`None` when it uses NATS).

@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// sled page cache size, MiB.
     #[arg(long, env = "STORE_CACHE_MB", default_value_t = StoreOptions::default().cache_capacity_bytes >> 20)]
     pub store_cache_mb: u64,
+    /// How long one write to the store may take before the hub treats the store as failed (as on
+    /// a write error: 503 for writes, then exit non-zero for the supervisor to restart it).
+    #[arg(long, env = "STORE_WRITE_DEADLINE", value_parser = write_deadline, default_value_t = StoreOptions::default().write_deadline.into())]
+    pub store_write_deadline: humantime::Duration,
     /// Accept the original design's unauthenticated handshake (`userId`/`clientId`). Development
     /// only, and only on a loopback listen address.
     #[arg(long, env = "INSECURE_DEV_AUTH", default_value_t = false)]
@@ -294,6 +298,16 @@ fn duration(s: &str) -> Result<humantime::Duration, String> {
         .map_err(|_| format!("`{s}` is not a duration; use e.g. 30s, 15m, 1h or 7d"))
 }
 
+/// A `--store-write-deadline`: at least a second (a flush on a busy disk can take hundreds of
+/// milliseconds, and a store failed by a slow write stops the hub).
+fn write_deadline(s: &str) -> Result<humantime::Duration, String> {
+    let deadline = duration(s)?;
+    if std::time::Duration::from(deadline) < std::time::Duration::from_secs(1) {
+        return Err(format!("`{s}` is too short; use at least 1s"));
+    }
+    Ok(deadline)
+}
+
 /// A `--max-json-depth`: 1 to 128 (the JSON parser refuses deeper bodies anyway).
 fn json_depth(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -375,6 +389,7 @@ impl ServeArgs {
             prune_schedule: PruneSchedule::parse(&self.prune_schedule)?,
             store: StoreOptions {
                 cache_capacity_bytes: self.store_cache_mb.saturating_mul(1024 * 1024),
+                write_deadline: self.store_write_deadline.into(),
                 ..StoreOptions::default()
             },
             photos: self.photos.into_settings()?,

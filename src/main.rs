@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use socket_bridge::app::{AppError, Application};
+use socket_bridge::app::{AppError, Application, STORE_FAILURE_GRACE};
 use socket_bridge::auth::TokenAuthority;
 use socket_bridge::cli::{self, CliError};
 use socket_bridge::config::{Cli, Command, ServeArgs};
@@ -25,12 +25,20 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// How long shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long the runtime waits for blocking tasks at exit (one may be stuck in a write of a failed
+/// store).
+const RUNTIME_EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the command; a failure is printed as one line (with what to do, when there is a usual
 /// remedy) and exits with status 1, or the support CLI's status for its failures.
 fn main() -> ExitCode {
     let outcome = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
-        .and_then(|runtime| runtime.block_on(run(Cli::parse().into_command())));
+        .and_then(|runtime| {
+            let outcome = runtime.block_on(run(Cli::parse().into_command()));
+            runtime.shutdown_timeout(RUNTIME_EXIT_LIMIT);
+            outcome
+        });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -122,15 +130,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stopping_tx.send(());
     };
+    let store_failed = app.store_failed();
     let run = tokio::spawn(app.run_until_stopped(shutdown));
     tokio::pin!(run);
-    tokio::select! {
+    let limit = tokio::select! {
         finished = &mut run => return finished.context("server task")?.context("serving"),
-        _ = stopping_rx => {}
-    }
-    match tokio::time::timeout(SHUTDOWN_LIMIT, run).await {
+        _ = stopping_rx => SHUTDOWN_LIMIT,
+        () = store_failed => STORE_FAILURE_GRACE + SHUTDOWN_LIMIT,
+    };
+    match tokio::time::timeout(limit, run).await {
         Ok(finished) => finished.context("server task")?.context("shutting down"),
-        Err(_) => anyhow::bail!("shutdown took longer than {SHUTDOWN_LIMIT:?}"),
+        Err(_) => anyhow::bail!("shutdown took longer than {limit:?}"),
     }
 }
 

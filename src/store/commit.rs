@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::block::BlockBuilder;
 use super::codec;
 use super::derived::{DerivedJob, Pending, WriterMessage};
+use super::failure::{Failure, Writer};
 use super::faults::Faults;
 use super::id_runs::{Entry, Filters};
 use super::ids::{self, IdIndex};
@@ -156,10 +157,8 @@ pub(super) struct Committer {
     pub heads: HashMap<String, u64>,
     /// Faults injected by tests.
     pub faults: Faults,
-    /// The write failure that poisoned the committer, if any.
-    pub failed: Option<Arc<StoreError>>,
-    /// Tells the log's readers that it is failing.
-    pub failing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The store's failed state: set by a failed write here, or by the watchdog.
+    pub failure: Arc<Failure>,
 }
 
 impl Committer {
@@ -200,11 +199,11 @@ impl Committer {
     }
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
-        if let Some(failure) = &self.failed {
+        if let Some(failure) = self.failure.cause() {
             for request in group {
                 let _ = request
                     .reply
-                    .send(Err(StoreError::Unavailable(Arc::clone(failure)).into()));
+                    .send(Err(StoreError::Unavailable(Arc::clone(&failure)).into()));
             }
             return;
         }
@@ -300,16 +299,17 @@ impl Committer {
                 visible.insert(room.clone(), *original);
             }
         }
-        let written = self
-            .db
-            .apply_batch(batch)
-            .and_then(|()| self.faults.check())
-            .and_then(|()| self.db.flush().map(drop));
+        let written = {
+            let _timed = self.failure.writing(Writer::Committer);
+            self.db
+                .apply_batch(batch)
+                .and_then(|()| self.faults.check())
+                .and_then(|()| self.db.flush().map(drop))
+        };
         if let Err(e) = written {
-            let failure = Arc::new(StoreError::from(e));
-            self.failed = Some(Arc::clone(&failure));
-            self.failing.send_replace(true);
-            return Err(StoreError::CommitFailed(failure));
+            return Err(StoreError::CommitFailed(
+                self.failure.set(StoreError::from(e)),
+            ));
         }
         // Durable now: the tree itself says where these rooms end. Before the group's statuses
         // are readable, so that a status never names an event a read of its room does not give.

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::codec;
+use super::failure::{Failure, Writer};
 use super::faults::Faults;
 use super::id_runs::{Entry, PARTITIONS};
 use super::ids::{self, IdIndex};
@@ -104,6 +105,7 @@ pub(super) fn run_writer(
     ids: Arc<IdIndex>,
     messages: Receiver<WriterMessage>,
     faults: Faults,
+    failure: &Failure,
 ) {
     while let Ok(first) = messages.recv() {
         faults.writer_turn();
@@ -132,7 +134,11 @@ pub(super) fn run_writer(
         }
         // On failure the statuses and ids stay in memory (reads still find them) and the commit
         // records stay, so the next open derives them again.
-        match write(&db, &ids, &jobs, &latest) {
+        let written = {
+            let _timed = failure.writing(Writer::Derived);
+            write(&db, &ids, &jobs, &latest)
+        };
+        match written {
             Ok(()) => {
                 pending.settle(&latest);
                 for job in &jobs {
@@ -148,7 +154,11 @@ pub(super) fn run_writer(
         }
         // Each partition may have a full tier after a turn's runs: up to one merge per partition.
         for _ in 0..PARTITIONS {
-            match ids.merge_once(&db) {
+            let merged = {
+                let _timed = failure.writing(Writer::Derived);
+                ids.merge_once(&db)
+            };
+            match merged {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {

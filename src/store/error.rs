@@ -50,6 +50,15 @@ pub enum StoreError {
     /// An earlier group commit failed; the event log refuses appends until it is reopened.
     #[error("the event log failed to write and refuses appends until it is reopened")]
     Unavailable(#[source] Arc<StoreError>),
+    /// A write of the store's `thread` had not returned after `waited` (a stuck or full disk):
+    /// the store is failed as if it had returned an error.
+    #[error("a write of the event log's {thread} has not returned after {waited:?}")]
+    WriteStalled {
+        /// The thread that was writing.
+        thread: &'static str,
+        /// How long it had been writing.
+        waited: std::time::Duration,
+    },
     /// Another process holds the store directory.
     #[error("{} is in use by another socket-bridge{}: stop it, or use another data dir", path.display(), holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
     Locked {

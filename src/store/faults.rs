@@ -1,6 +1,7 @@
 //! Faults injected into the event log's threads, so that tests can see what a failing or slow
 //! disk does without having one: a group commit fails after its `apply_batch`, before its flush,
-//! as a failed flush would; the derived-state writer stalls, as behind a slow disk.
+//! as a failed flush would, or does not return there, as a flush stuck on a full disk; the
+//! derived-state writer stalls, as behind a slow disk.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -11,6 +12,7 @@ use std::time::Duration;
 pub struct Faults {
     failing_writes: Arc<AtomicU32>,
     writer_stalled: Arc<AtomicBool>,
+    writes_stalled: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -24,6 +26,12 @@ impl Faults {
         self.writer_stalled.store(stalled, Ordering::SeqCst);
     }
 
+    /// Stalls (`true`) or releases group commits: while stalled a group commit waits after its
+    /// `apply_batch`, before its flush.
+    pub fn stall_writes(&self, stalled: bool) {
+        self.writes_stalled.store(stalled, Ordering::SeqCst);
+    }
+
     /// Waits while the writer is stalled.
     pub(super) fn writer_turn(&self) {
         while self.writer_stalled.load(Ordering::SeqCst) {
@@ -31,8 +39,11 @@ impl Faults {
         }
     }
 
-    /// Fails if a failure is due (and counts it off).
+    /// Waits while group commits are stalled, then fails if a failure is due (and counts it off).
     pub(super) fn check(&self) -> sled::Result<()> {
+        while self.writes_stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let due = self
             .failing_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

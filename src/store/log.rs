@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,6 +14,7 @@ use super::codec;
 use super::commit::{self, AppendRequest, CommitListener, Committer, PreparedEvent, VisibleHeads};
 use super::compact;
 use super::derived::{self, Pending, WriterMessage};
+use super::failure::{self, Failure};
 use super::faults::Faults;
 use super::free_space::ensure_room_to_open;
 use super::id_runs::Filters;
@@ -43,7 +45,15 @@ pub struct StoreOptions {
     pub faults: Faults,
     /// Which time is kept as each event's store time.
     pub store_time: StoreTime,
+    /// How long one write to sled may take before the store is failed as if it had returned an
+    /// error (see `failure`): long enough for a slow disk, short enough that a full one does not
+    /// hold appenders and shutdown for good.
+    pub write_deadline: Duration,
 }
+
+/// How long closing waits for a thread of a failed store before leaving it behind (it is stuck
+/// in a write that did not return).
+const STUCK_THREAD_WAIT: Duration = Duration::from_secs(1);
 
 /// How far a source of events (a JetStream stream's identity) is consumed: the highest position
 /// (stream sequence) whose message was stored, refused or passed on.
@@ -75,6 +85,7 @@ impl Default for StoreOptions {
             id_filter_cache_bytes: commit::FILTER_CACHE_BYTES,
             faults: Faults::default(),
             store_time: StoreTime::Clock,
+            write_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -95,8 +106,10 @@ struct Shared {
     requests: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<std::sync::mpsc::SyncSender<WriterMessage>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// True once a group commit has failed (appends are refused until reopened).
-    failing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set once a write has failed or stalled (appends are refused until reopened).
+    failure: Arc<Failure>,
+    /// Dropped to stop the watchdog, once the other threads have ended.
+    watchdog: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// The corrupt records met since open.
     corruption: Arc<Corruption>,
     /// Bytes of the id filters the committer keeps (see [`EventLog::id_filter_bytes`]).
@@ -148,7 +161,7 @@ impl EventLog {
         };
 
         let visible = Arc::new(VisibleHeads::default());
-        let failing = Arc::new(tokio::sync::watch::Sender::new(false));
+        let failure = Arc::new(Failure::default());
         let pending = Arc::new(Pending::default());
         let listener = Arc::new(CommitListener::default());
         let (request_tx, request_rx) = mpsc::channel(options.queue_depth.max(1));
@@ -157,9 +170,10 @@ impl EventLog {
             let db = db.clone();
             let (pending, ids) = (Arc::clone(&pending), Arc::clone(&ids));
             let faults = options.faults.clone();
+            let failure = Arc::clone(&failure);
             std::thread::Builder::new()
                 .name("event-log-derived-writer".into())
-                .spawn(move || derived::run_writer(db, pending, ids, writer_rx, faults))
+                .spawn(move || derived::run_writer(db, pending, ids, writer_rx, faults, &failure))
                 .map_err(|source| StoreError::Thread {
                     name: "status writer",
                     source,
@@ -180,8 +194,7 @@ impl EventLog {
             next_commit_no: 1,
             heads: Default::default(),
             faults: options.faults.clone(),
-            failed: None,
-            failing: Arc::clone(&failing),
+            failure: Arc::clone(&failure),
         };
         let committer = std::thread::Builder::new()
             .name("event-log-committer".into())
@@ -190,6 +203,18 @@ impl EventLog {
                 name: "committer",
                 source,
             })?;
+        let (watchdog_tx, watchdog_rx) = std::sync::mpsc::channel();
+        {
+            let failure = Arc::clone(&failure);
+            let deadline = options.write_deadline;
+            std::thread::Builder::new()
+                .name("event-log-watchdog".into())
+                .spawn(move || failure::watch(failure, deadline, watchdog_rx))
+                .map_err(|source| StoreError::Thread {
+                    name: "watchdog",
+                    source,
+                })?;
+        }
 
         Ok(Self {
             shared: Arc::new(Shared {
@@ -202,7 +227,8 @@ impl EventLog {
                 requests: Mutex::new(Some(request_tx)),
                 writer: Mutex::new(Some(writer_tx)),
                 threads: Mutex::new(vec![committer, writer]),
-                failing,
+                failure,
+                watchdog: Mutex::new(Some(watchdog_tx)),
                 corruption,
                 kept_filter_bytes,
                 store_time: options.store_time,
@@ -274,7 +300,13 @@ impl EventLog {
             })
             .await
             .map_err(|_| StoreError::Closed)?;
-        let outcome = answer.await.map_err(|_| StoreError::Closed)?;
+        // A write that does not return fails the store (see `failure`): its appenders are
+        // answered then. An answer already sent is taken first.
+        let outcome = tokio::select! {
+            biased;
+            answer = answer => answer.map_err(|_| StoreError::Closed)?,
+            cause = self.shared.failure.failed() => Err(StoreError::Unavailable(cause).into()),
+        };
         metrics::histogram!(metric::EVENT_LOG_APPEND_SECONDS)
             .record(started.elapsed().as_secs_f64());
         outcome
@@ -461,13 +493,13 @@ impl EventLog {
 
     /// Whether a write has failed: appends are refused until the store is reopened.
     pub fn is_failing(&self) -> bool {
-        *self.shared.failing.borrow()
+        self.shared.failure.is_failing()
     }
 
-    /// Resolves once a write has failed (at once if one already has).
+    /// Resolves once a write has failed or has not returned within
+    /// [`StoreOptions::write_deadline`] (at once if one already has).
     pub async fn failed(&self) {
-        let mut failing = self.shared.failing.subscribe();
-        let _ = failing.wait_for(|failing| *failing).await;
+        self.shared.failure.failed().await;
     }
 
     /// Bytes the store takes on disk.
@@ -476,9 +508,13 @@ impl EventLog {
     }
 
     /// Stops the committer after the appends already queued, and flushes. Later appends fail with
-    /// [`StoreError::Closed`]; reads keep working.
+    /// [`StoreError::Closed`]; reads keep working. On a failed store nothing is flushed (the
+    /// failure is returned), and a thread stuck in a write that did not return is left behind.
     pub fn close(&self) -> Result<(), StoreError> {
         close_shared(&self.shared);
+        if let Some(cause) = self.shared.failure.cause() {
+            return Err(StoreError::Unavailable(cause));
+        }
         self.shared.db.flush()?;
         Ok(())
     }
@@ -497,11 +533,33 @@ fn close_shared(shared: &Shared) {
         .map(|mut t| std::mem::take(&mut *t))
         .unwrap_or_default();
     for thread in threads {
-        if thread.join().is_err() {
-            tracing::error!("an event log thread panicked");
-        }
+        join_unless_stuck(thread, &shared.failure);
+    }
+    if let Ok(mut watchdog) = shared.watchdog.lock() {
+        watchdog.take();
     }
     shared.listener.close();
+}
+
+/// Waits for `thread` to end; once the store has failed, for at most [`STUCK_THREAD_WAIT`] more.
+fn join_unless_stuck(thread: JoinHandle<()>, failure: &Failure) {
+    let mut failed_at = None;
+    while !thread.is_finished() {
+        if failure.is_failing() {
+            let since = *failed_at.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > STUCK_THREAD_WAIT {
+                tracing::error!(
+                    thread = thread.thread().name().unwrap_or("unnamed"),
+                    "an event log thread is stuck in a write that did not return; left behind"
+                );
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if thread.join().is_err() {
+        tracing::error!("an event log thread panicked");
+    }
 }
 
 /// Opens the tree in `dir` with a page cache of `cache_bytes`, only with room on its disk for

@@ -16,7 +16,9 @@
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
 //! - `ids`: the event-id index (what is stored under an id, recent ids in memory).
 //! - `id_runs`: the index's records: hash-sorted runs with filters, merged LSM-style.
-//! - `faults`: write failures injected by tests.
+//! - `failure`: the store's failed state, and the watchdog that fails it when a write does not
+//!   return.
+//! - `faults`: write failures and stalls injected by tests.
 //! - `fuzzing`: the stored record decoder's fuzz target body (tests and the `fuzzing` feature).
 //! - `derived`: photo statuses and id records, written behind the committer and recovered at
 //!   open.
@@ -32,6 +34,7 @@ mod commit;
 mod compact;
 mod derived;
 mod error;
+mod failure;
 mod faults;
 mod free_space;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -140,6 +140,39 @@ async fn a_failing_store_answers_503_and_stops_the_hub() {
     assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
 }
 
+/// A write that does not return (sled's flush stuck on a full disk) is a failure once
+/// `--store-write-deadline` has passed: the waiting publish answers 503 `store_unavailable`,
+/// `/health/detailed` says `failing`, and the hub's run ends with `AppError::StoreFailed` without
+/// waiting for the stuck write.
+#[tokio::test]
+async fn a_write_that_does_not_return_answers_503_and_stops_the_hub() {
+    let faults = Faults::default();
+    let hub = TestHub::spawn_with(|s| {
+        s.store.faults = faults.clone();
+        s.store.write_deadline = Duration::from_millis(500);
+    })
+    .await;
+    hub.publish_ok(&uploaded("p1", "u1")).await;
+
+    faults.stall_writes(true);
+    let published = tokio::time::timeout(
+        Duration::from_secs(5),
+        hub.publish(&progress_batch("p1", 1)),
+    )
+    .await;
+    let ended = match &published {
+        Ok(_) => Some(hub.ended().await),
+        Err(_) => None,
+    };
+    // Released before asserting: the stuck thread must not outlive a failed check.
+    faults.stall_writes(false);
+    let (status, body) = published.expect("the publish is answered once the deadline has passed");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    let ended = ended.expect("ended");
+    assert!(matches!(ended, Err(AppError::StoreFailed)), "{ended:?}");
+}
+
 /// `subscribe:photo` with `since` 2^64-1 (beyond any head) and a handshake `resume` with that
 /// seq are answered as docs/protocol.md ("Truncation") says: `replay:truncated` with
 /// `requestedSeq` 2^64-1 (no overflow), then the room from its oldest event; the connection

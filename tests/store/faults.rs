@@ -133,3 +133,68 @@ fn a_writer_that_falls_behind_holds_the_committer_back() {
     }
     log.close().expect("close");
 }
+
+/// A group commit whose write does not return (sled's flush stuck after a failed log write on a
+/// full disk) fails the store once its deadline has passed: its appender is answered
+/// `Unavailable`, later appends are refused at once, and closing the log does not wait for the
+/// stuck committer. Once the write returns, a reopened store holds the event at most once.
+#[test]
+fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
+    use std::time::{Duration, Instant};
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (faults, mut options) = with_faults();
+    options.write_deadline = Duration::from_millis(300);
+    let event = |id, event_type| photo_event(id, event_type, "p1", "u1", serde_json::json!({}));
+    let second = event("ev-2", EventType::ProcessingStarted);
+    let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
+    rt.block_on(log.append(vec![event("ev-1", EventType::PhotoUploaded)]))
+        .expect("first append");
+
+    faults.stall_writes(true);
+    let started = Instant::now();
+    let stalled = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), log.append(vec![second.clone()])).await
+    });
+    let waited = started.elapsed();
+    let closed = {
+        let started = Instant::now();
+        let closed = stalled
+            .as_ref()
+            .ok()
+            .map(|_| (log.close(), started.elapsed()));
+        // Released before asserting: the stuck thread must not outlive a failed check.
+        faults.stall_writes(false);
+        closed
+    };
+    let stalled = stalled.expect("the stalled append is answered before the 5 s timeout");
+    assert!(
+        matches!(&stalled, Err(AppendError::Store(StoreError::Unavailable(cause)))
+            if matches!(cause.as_ref(), StoreError::WriteStalled { thread: "committer", .. })),
+        "the append is refused as the stalled write's: {stalled:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "not before the deadline: {waited:?}"
+    );
+    assert!(log.is_failing());
+    let (closed, closing) = closed.expect("closed");
+    assert!(
+        matches!(closed, Err(StoreError::Unavailable(_))),
+        "close reports the failure: {closed:?}"
+    );
+    assert!(
+        closing < Duration::from_secs(3),
+        "close does not wait for the stuck committer: {closing:?}"
+    );
+    drop(log);
+
+    let log = EventLog::open_with(dir.path(), options).expect("reopen once the write returned");
+    rt.block_on(log.append(vec![second]))
+        .expect("the retry after reopening");
+    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
+    let stored = log.read(&room, 0, 10).expect("read");
+    let ids: Vec<&str> = stored.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["ev-1", "ev-2"], "ev-2 is stored exactly once");
+    log.close().expect("close");
+}
