@@ -518,7 +518,7 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
                 ranges.extend_from_slice(&filler(20, seqs[room]));
             }
             commit_no += 1;
-            writes.insert(keys::commit(commit_no), ranges);
+            writes.insert(keys::commit(commit_no, 0), ranges);
         }
         db.apply_batch(writes).expect("apply_batch");
         db.flush().expect("flush");
@@ -529,7 +529,7 @@ fn raw_sample(shape: Shape, batch: usize, records: u64) -> Sample {
                 let id = format!("{:032x}", mix(written - i));
                 index.insert(keys::id(&id), filler(RAW_ID_BYTES, i));
             }
-            index.remove(keys::commit(commit_no));
+            index.remove(keys::commit(commit_no, 0));
             db.apply_batch(index).expect("apply index batch");
         }
     }

@@ -125,7 +125,7 @@ fn run(layout: Layout, groups: usize) -> Result<(f64, f64), Box<dyn std::error::
             let block: Vec<u8> = entry.repeat(per_room);
             blocks.insert(keys::event(&format!("photo:p{room}"), *head), block);
         }
-        blocks.insert(keys::commit(group as u64), vec![0u8; 8 * ROOMS]);
+        blocks.insert(keys::commit(group as u64, 0), vec![0u8; 8 * ROOMS]);
         db.apply_batch(blocks)?;
         db.flush()?;
 
@@ -166,7 +166,7 @@ fn run(layout: Layout, groups: usize) -> Result<(f64, f64), Box<dyn std::error::
                 index.insert(key, record);
             }
         }
-        index.remove(keys::commit(group as u64));
+        index.remove(keys::commit(group as u64, 0));
         db.apply_batch(index)?;
     }
     db.flush()?;

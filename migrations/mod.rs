@@ -17,6 +17,8 @@ mod m0005_store_time;
 mod m0006_event_blocks;
 #[path = "0007_id_runs.rs"]
 mod m0007_id_runs;
+#[path = "0008_packed_blocks.rs"]
+mod m0008_packed_blocks;
 
 /// Every migration, in order.
 pub(super) const ALL: &[Migration] = &[
@@ -54,5 +56,10 @@ pub(super) const ALL: &[Migration] = &[
         version: 7,
         name: "id_runs",
         apply: m0007_id_runs::apply,
+    },
+    Migration {
+        version: 8,
+        name: "packed_blocks",
+        apply: m0008_packed_blocks::apply,
     },
 ];

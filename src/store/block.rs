@@ -115,6 +115,32 @@ impl BlockBuilder {
     }
 }
 
+/// One block holding the events of `blocks`, a room's consecutive blocks in seq order (the
+/// writer joins a room's blocks of several group commits into one record). `key` names the
+/// joined block in errors.
+pub(super) fn join(key: &[u8], blocks: &[&[u8]]) -> Result<Vec<u8>, StoreError> {
+    let mut events = 0u64;
+    let mut entries = Vec::with_capacity(blocks.len());
+    for value in blocks {
+        if value.first() != Some(&FORMAT_BLOCK) {
+            return Err(StoreError::Corrupt {
+                key: keys::display(key),
+                reason: "joining a record that is not a block".into(),
+            });
+        }
+        let (count, read): (u64, usize) = codec::decode_part(key, &value[1..])?;
+        events += count;
+        entries.push(&value[1 + read..]);
+    }
+    let mut out = Vec::with_capacity(HEADER_ROOM + entries.iter().map(|e| e.len()).sum::<usize>());
+    out.push(FORMAT_BLOCK);
+    codec::encode_part(&events, &mut out)?;
+    for part in entries {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
 /// A decoded block: its events in seq order, and where each one's entry starts in the value
 /// (what retention needs to keep the end of a block).
 #[derive(Debug)]
@@ -308,6 +334,31 @@ mod tests {
         assert_eq!((old.events[0].seq, old.events[0].id_generated), (4, false));
         assert_eq!(first_seq(&key, &single).expect("first"), 4);
         assert!(old.suffix(&single, 0).expect("suffix").is_none());
+    }
+
+    /// Joined blocks read back as one block of all their events, in order.
+    #[test]
+    fn joined_blocks_are_one_block_of_their_events() {
+        let block_of = |ids: &[(&str, i64)]| {
+            let mut builder = BlockBuilder::default();
+            for (id, stored) in ids {
+                builder.push(&entry(id, false, *stored));
+            }
+            builder.finish().expect("finish").to_vec()
+        };
+        let (a, b) = (block_of(&[("a", 1), ("b", 2)]), block_of(&[("c", 3)]));
+        let key = keys::event("photo:p1", 7);
+        let joined = join(&key, &[&a, &b]).expect("join");
+        let events = decode(&key, &joined).expect("decode").events;
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| (e.seq, e.id.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![(5, "a".into()), (6, "b".into()), (7, "c".into())]
+        );
+        assert!(join(&key, &[&a, &[9, 1]]).is_err());
     }
 
     /// A block started with its first entry is the same record as an empty one it was pushed to.

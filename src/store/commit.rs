@@ -7,15 +7,18 @@
 //! repeat. A request that breaks a rule is dropped from the group without touching the others.
 //!
 //! sled's cost is per record, so the durable batch holds only what cannot be rebuilt, in as few
-//! records as possible: one block per room (the group's events of that room, see `block`), and
-//! one commit record listing the seq ranges written (and, for a batch read from JetStream, the
-//! stream's consumed position, so that it is durable exactly when the events it covers are). A
-//! room's head is its last block's key (the head record only matters once retention has removed
-//! events, and retention writes it). Photo statuses and event-id records
-//! are handed to memory (which every read consults) and written behind the committer; after a
-//! crash, the commit records name exactly what to derive again (see `derived`). After a failed
-//! write or flush the committer refuses every append until the store is reopened: an id is only
-//! ever answered as stored once its event is durable.
+//! records as possible: the group's commit record (see `commit_record`), which lists the seq
+//! ranges written and carries each room's block of the group (the group's events of that room,
+//! see `block`) unless the block is large, and a block record of its own for each large one;
+//! for a batch read from JetStream also the stream's consumed position, so that it is durable
+//! exactly when the events it covers are. Packed blocks are readable from memory (`unwritten`)
+//! from the flush until the writer has put them in the tree. A room's head is its last block's
+//! seq (the head record only matters once retention has removed events, and retention writes
+//! it). Photo statuses and event-id records are handed to memory (which every read consults) and
+//! written behind the committer; after a crash, the commit records name exactly what to write
+//! and derive again (see `derived`). After a failed write or flush the committer refuses every
+//! append until the store is reopened: an id is only ever answered as stored once its event is
+//! durable.
 
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::block::BlockBuilder;
 use super::codec;
+use super::commit_record;
 use super::derived::{DerivedJob, Pending, WriterMessage};
 use super::failure::{Failure, Writer};
 use super::faults::Faults;
@@ -32,7 +36,8 @@ use super::id_runs::{Entry, Filters};
 use super::ids::{self, IdIndex};
 use super::keys;
 use super::records::CommitRecord;
-use super::tree::{read_status, stored_head};
+use super::tree::{durable_head, read_status};
+use super::unwritten::{Unwritten, UnwrittenBlock};
 use super::{AppendError, CommittedEvent, Receipt, Rejection, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, UserId, rooms_for};
 use crate::telemetry::{ErrorChain, metric};
@@ -133,6 +138,8 @@ pub(super) struct Committer {
     pub db: sled::Db,
     /// Heads readers may see: updated after each flush.
     pub visible: Arc<VisibleHeads>,
+    /// Packed blocks of flushed groups not in the tree yet.
+    pub unwritten: Arc<Unwritten>,
     /// Statuses derived but not yet written by the status writer.
     pub pending: Arc<Pending>,
     /// The event-id index.
@@ -267,21 +274,35 @@ impl Committer {
     }
 
     /// Writes the group durably, then makes it visible to readers and hands what it derives
-    /// (statuses, ids) to memory and to the writer. A write or flush error poisons the committer:
-    /// sled keeps the error, so every later append is refused until the store is reopened.
+    /// (packed blocks, statuses, ids) to memory and to the writer. A write or flush error poisons
+    /// the committer: sled keeps the error, so every later append is refused until the store is
+    /// reopened.
     fn write(&mut self, state: &mut Overlay) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let mut ranges: CommitRecord = Vec::with_capacity(state.heads.len());
+        let mut direct: CommitRecord = Vec::new();
+        let mut packed: Vec<(String, UnwrittenBlock)> = Vec::with_capacity(state.blocks.len());
         for (room, mut block) in std::mem::take(&mut state.blocks) {
-            let head = state.heads.get(&room).copied().unwrap_or(0);
-            batch.insert(keys::event(&room, head), block.finish()?);
-        }
-        for (room, head) in &state.heads {
-            let first = state.originals.get(room).copied().unwrap_or(0) + 1;
-            ranges.push((room.clone(), first, *head));
+            let last = state.heads.get(&room).copied().unwrap_or(0);
+            let first = state.originals.get(&room).copied().unwrap_or(0) + 1;
+            let value = block.finish()?;
+            if value.len() <= commit_record::PACKED_MAX {
+                let value = Arc::from(value);
+                packed.push((room, UnwrittenBlock { first, last, value }));
+            } else {
+                batch.insert(keys::event(&room, last), value);
+                direct.push((room, first, last));
+            }
         }
         let commit_no = self.next_commit_no;
-        batch.insert(keys::commit(commit_no), codec::encode(&ranges)?);
+        let parts = commit_record::encode(&direct, &packed)?;
+        let part_count = parts.len();
+        for (part, value) in parts.into_iter().enumerate() {
+            let part = u16::try_from(part).map_err(|_| StoreError::Corrupt {
+                key: keys::display(&keys::commit(commit_no, u16::MAX)),
+                reason: "a group commit of more parts than a key can number".into(),
+            })?;
+            batch.insert(keys::commit(commit_no, part), value);
+        }
         for (source, position) in &state.positions {
             let key = keys::position(source);
             let recorded: u64 = match self.db.get(&key)? {
@@ -293,10 +314,12 @@ impl Committer {
             }
         }
 
-        // Until the flush, readers of these rooms stop at the heads they had.
-        if let Ok(mut visible) = self.visible.write() {
-            for (room, original) in &state.originals {
-                visible.insert(room.clone(), *original);
+        // Until the flush, readers of the rooms written directly stop at the heads they had.
+        if !direct.is_empty()
+            && let Ok(mut visible) = self.visible.write()
+        {
+            for (room, first, _) in &direct {
+                visible.insert(room.clone(), first - 1);
             }
         }
         let written = {
@@ -311,10 +334,15 @@ impl Committer {
                 self.failure.set(StoreError::from(e)),
             ));
         }
-        // Durable now: the tree itself says where these rooms end. Before the group's statuses
-        // are readable, so that a status never names an event a read of its room does not give.
-        if let Ok(mut visible) = self.visible.write() {
-            for room in state.heads.keys() {
+        // Durable now: the packed blocks are readable from memory until the writer has put them
+        // in the tree, and the tree itself says where the other rooms end. Before the group's
+        // statuses are readable, so that a status never names an event a read of its room does
+        // not give.
+        self.unwritten.add(&packed);
+        if !direct.is_empty()
+            && let Ok(mut visible) = self.visible.write()
+        {
+            for (room, _, _) in &direct {
                 visible.remove(room);
             }
         }
@@ -326,6 +354,8 @@ impl Committer {
             .extend(state.heads.iter().map(|(room, head)| (room.clone(), *head)));
         let job = DerivedJob {
             commit_no,
+            parts: part_count,
+            blocks: packed,
             statuses: state.statuses.drain().map(|(_, status)| status).collect(),
             ids: std::mem::take(&mut state.entries),
         };
@@ -456,7 +486,7 @@ impl Committer {
         }
         let head = match self.heads.get(room) {
             Some(head) => *head,
-            None => stored_head(&self.db, room)?,
+            None => durable_head(&self.db, &self.unwritten, room)?,
         };
         stage.originals.insert(room.to_owned(), head);
         Ok(head)

@@ -1,15 +1,17 @@
-//! What the events derive, written behind the committer: photo status snapshots and the
-//! event-id index's runs (see `ids`), and the merging of those runs.
+//! What is written behind the committer: the event blocks packed into commit records, photo
+//! status snapshots and the event-id index's runs (see `ids`), and the merging of those runs.
 //!
-//! A status or id record per event in the durable group commit would cost about as much as the
-//! event, and both are derivable from the events. So after a group is flushed its statuses go to
-//! [`Pending`] (every status read consults it first), its ids to the id index's memory, and both
-//! to the writer thread, which gathers groups for a short while, writes each photo's latest status
-//! once and the groups' ids as index runs, and deletes the groups' commit records in the same
-//! atomic batch; then it merges index runs if a size tier is full.
-//! After a crash, the commit records still present name exactly the events whose derived records
-//! may be missing: [`recover`] derives them again at open (a status records its `lastSeq`, and an
-//! id indexed twice with the same placement is one entry once its runs are merged).
+//! A record per room of a group, or a status or id record per event, in the durable group commit
+//! would cost about as much as the event, and all of them are in or derivable from the commit
+//! record. So after a group is flushed its packed blocks go to [`Unwritten`] and its statuses to
+//! [`Pending`] (every read consults them first), its ids to the id index's memory, and all to the
+//! writer thread, which gathers groups for a short while, writes each room's blocks of those
+//! groups as one record, each photo's latest status once and the groups' ids as index runs, and
+//! deletes the groups' commit records in the same atomic batch; then it merges index runs if a
+//! size tier is full. After a crash, the commit records still present name exactly the blocks
+//! and derived records that may be missing: [`recover`] writes and derives them again at open (a
+//! block is written again under the same key, a status records its `lastSeq`, and an id indexed
+//! twice with the same placement is one entry once its runs are merged).
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -19,15 +21,18 @@ use foldhash::{HashMap, HashMapExt};
 use serde_json::Value;
 
 use super::StoreError;
+use super::block;
 use super::codec;
 use super::failure::{Failure, Writer};
+use super::commit_record::{self, CommitContents};
 use super::faults::Faults;
 use super::id_runs::{Entry, PARTITIONS};
 use super::ids::{self, IdIndex};
 use super::keys;
+use super::records::StatusRecord;
 use super::records::StoredEvent;
-use super::records::{CommitRecord, StatusRecord};
 use super::tree::{Corruption, read_status, readable_events};
+use super::unwritten::{Unwritten, UnwrittenBlock};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room};
 use crate::telemetry::ErrorChain;
 
@@ -43,6 +48,10 @@ pub(super) const WRITER_BACKLOG: usize = 32;
 pub(super) struct DerivedJob {
     /// The group's commit record number (removed once this is written).
     pub commit_no: u64,
+    /// How many parts its commit record has.
+    pub parts: usize,
+    /// The blocks packed into the commit record, which the writer puts in the tree.
+    pub blocks: Vec<(String, UnwrittenBlock)>,
     /// The latest status of each photo the group touched.
     pub statuses: Vec<PhotoStatus>,
     /// The index entries of the newly stored event ids.
@@ -101,6 +110,7 @@ impl Pending {
 /// Writes what flushed groups derive until every sender is gone.
 pub(super) fn run_writer(
     db: sled::Db,
+    unwritten: Arc<Unwritten>,
     pending: Arc<Pending>,
     ids: Arc<IdIndex>,
     messages: Receiver<WriterMessage>,
@@ -132,14 +142,15 @@ pub(super) fn run_writer(
                 latest.insert(status.photo_id.clone(), status.clone());
             }
         }
-        // On failure the statuses and ids stay in memory (reads still find them) and the commit
-        // records stay, so the next open derives them again.
+        // On failure the blocks, statuses and ids stay in memory (reads still find them) and the
+        // commit records stay, so the next open writes and derives them again.
         let written = {
             let _timed = failure.writing(Writer::Derived);
             write(&db, &ids, &jobs, &latest)
         };
         match written {
-            Ok(()) => {
+            Ok(written) => {
+                unwritten.settle(&written);
                 pending.settle(&latest);
                 for job in &jobs {
                     ids.settle(&job.ids);
@@ -170,13 +181,21 @@ pub(super) fn run_writer(
     }
 }
 
+/// Writes the jobs' packed blocks (each room's consecutive blocks joined into one record), their
+/// ids and latest statuses, and removes their commit records, in one batch. Returns the blocks
+/// written, as `(room, last seq)`.
 fn write(
     db: &sled::Db,
     ids: &IdIndex,
     jobs: &[DerivedJob],
     latest: &HashMap<PhotoId, PhotoStatus>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<(String, u64)>, StoreError> {
     let mut batch = sled::Batch::default();
+    let mut written = Vec::new();
+    for (room, last, value) in joined_blocks(jobs)? {
+        batch.insert(keys::event(room, last), value);
+        written.push((room.to_owned(), last));
+    }
     let runs = ids.stage(&mut batch, jobs.iter().flat_map(|job| &job.ids))?;
     for (photo, status) in latest {
         batch.insert(
@@ -185,18 +204,50 @@ fn write(
         );
     }
     for job in jobs {
-        batch.remove(keys::commit(job.commit_no));
+        for part in 0..job.parts {
+            let part = u16::try_from(part).unwrap_or(u16::MAX);
+            batch.remove(keys::commit(job.commit_no, part));
+        }
     }
     db.apply_batch(batch)?;
     ids.settle_runs(runs);
-    Ok(())
+    Ok(written)
 }
 
-/// Derives again the statuses and index entries of every group commit whose derived records may
-/// be missing (those whose commit record is still present), in commit order, then writes the ids
-/// as index runs with the removal of the commit records, and flushes. Returns how many commit
-/// records it processed. A corrupt commit or event record is reported to `corruption` and
-/// skipped: nothing is derived from it.
+/// A block record for the tree: its room, its last seq and its value.
+type BlockRecord<'a> = (&'a str, u64, Vec<u8>);
+
+/// The tree records of the jobs' packed blocks: a room's blocks whose seqs follow on from each
+/// other are joined into one record (sled's cost is per record).
+fn joined_blocks(jobs: &[DerivedJob]) -> Result<Vec<BlockRecord<'_>>, StoreError> {
+    let mut rooms: HashMap<&str, Vec<&UnwrittenBlock>> = HashMap::new();
+    for job in jobs {
+        for (room, block) in &job.blocks {
+            rooms.entry(room.as_str()).or_default().push(block);
+        }
+    }
+    let mut records = Vec::new();
+    for (room, blocks) in rooms {
+        for run in blocks.chunk_by(|a, b| a.last + 1 == b.first) {
+            let last = run.last().map_or(0, |block| block.last);
+            let value = match run {
+                [one] => one.value.to_vec(),
+                _ => {
+                    let values: Vec<&[u8]> = run.iter().map(|block| &block.value[..]).collect();
+                    block::join(&keys::event(room, last), &values)?
+                }
+            };
+            records.push((room, last, value));
+        }
+    }
+    Ok(records)
+}
+
+/// Writes again the packed blocks, and derives again the statuses and index entries, of every
+/// group commit whose commit record is still present (its blocks and derived records may be
+/// missing), in commit order; then writes the blocks and the ids as index runs with the removal
+/// of the commit records, and flushes. Returns how many commit records it processed. A corrupt
+/// commit or event record is reported to `corruption` and skipped: nothing is derived from it.
 pub(super) fn recover(
     db: &sled::Db,
     ids: &IdIndex,
@@ -207,20 +258,15 @@ pub(super) fn recover(
     let mut batch = sled::Batch::default();
     for entry in db.scan_prefix([keys::COMMIT]) {
         let (commit_key, value) = entry?;
-        let ranges = match codec::decode::<CommitRecord>(&commit_key, &value) {
-            Ok(ranges) => ranges,
+        let contents = match commit_record::decode(&commit_key, &value) {
+            Ok(contents) => contents,
             Err(error) => {
                 corruption.report(&commit_key, &error);
-                Vec::new()
+                CommitContents::default()
             }
         };
-        for (name, first, last) in ranges {
-            let Ok(room) = name.parse::<Room>() else {
-                let error = StoreError::Corrupt {
-                    key: keys::display(&commit_key),
-                    reason: format!("invalid room name `{name}`"),
-                };
-                corruption.report(&commit_key, &error);
+        for (name, first, last) in contents.direct {
+            let Some(room) = room_of(&commit_key, &name, corruption) else {
                 continue;
             };
             // The group wrote one block ending at `last` (or, before schema version 6, one
@@ -228,25 +274,21 @@ pub(super) fn recover(
             for block in db.range(keys::event(&name, first)..=keys::event(&name, last)) {
                 let (key, value) = block?;
                 for stored in readable_events(&key, &value, corruption) {
-                    if stored.seq < first {
-                        continue;
-                    }
-                    if !stored.id_generated {
-                        placements
-                            .entry(stored.id.clone())
-                            .or_default()
-                            .push((room.clone(), stored.seq));
-                    }
-                    if let Room::Photo(photo) = &room {
-                        match derive_status(db, photo, &stored) {
-                            Err(error @ StoreError::Corrupt { .. }) => {
-                                corruption.report(&key, &error)
-                            }
-                            other => other?,
-                        }
+                    if stored.seq >= first {
+                        derive(db, &room, &stored, &key, &mut placements, corruption)?;
                     }
                 }
             }
+        }
+        for (name, block) in contents.packed {
+            let Some(room) = room_of(&commit_key, &name, corruption) else {
+                continue;
+            };
+            let key = keys::event(&name, block.last);
+            for stored in readable_events(&key, &block.value, corruption) {
+                derive(db, &room, &stored, &key, &mut placements, corruption)?;
+            }
+            batch.insert(key, &block.value[..]);
         }
         batch.remove(commit_key);
         recovered += 1;
@@ -268,6 +310,44 @@ pub(super) fn recover(
         db.flush()?;
     }
     Ok(recovered)
+}
+
+/// The room a commit record names, or `None` (reported to `corruption`) for an invalid name.
+fn room_of(commit_key: &[u8], name: &str, corruption: &Corruption) -> Option<Room> {
+    let room = name.parse::<Room>().ok();
+    if room.is_none() {
+        let error = StoreError::Corrupt {
+            key: keys::display(commit_key),
+            reason: format!("invalid room name `{name}`"),
+        };
+        corruption.report(commit_key, &error);
+    }
+    room
+}
+
+/// Derives again what one recovered event of `room` (read from the block at `key`) gives: its id
+/// placement, and for a photo room the photo's status.
+fn derive(
+    db: &sled::Db,
+    room: &Room,
+    stored: &StoredEvent,
+    key: &[u8],
+    placements: &mut HashMap<EventId, Vec<(Room, u64)>>,
+    corruption: &Corruption,
+) -> Result<(), StoreError> {
+    if !stored.id_generated {
+        placements
+            .entry(stored.id.clone())
+            .or_default()
+            .push((room.clone(), stored.seq));
+    }
+    if let Room::Photo(photo) = room {
+        match derive_status(db, photo, stored) {
+            Err(error @ StoreError::Corrupt { .. }) => corruption.report(key, &error),
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Applies a photo room's event to the stored status unless the status already includes it.

@@ -26,6 +26,7 @@ use super::codec;
 use super::id_runs::{Catalog, Entry, Filters, SMALLEST_TIER};
 use super::keys;
 use super::tree::{Corruption, event_at};
+use super::unwritten::Unwritten;
 use crate::domain::{EventId, Room};
 
 /// What errors name as the record of an index entry that does not decode.
@@ -45,6 +46,8 @@ pub(super) struct IdIndex {
     /// The runs on disk. Lookups hold it for reading while they read runs; a merge takes it for
     /// writing to stop listing the runs it is about to remove.
     catalog: RwLock<Catalog>,
+    /// Blocks not in the tree yet (lookups check an id's events there first).
+    unwritten: Arc<Unwritten>,
     /// Where event records that do not decode are reported.
     corruption: Arc<Corruption>,
 }
@@ -52,7 +55,11 @@ pub(super) struct IdIndex {
 impl IdIndex {
     /// The index of the store `db`, reporting corrupt event records to `corruption`. Removes the
     /// records of runs a merge left retired (a crash before it removed them).
-    pub fn open(db: &sled::Db, corruption: Arc<Corruption>) -> Result<Self, StoreError> {
+    pub fn open(
+        db: &sled::Db,
+        unwritten: Arc<Unwritten>,
+        corruption: Arc<Corruption>,
+    ) -> Result<Self, StoreError> {
         let mut catalog = Catalog::load(db)?;
         if !catalog.retired().is_empty() {
             let mut batch = sled::Batch::default();
@@ -62,6 +69,7 @@ impl IdIndex {
         Ok(Self {
             recent: Mutex::default(),
             catalog: RwLock::new(catalog),
+            unwritten,
             corruption,
         })
     }
@@ -146,7 +154,13 @@ impl IdIndex {
         let mut kept = Vec::with_capacity(candidates.len());
         for (room, seq) in candidates {
             // A corrupt record is not this event any more: the id counts as not stored there.
-            if event_at(db, &room.name(), seq, &self.corruption)?.is_some_and(|e| e.id == *id) {
+            // Memory first: a block the writer moves into the tree meanwhile is found either way.
+            let name = room.name();
+            let event = match self.unwritten.event_at(&name, seq, &self.corruption) {
+                Some(event) => Some(event),
+                None => event_at(db, &name, seq, &self.corruption)?,
+            };
+            if event.is_some_and(|e| e.id == *id) {
                 kept.push((room, seq));
             }
         }
@@ -257,7 +271,8 @@ impl LiveFilter<'_> {
 }
 
 /// The seq of `room`'s oldest kept event (`u64::MAX` when it keeps none; 0 when its first block
-/// does not decode, so that nothing is dropped on its account).
+/// does not decode, so that nothing is dropped on its account). The tree alone answers: an id
+/// reaches a run in the same batch as its packed block reaches the tree, or after it.
 fn oldest_kept(db: &sled::Db, room: &str) -> Result<u64, StoreError> {
     let Some(first) = db.scan_prefix(keys::event_prefix(room)).next() else {
         return Ok(u64::MAX);
@@ -333,7 +348,8 @@ mod tests {
                 .contains(&(partition, no))
         );
 
-        let index = IdIndex::open(&db, Arc::new(Corruption::default())).expect("open index");
+        let index = IdIndex::open(&db, Arc::default(), Arc::new(Corruption::default()))
+            .expect("open index");
         let catalog = Catalog::load(&db).expect("reload");
         assert!(catalog.retired().is_empty(), "nothing left retired");
         assert_eq!(db.scan_prefix(keys::id_run(partition, no)).count(), 0);
@@ -374,7 +390,8 @@ mod tests {
         let records = |db: &sled::Db| db.scan_prefix([keys::ID_RUN]).count();
         let before_open = records(&db);
 
-        let index = IdIndex::open(&db, Arc::new(Corruption::default())).expect("open index");
+        let index = IdIndex::open(&db, Arc::default(), Arc::new(Corruption::default()))
+            .expect("open index");
         let catalog = Catalog::load(&db).expect("reload");
         assert!(catalog.retired().is_empty(), "nothing left retired");
         assert_eq!(catalog.entries(), ids.len() as u64);

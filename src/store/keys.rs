@@ -17,7 +17,9 @@ pub const ID: u8 = b'i';
 /// `x partition run`: an id run's filter; `x partition run firstHash`: one chunk of the run's
 /// entries (see `id_runs`).
 pub const ID_RUN: u8 = b'x';
-/// `c commitNo`: rooms and seq ranges of a group commit not yet in the id index.
+/// `c commitNo part`: a group commit whose derived records (photo statuses, id index entries,
+/// and since schema version 8 its packed blocks) the writer has not written yet (see
+/// `commit_record`; before version 8 the key had no part number).
 pub const COMMIT: u8 = b'c';
 /// `m name`: store metadata (schema version, epoch).
 pub const META: u8 = b'm';
@@ -106,10 +108,12 @@ pub fn id_chunk(partition: u8, run: u64, first_hash: u64) -> Vec<u8> {
     key
 }
 
-/// The key of a pending group commit record.
-pub fn commit(commit_no: u64) -> Vec<u8> {
-    let mut key = vec![COMMIT];
+/// The key of a part of a pending group commit's record.
+pub fn commit(commit_no: u64, part: u16) -> Vec<u8> {
+    let mut key = Vec::with_capacity(11);
+    key.push(COMMIT);
     key.extend_from_slice(&commit_no.to_be_bytes());
+    key.extend_from_slice(&part.to_be_bytes());
     key
 }
 

@@ -23,7 +23,8 @@ use super::keys;
 use super::lock::{DirLock, LOCK_WAIT};
 use super::migrate;
 use super::records::StoredEvent;
-use super::tree::{Corruption, read_status, readable_events, stored_head};
+use super::tree::{Corruption, durable_head, read_status, readable_events};
+use super::unwritten::{self, Unwritten};
 use super::{AppendError, CommittedEvent, Receipt, StoreError};
 use crate::domain::{Event, EventId, PhotoId, PhotoStatus, Room, Timestamp, UserId};
 use crate::telemetry::metric;
@@ -100,6 +101,7 @@ struct Shared {
     db: sled::Db,
     epoch: String,
     visible: Arc<VisibleHeads>,
+    unwritten: Arc<Unwritten>,
     pending: Arc<Pending>,
     ids: Arc<IdIndex>,
     listener: Arc<CommitListener>,
@@ -141,7 +143,12 @@ impl EventLog {
         let db = open_tree(dir.as_ref(), options.cache_capacity_bytes)?;
         let corruption = Arc::new(Corruption::default());
         migrate::run(&db)?;
-        let ids = Arc::new(IdIndex::open(&db, Arc::clone(&corruption))?);
+        let unwritten = Arc::new(Unwritten::default());
+        let ids = Arc::new(IdIndex::open(
+            &db,
+            Arc::clone(&unwritten),
+            Arc::clone(&corruption),
+        )?);
         let recovered = derived::recover(&db, &ids, &corruption)?;
         if recovered > 0 {
             tracing::info!(
@@ -169,11 +176,14 @@ impl EventLog {
         let writer = {
             let db = db.clone();
             let (pending, ids) = (Arc::clone(&pending), Arc::clone(&ids));
+            let unwritten = Arc::clone(&unwritten);
             let faults = options.faults.clone();
             let failure = Arc::clone(&failure);
             std::thread::Builder::new()
                 .name("event-log-derived-writer".into())
-                .spawn(move || derived::run_writer(db, pending, ids, writer_rx, faults, &failure))
+                .spawn(move || {
+                    derived::run_writer(db, unwritten, pending, ids, writer_rx, faults, &failure)
+                })
                 .map_err(|source| StoreError::Thread {
                     name: "status writer",
                     source,
@@ -183,6 +193,7 @@ impl EventLog {
         let committer = Committer {
             db: db.clone(),
             visible: Arc::clone(&visible),
+            unwritten: Arc::clone(&unwritten),
             pending: Arc::clone(&pending),
             ids: Arc::clone(&ids),
             listener: Arc::clone(&listener),
@@ -221,6 +232,7 @@ impl EventLog {
                 db,
                 epoch,
                 visible,
+                unwritten,
                 pending,
                 ids,
                 listener,
@@ -324,19 +336,20 @@ impl EventLog {
         self.head_by_name(&room.name())
     }
 
-    /// The durable head of `room`. The tree is read before the visible heads: the committer
-    /// marks a room before it writes a group into the tree and unmarks it after the flush, so a
-    /// tree head read first is durable unless the room is marked by then (the other order could
-    /// read the tree in the middle of a group and answer a head that a crash could take back).
+    /// The durable head of `room`. Memory and the tree are read before the visible heads: the
+    /// committer marks a room before it writes a block into the tree and unmarks it after the
+    /// flush, so a tree head read first is durable unless the room is marked by then (the other
+    /// order could read the tree in the middle of a group and answer a head that a crash could
+    /// take back). Packed blocks reach memory only after their flush.
     fn head_by_name(&self, room: &str) -> Result<u64, StoreError> {
-        let in_tree = stored_head(&self.shared.db, room)?;
+        let durable = durable_head(&self.shared.db, &self.shared.unwritten, room)?;
         Ok(self
             .shared
             .visible
             .read()
             .ok()
             .and_then(|v| v.get(room).copied())
-            .unwrap_or(in_tree))
+            .unwrap_or(durable))
     }
 
     /// Where a reader continues whose page after `cursor` came back empty below `head` (read
@@ -352,14 +365,16 @@ impl EventLog {
     }
 
     /// The oldest seq still kept in `room`, or `head + 1` when none is kept (a new room gives 1).
+    /// Memory is read before the tree: a block the writer moves meanwhile is found either way.
     pub fn oldest(&self, room: &Room) -> Result<u64, StoreError> {
         let name = room.name();
         let head = self.head_by_name(&name)?;
+        let unwritten = self.shared.unwritten.first(&name).unwrap_or(u64::MAX);
         let prefix = keys::event_prefix(&name);
-        match self.shared.db.scan_prefix(&prefix).next() {
+        let in_tree = match self.shared.db.scan_prefix(&prefix).next() {
             Some(entry) => {
                 let (key, value) = entry?;
-                let seq = match block::first_seq(&key, &value) {
+                match block::first_seq(&key, &value) {
                     Ok(seq) => seq,
                     // A first block that does not decode is skipped by readers: the oldest
                     // readable seq is after it.
@@ -367,11 +382,12 @@ impl EventLog {
                         self.shared.corruption.report(&key, &error);
                         keys::parse_event(&key).map_or(head, |(_, last)| last) + 1
                     }
-                };
-                Ok(if seq > head { head + 1 } else { seq })
+                }
             }
-            None => Ok(head + 1),
-        }
+            None => u64::MAX,
+        };
+        let seq = in_tree.min(unwritten);
+        Ok(if seq > head { head + 1 } else { seq })
     }
 
     /// Up to `limit` events of `room` with seq greater than `after`, in seq order, durable ones
@@ -388,21 +404,32 @@ impl EventLog {
         if after >= head || limit == 0 {
             return Ok(Vec::new());
         }
+        // Blocks not in the tree yet are read from memory after the head (each one durable by
+        // then, and still in memory or already in the tree).
+        let unwritten: Vec<StoredEvent> = self
+            .shared
+            .unwritten
+            .after(&name, after)
+            .iter()
+            .flat_map(|block| block.events(&name, &self.shared.corruption))
+            .filter(|event| event.seq > after && event.seq <= head)
+            .collect();
         // The block holding `after + 1` is the first key at or after its seq's; a block ending
         // past the head belongs to a group not flushed yet, and is not read.
         let start = keys::event(&name, after + 1);
         let end = keys::event(&name, head);
-        let mut out = Vec::with_capacity(limit.min((head - after) as usize));
+        let wanted = limit.min((head - after) as usize);
+        let mut in_tree = Vec::with_capacity(wanted);
         for entry in self.shared.db.range(start..=end) {
             let (key, value) = entry?;
             let events = readable_events(&key, &value, &self.shared.corruption);
-            for event in events.into_iter().filter(|event| event.seq > after) {
-                out.push(event);
-                if out.len() == limit {
-                    return Ok(out);
-                }
+            in_tree.extend(events.into_iter().filter(|event| event.seq > after));
+            if in_tree.len() >= limit {
+                break;
             }
         }
+        let mut out = unwritten::merge(in_tree, unwritten);
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -452,8 +479,9 @@ impl EventLog {
         Ok(())
     }
 
-    /// Waits (up to `limit`) until the photo statuses of every append that has returned are
-    /// written to the tree. Returns whether they are.
+    /// Waits (up to `limit`) until the blocks packed into commit records, the photo statuses and
+    /// the event ids of every append that has returned are written to the tree. Returns whether
+    /// they are.
     pub fn sync_statuses(&self, limit: std::time::Duration) -> bool {
         let (done, wait) = std::sync::mpsc::channel();
         let sent = self
@@ -484,6 +512,11 @@ impl EventLog {
     /// How many distinct corrupt records reads, prune and open have met (and skipped) since open.
     pub fn corrupt_records(&self) -> usize {
         self.shared.corruption.count()
+    }
+
+    /// The packed blocks not in the tree yet, for the store's own modules.
+    pub(super) fn unwritten(&self) -> &Unwritten {
+        &self.shared.unwritten
     }
 
     /// Where corrupt records are reported, for the store's own modules.

@@ -10,7 +10,7 @@ use super::keys;
 mod steps;
 
 /// The schema version this build writes: the number of the last migration.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// One numbered step from version `version - 1` to `version`.
 pub(super) struct Migration {

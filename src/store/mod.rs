@@ -14,14 +14,17 @@
 //!   through it.
 //! - `log`: [`EventLog`], the face: opening, reads, and the public append call.
 //! - `commit`: the single committer thread that assigns seqs and writes group commits.
+//! - `commit_record`: a group commit's record: its seq ranges and its small blocks, packed.
+//! - `unwritten`: packed blocks of flushed groups, readable from memory until the writer has put
+//!   them in the tree.
 //! - `ids`: the event-id index (what is stored under an id, recent ids in memory).
 //! - `id_runs`: the index's records: hash-sorted runs with filters, merged LSM-style.
 //! - `failure`: the store's failed state, and the watchdog that fails it when a write does not
 //!   return.
 //! - `faults`: write failures and stalls injected by tests.
 //! - `fuzzing`: the stored record decoder's fuzz target body (tests and the `fuzzing` feature).
-//! - `derived`: photo statuses and id records, written behind the committer and recovered at
-//!   open.
+//! - `derived`: packed blocks, photo statuses and id records, written behind the committer and
+//!   recovered at open.
 //! - `prune`: retention passes (old events out in small batches; heads and live statuses stay).
 //! - `survey`: rooms kept and the oldest kept event, for the hub overview.
 //! - `lock`: the store directory's lock file (one process at a time).
@@ -31,6 +34,7 @@
 mod block;
 mod codec;
 mod commit;
+mod commit_record;
 mod compact;
 mod derived;
 mod error;
@@ -49,6 +53,7 @@ mod prune;
 mod records;
 mod survey;
 mod tree;
+mod unwritten;
 
 pub use compact::{CompactReport, compact, dir_size};
 pub use error::{AppendError, Rejection, StoreError};

@@ -3,7 +3,10 @@
 //! next, reading one record per room, never every event. [`EventLog::record_bytes`] does read
 //! every record: what the kept records hold, to set beside the size on disk.
 
+use foldhash::HashMap;
+
 use super::keys;
+use super::records::StoredEvent;
 use super::tree::readable_events;
 use super::{EventLog, StoreError};
 use crate::domain::{Room, Timestamp};
@@ -15,6 +18,36 @@ pub struct StoreSurvey {
     pub rooms: u64,
     /// The oldest kept event: the earliest of the rooms' first kept events.
     pub oldest: Option<OldestEvent>,
+}
+
+impl StoreSurvey {
+    /// Counts a room that keeps events, whose first kept event is `first` (`None` when it does
+    /// not decode). `key` names the room's record in errors.
+    fn count(
+        &mut self,
+        key: &[u8],
+        room: &str,
+        first: Option<StoredEvent>,
+    ) -> Result<(), StoreError> {
+        self.rooms += 1;
+        if let Some(event) = first
+            && self
+                .oldest
+                .as_ref()
+                .is_none_or(|oldest| event.timestamp < oldest.timestamp)
+        {
+            let room = room.parse().map_err(|_| StoreError::Corrupt {
+                key: keys::display(key),
+                reason: "invalid room name".into(),
+            })?;
+            self.oldest = Some(OldestEvent {
+                room,
+                seq: event.seq,
+                timestamp: event.timestamp,
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Where the oldest kept event is.
@@ -68,6 +101,13 @@ impl EventLog {
     pub fn survey(&self) -> Result<StoreSurvey, StoreError> {
         let db = self.db();
         let mut survey = StoreSurvey::default();
+        // Rooms whose events are all in memory still (read first: a block the writer moves
+        // meanwhile is then found in the tree).
+        let mut unwritten: HashMap<String, Option<StoredEvent>> = self
+            .unwritten()
+            .rooms(self.corruption())
+            .into_iter()
+            .collect();
         let mut from = vec![keys::EVENT];
         while let Some(entry) = db.range(from.clone()..).next() {
             let (key, value) = entry?;
@@ -78,27 +118,15 @@ impl EventLog {
                 key: keys::display(&key),
                 reason: "malformed event key".into(),
             })?;
-            survey.rooms += 1;
+            unwritten.remove(room);
             let event = readable_events(&key, &value, self.corruption())
                 .into_iter()
                 .next();
-            if let Some(event) = event
-                && survey
-                    .oldest
-                    .as_ref()
-                    .is_none_or(|oldest| event.timestamp < oldest.timestamp)
-            {
-                let room = room.parse().map_err(|_| StoreError::Corrupt {
-                    key: keys::display(&key),
-                    reason: "invalid room name".into(),
-                })?;
-                survey.oldest = Some(OldestEvent {
-                    room,
-                    seq: event.seq,
-                    timestamp: event.timestamp,
-                });
-            }
+            survey.count(&key, room, event)?;
             from = keys::after_room(room);
+        }
+        for (room, event) in unwritten {
+            survey.count(&keys::event_prefix(&room), &room, event)?;
         }
         Ok(survey)
     }

@@ -10,6 +10,7 @@ use super::block;
 use super::codec;
 use super::keys;
 use super::records::{StatusRecord, StoredEvent};
+use super::unwritten::Unwritten;
 use crate::domain::{PhotoId, PhotoStatus};
 use crate::telemetry::{ErrorChain, metric};
 
@@ -114,6 +115,17 @@ pub(super) fn stored_head(db: &sled::Db, room: &str) -> Result<u64, StoreError> 
         None => 0,
     };
     Ok(recorded.max(last))
+}
+
+/// The head of `room` counting the blocks not in the tree yet: read from memory first, so that a
+/// block the writer moves into the tree meanwhile is counted either way.
+pub(super) fn durable_head(
+    db: &sled::Db,
+    unwritten: &Unwritten,
+    room: &str,
+) -> Result<u64, StoreError> {
+    let pending = unwritten.head(room).unwrap_or(0);
+    Ok(stored_head(db, room)?.max(pending))
 }
 
 /// The stored status of a photo.

@@ -18,7 +18,7 @@ fn corrupt(dir: &std::path::Path, room: &str, seqs: &[u64]) {
         db.insert(keys::event(room, *seq), &b"\x01\xffgarbage"[..])
             .expect("raw insert");
     }
-    db.insert(keys::commit(u64::MAX), &b"\x07not a commit"[..])
+    db.insert(keys::commit(u64::MAX, 0), &b"\x07not a commit"[..])
         .expect("raw insert");
     db.flush().expect("flush");
 }
@@ -26,6 +26,25 @@ fn corrupt(dir: &std::path::Path, room: &str, seqs: &[u64]) {
 fn seqs(log: &EventLog, room: &Room, after: u64, limit: usize) -> Vec<u64> {
     let events = log.read(room, after, limit).expect("read");
     events.iter().map(|e| e.seq).collect()
+}
+
+/// Stores five events of photo `p1` (owner `u1`) in the store at `dir`, each in a block record of
+/// its own: one append each, and each waits until the writer has put its block in the tree (it
+/// joins a room's blocks of the groups it writes together), so that garbage under seq 3 and 5
+/// leaves the others readable.
+fn store_five_events(dir: &std::path::Path) {
+    let rt = runtime();
+    let log = EventLog::open(dir).expect("open");
+    for n in 1..=5 {
+        let (event_type, extra) = match n {
+            1 => (EventType::PhotoUploaded, json!({})),
+            _ => (EventType::ProcessingProgress, json!({ "progress": n })),
+        };
+        let event = photo_event(&format!("e{n}"), event_type, "p1", "u1", extra);
+        rt.block_on(log.append(vec![event])).expect("append");
+        assert!(log.sync_statuses(Duration::from_secs(10)), "writer synced");
+    }
+    log.close().expect("close");
 }
 
 /// A store with garbage in the middle and at the end of a room (and a garbage commit record)
@@ -36,33 +55,7 @@ fn corrupt_records_are_skipped_by_open_read_and_prune() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = runtime();
     let room = Room::photo(&PhotoId::parse("p1").expect("id"));
-    {
-        let log = EventLog::open(dir.path()).expect("open");
-        let mut events = vec![photo_event(
-            "e1",
-            EventType::PhotoUploaded,
-            "p1",
-            "u1",
-            json!({}),
-        )];
-        for n in 2..=5 {
-            let extra = json!({ "progress": n });
-            let id = format!("e{n}");
-            events.push(photo_event(
-                &id,
-                EventType::ProcessingProgress,
-                "p1",
-                "u1",
-                extra,
-            ));
-        }
-        // One append each: each event is its own block record (a group commit writes one block
-        // per room), so garbage under seq 3 and 5 leaves the others readable.
-        for event in events {
-            rt.block_on(log.append(vec![event])).expect("append");
-        }
-        log.close().expect("close");
-    }
+    store_five_events(dir.path());
     corrupt(dir.path(), "photo:p1", &[3, 5]);
 
     let log = EventLog::open(dir.path()).expect("a store with corrupt records opens");
@@ -107,15 +100,15 @@ fn corrupt_records_are_skipped_by_open_read_and_prune() {
 /// `replay:truncated`, ends (a corrupt last record does not make it loop) and goes live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_serves_around_corrupt_records() {
-    let hub = TestHub::spawn().await;
-    hub.publish_ok(&json!({ "id": "e1", "type": "photo.uploaded", "data": { "photoId": "p1", "userId": "u1" } }))
-        .await;
-    for n in 2..=5 {
-        let body = json!({ "id": format!("e{n}"), "type": "photo.processing.progress", "data": { "photoId": "p1", "progress": n } });
-        hub.publish_ok(&body).await;
-    }
-    let stopped = hub.stop().await;
-    corrupt(&stopped.data_dir().join("store"), "photo:p1", &[3, 5]);
+    let stopped = TestHub::spawn().await.stop().await;
+    let store = stopped.data_dir().join("store");
+    let writing = store.clone();
+    std::thread::spawn(move || {
+        store_five_events(&writing);
+        corrupt(&writing, "photo:p1", &[3, 5]);
+    })
+    .join()
+    .expect("the store written");
     let hub = stopped.start().await;
 
     assert_eq!(hub.stored_seqs("photo:p1").await, [1, 2, 4]);

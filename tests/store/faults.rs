@@ -3,19 +3,9 @@
 //! is answered once the event is on disk (stored, or recognised as the event that made it).
 
 use socket_bridge::domain::{EventType, PhotoId, Room};
-use socket_bridge::store::{AppendError, EventLog, Faults, StoreError, StoreOptions};
+use socket_bridge::store::{AppendError, EventLog, StoreError};
 
-use crate::helpers::{photo_event, runtime};
-
-/// Default store options with a switch for injected faults.
-fn with_faults() -> (Faults, StoreOptions) {
-    let faults = Faults::default();
-    let options = StoreOptions {
-        faults: faults.clone(),
-        ..StoreOptions::default()
-    };
-    (faults, options)
-}
+use crate::helpers::{photo_event, runtime, with_faults};
 
 #[test]
 fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {

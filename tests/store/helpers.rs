@@ -74,3 +74,30 @@ pub fn raw_open(dir: &std::path::Path) -> sled::Db {
         }
     }
 }
+
+/// Copies the directory `from` into `to`, recursively.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
+        }
+    }
+}
+
+/// Default store options with a switch for injected faults.
+pub fn with_faults() -> (
+    socket_bridge::store::Faults,
+    socket_bridge::store::StoreOptions,
+) {
+    let faults = socket_bridge::store::Faults::default();
+    let options = socket_bridge::store::StoreOptions {
+        faults: faults.clone(),
+        ..socket_bridge::store::StoreOptions::default()
+    };
+    (faults, options)
+}

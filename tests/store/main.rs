@@ -15,6 +15,7 @@ mod generated_ids;
 mod helpers;
 mod id_index;
 mod migrations;
+mod packed;
 mod props;
 mod reopen;
 mod retention;

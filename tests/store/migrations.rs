@@ -15,7 +15,7 @@ use socket_bridge::domain::{
 };
 use socket_bridge::store::{EventLog, SCHEMA_VERSION, StoreError};
 
-use crate::helpers::{id_index_entries, raw_open, runtime};
+use crate::helpers::{copy_dir, id_index_entries, raw_open, runtime};
 
 /// What the code that wrote a fixture reported about it (`tests/fixtures/store-vN.manifest.json`).
 #[derive(Debug, Deserialize)]
@@ -121,19 +121,6 @@ struct PlacementEntry {
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture dir") {
-        let entry = entry.expect("fixture dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy fixture file");
-        }
-    }
 }
 
 /// A scratch copy of the frozen store of schema `version`, and its manifest.
