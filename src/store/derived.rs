@@ -39,6 +39,11 @@ use crate::telemetry::ErrorChain;
 /// How long the writer gathers flushed groups before writing their statuses.
 const GATHER: Duration = Duration::from_millis(20);
 
+/// The most records one batch of the writer holds: sled's `apply_batch` holds a store-wide lock
+/// (and keeps the log from being made durable past it) for its whole length, so one long batch
+/// would hold up the committer's group commits behind it.
+const SLICE: usize = 32;
+
 /// Flushed groups that may wait for the writer. When it falls this far behind (a burst of
 /// producer ids, one record each, on a slow disk), the committer waits for it: what waits is
 /// held in memory ([`Pending`], the id index's recent ids) and must stay bounded.
@@ -146,7 +151,7 @@ pub(super) fn run_writer(
         // commit records stay, so the next open writes and derives them again.
         let written = {
             let _timed = failure.writing(Writer::Derived);
-            write(&db, &ids, &jobs, &latest)
+            write(&db, &ids, &jobs, &latest, &faults)
         };
         match written {
             Ok(written) => {
@@ -181,36 +186,59 @@ pub(super) fn run_writer(
     }
 }
 
-/// Writes the jobs' packed blocks (each room's consecutive blocks joined into one record), their
-/// ids and latest statuses, and removes their commit records, in one batch. Returns the blocks
-/// written, as `(room, last seq)`.
+/// Writes the jobs' packed blocks (each room's consecutive blocks joined into one record) and
+/// latest statuses, then their ids as index runs, then removes their commit records, in batches of
+/// at most [`SLICE`] records. Returns the blocks written, as `(room, last seq)`.
+///
+/// A crash part way leaves commit records whose blocks may be in the tree already, joined: open
+/// writes a packed block only where no block holds it yet (see [`recover`]), and retention leaves
+/// blocks alone until their commit records are gone (their memory copies are forgotten only then).
+/// Ids reach the index after their blocks reach the tree, and before their commit records go.
 fn write(
     db: &sled::Db,
     ids: &IdIndex,
     jobs: &[DerivedJob],
     latest: &HashMap<PhotoId, PhotoStatus>,
+    faults: &Faults,
 ) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut batch = sled::Batch::default();
+    let mut records = Vec::new();
     let mut written = Vec::new();
     for (room, last, value) in joined_blocks(jobs)? {
-        batch.insert(keys::event(room, last), value);
+        records.push((keys::event(room, last), value));
         written.push((room.to_owned(), last));
     }
-    let runs = ids.stage(&mut batch, jobs.iter().flat_map(|job| &job.ids))?;
     for (photo, status) in latest {
-        batch.insert(
+        records.push((
             keys::status(photo.as_str()),
             codec::encode(&StatusRecord::from(status))?,
-        );
+        ));
     }
-    for job in jobs {
-        for part in 0..job.parts {
-            let part = u16::try_from(part).unwrap_or(u16::MAX);
-            batch.remove(keys::commit(job.commit_no, part));
+    for slice in records.chunks(SLICE) {
+        let mut batch = sled::Batch::default();
+        for (key, value) in slice {
+            batch.insert(&key[..], &value[..]);
         }
+        db.apply_batch(batch)?;
     }
+    let mut batch = sled::Batch::default();
+    let runs = ids.stage(&mut batch, jobs.iter().flat_map(|job| &job.ids))?;
     db.apply_batch(batch)?;
     ids.settle_runs(runs);
+    let commit_keys: Vec<Vec<u8>> = jobs
+        .iter()
+        .flat_map(|job| {
+            (0..job.parts)
+                .map(|part| keys::commit(job.commit_no, u16::try_from(part).unwrap_or(u16::MAX)))
+        })
+        .collect();
+    for slice in commit_keys.chunks(SLICE) {
+        let mut batch = sled::Batch::default();
+        for key in slice {
+            batch.remove(&key[..]);
+        }
+        db.apply_batch(batch)?;
+        faults.writer_cleanup()?;
+    }
     Ok(written)
 }
 
@@ -288,7 +316,9 @@ pub(super) fn recover(
             for stored in readable_events(&key, &block.value, corruption) {
                 derive(db, &room, &stored, &key, &mut placements, corruption)?;
             }
-            batch.insert(key, &block.value[..]);
+            if !in_tree(db, &name, &block)? {
+                batch.insert(key, &block.value[..]);
+            }
         }
         batch.remove(commit_key);
         recovered += 1;
@@ -310,6 +340,20 @@ pub(super) fn recover(
         db.flush()?;
     }
     Ok(recovered)
+}
+
+/// Whether a block in the tree holds the packed `block` of `room` already: the writer wrote it,
+/// joined with others, before a crash kept it from removing the commit record. (Retention does
+/// not touch such a block, so it holds all of the packed block or none of it.)
+fn in_tree(db: &sled::Db, room: &str, packed: &UnwrittenBlock) -> Result<bool, StoreError> {
+    let Some(entry) = db
+        .range(keys::event(room, packed.last)..keys::after_room(room))
+        .next()
+    else {
+        return Ok(false);
+    };
+    let (key, value) = entry?;
+    Ok(block::first_seq(&key, &value).is_ok_and(|first| first <= packed.first))
 }
 
 /// The room a commit record names, or `None` (reported to `corruption`) for an invalid name.

@@ -1,7 +1,8 @@
 //! Faults injected into the event log's threads, so that tests can see what a failing or slow
 //! disk does without having one: a group commit fails after its `apply_batch`, before its flush,
 //! as a failed flush would, or does not return there, as a flush stuck on a full disk; the
-//! derived-state writer stalls, as behind a slow disk.
+//! derived-state writer stalls, as behind a slow disk, or fails after its first batch of commit
+//! record removals, leaving the tree as a crash in the middle of its turn would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -13,6 +14,7 @@ pub struct Faults {
     failing_writes: Arc<AtomicU32>,
     writer_stalled: Arc<AtomicBool>,
     writes_stalled: Arc<AtomicBool>,
+    writer_failing: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -30,6 +32,22 @@ impl Faults {
     /// `apply_batch`, before its flush.
     pub fn stall_writes(&self, stalled: bool) {
         self.writes_stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Makes (`true`) or stops making the writer's turns fail after their blocks, statuses and ids
+    /// and their first batch of commit record removals.
+    pub fn fail_writer_cleanup(&self, failing: bool) {
+        self.writer_failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Fails if the writer's turns are to fail after their first removals.
+    pub(super) fn writer_cleanup(&self) -> sled::Result<()> {
+        if self.writer_failing.load(Ordering::SeqCst) {
+            return Err(sled::Error::Io(std::io::Error::other(
+                "injected writer failure",
+            )));
+        }
+        Ok(())
     }
 
     /// Waits while the writer is stalled.

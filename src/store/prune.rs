@@ -19,6 +19,7 @@ use super::codec;
 use super::keys;
 use super::records::StatusRecord;
 use super::tree::{Corruption, stored_head};
+use super::unwritten::Unwritten;
 use super::{EventLog, StoreError};
 use crate::domain::{PhotoId, ProcessingState, Room, Timestamp};
 
@@ -82,6 +83,7 @@ impl EventLog {
             report.rooms += 1;
             let removed = prune_room(
                 db,
+                self.unwritten(),
                 self.corruption(),
                 &room,
                 policy.max_events_per_room,
@@ -121,6 +123,7 @@ fn next_room_with_events(db: &sled::Db, from: &[u8]) -> Result<Option<String>, S
 /// Removes the prefix of `room` that retention lets go; returns how many events that is.
 fn prune_room(
     db: &sled::Db,
+    unwritten: &Unwritten,
     corruption: &Corruption,
     room: &str,
     max_events: u64,
@@ -141,6 +144,13 @@ fn prune_room(
     let mut pending = 0;
     for entry in db.scan_prefix(keys::event_prefix(room)) {
         let (key, value) = entry?;
+        // A block holding events whose commit record the writer has not removed yet stays (read
+        // after the block: the writer forgets them from memory only once the record is gone);
+        // after a crash, open must find it whole (see `derived`).
+        let last = keys::parse_event(&key).map_or(0, |(_, last)| last);
+        if unwritten.first(room).is_some_and(|floor| last >= floor) {
+            break;
+        }
         // A block that does not decode has no readable age: it is taken as expired and removed
         // (its ids cannot be read, so their id records stay until the ids are stored again).
         let decoded = match block::decode(&key, &value) {

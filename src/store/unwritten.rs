@@ -3,9 +3,10 @@
 //! copied under their own keys (see `commit` and `derived`).
 //!
 //! Every read of a room consults these before the tree. A block leaves this map only after the
-//! writer's batch that put it in the tree was applied, so a reader that looks here first and in
-//! the tree second finds each durable event in at least one of the two (and drops the copies
-//! it finds in both).
+//! writer has put it in the tree and removed its commit record, so a reader that looks here first
+//! and in the tree second finds each durable event in at least one of the two (and drops the
+//! copies it finds in both), and retention, which leaves alone tree blocks holding a seq still
+//! here, never removes a block that open might have to write again.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use socket_bridge::domain::{EventType, PhotoId, Room, UserId};
-use socket_bridge::store::{EventLog, keys};
+use socket_bridge::domain::{EventType, PhotoId, Room, Timestamp, UserId};
+use socket_bridge::store::{EventLog, RetentionPolicy, keys};
 
 use crate::helpers::{copy_dir, photo_event, raw_open, runtime, with_faults};
 
@@ -141,6 +141,79 @@ fn packed_blocks_are_read_from_memory_and_written_again_after_a_crash() {
     drop(log);
     let reopened = key_counts(crashed.path());
     assert_eq!(reopened.get(&keys::COMMIT), None, "{reopened:?}");
+}
+
+/// A writer turn cut short after it wrote the joined blocks and removed some of the commit records
+/// (as a crash in the middle of it, here after the first 32 of 37): reads give each event once
+/// although it is both in the tree and in memory; retention leaves those blocks alone; and the
+/// image of the store then opens with each event once (the packed blocks of the commit records
+/// left are in the joined blocks already: writing them again would replace a joined block with
+/// its last part).
+#[test]
+fn a_writer_turn_cut_short_leaves_every_event_once() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (faults, options) = with_faults();
+    let log = EventLog::open_with(dir.path(), options).expect("open");
+    faults.fail_writer_cleanup(true);
+    // Stalled, so that the writer takes every group in one turn: two groups of 12 photos with
+    // ~1 KB each (3 commit record parts each), then 30 single-event groups. The first 32 removals
+    // leave the commit records of the last round: their blocks are the last part of each photo
+    // room's joined block.
+    faults.stall_writer(true);
+    for batch in 0..2 {
+        let note = "n".repeat(1000);
+        let events = (0..12)
+            .map(|q| {
+                let extra = json!({ "note": note });
+                let photo = format!("q{batch}-{q}");
+                let id = format!("{photo}-0");
+                photo_event(&id, EventType::ProcessingProgress, &photo, "u1", extra)
+            })
+            .collect();
+        rt.block_on(log.append(events)).expect("append a batch");
+    }
+    for round in 0..ROUNDS {
+        for p in 0..PHOTOS {
+            rt.block_on(log.append(vec![event(p, round)]))
+                .expect("append");
+        }
+    }
+    faults.stall_writer(false);
+    assert!(log.sync_statuses(Duration::from_secs(10)), "writer synced");
+    // The next group commit's flush makes the writer's batches before it durable.
+    let flushing = photo_event("p9-0", EventType::ProcessingProgress, "p9", "u1", json!({}));
+    rt.block_on(log.append(vec![flushing])).expect("append");
+    let crashed = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), crashed.path());
+    assert_all_stored(&log, &rt, "in the tree and in memory");
+
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(3600),
+        max_events_per_room: 2,
+    };
+    let report = log.prune(&policy, Timestamp::now(), false).expect("prune");
+    assert_eq!(
+        report.events_removed, 0,
+        "blocks whose commit records remain stay"
+    );
+    assert_all_stored(&log, &rt, "after a prune pass");
+    faults.fail_writer_cleanup(false);
+    log.close().expect("close");
+    drop(log);
+
+    let image = key_counts(crashed.path());
+    assert!(
+        image.contains_key(&keys::EVENT),
+        "blocks written: {image:?}"
+    );
+    assert!(
+        image.contains_key(&keys::COMMIT),
+        "commit records left: {image:?}"
+    );
+    let log = EventLog::open(crashed.path()).expect("open the crash image");
+    assert_all_stored(&log, &rt, "after the crash");
+    log.close().expect("close");
 }
 
 /// Readers of rooms whose blocks the writer is moving into the tree (joined across groups) see
