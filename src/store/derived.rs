@@ -188,7 +188,7 @@ pub(super) fn run_writer(
 
 /// Writes the jobs' packed blocks (each room's consecutive blocks joined into one record) and
 /// latest statuses, then their ids as index runs, then removes their commit records, in batches of
-/// at most [`SLICE`] records. Returns the blocks written, as `(room, last seq)`.
+/// at most [`SLICE`] records. Returns the blocks written, as `(room, first seq, last seq)`.
 ///
 /// A crash part way leaves commit records whose blocks may be in the tree already, joined: open
 /// writes a packed block only where no block holds it yet (see [`recover`]), and retention leaves
@@ -200,12 +200,12 @@ fn write(
     jobs: &[DerivedJob],
     latest: &HashMap<PhotoId, PhotoStatus>,
     faults: &Faults,
-) -> Result<Vec<(String, u64)>, StoreError> {
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
     let mut records = Vec::new();
     let mut written = Vec::new();
-    for (room, last, value) in joined_blocks(jobs)? {
+    for (room, first, last, value) in joined_blocks(jobs)? {
         records.push((keys::event(room, last), value));
-        written.push((room.to_owned(), last));
+        written.push((room.to_owned(), first, last));
     }
     for (photo, status) in latest {
         records.push((
@@ -242,8 +242,8 @@ fn write(
     Ok(written)
 }
 
-/// A block record for the tree: its room, its last seq and its value.
-type BlockRecord<'a> = (&'a str, u64, Vec<u8>);
+/// A block record for the tree: its room, its first and last seq and its value.
+type BlockRecord<'a> = (&'a str, u64, u64, Vec<u8>);
 
 /// The tree records of the jobs' packed blocks: a room's blocks whose seqs follow on from each
 /// other are joined into one record (sled's cost is per record).
@@ -257,6 +257,7 @@ fn joined_blocks(jobs: &[DerivedJob]) -> Result<Vec<BlockRecord<'_>>, StoreError
     let mut records = Vec::new();
     for (room, blocks) in rooms {
         for run in blocks.chunk_by(|a, b| a.last + 1 == b.first) {
+            let first = run.first().map_or(0, |block| block.first);
             let last = run.last().map_or(0, |block| block.last);
             let value = match run {
                 [one] => one.value.to_vec(),
@@ -265,7 +266,7 @@ fn joined_blocks(jobs: &[DerivedJob]) -> Result<Vec<BlockRecord<'_>>, StoreError
                     block::join(&keys::event(room, last), &values)?
                 }
             };
-            records.push((room, last, value));
+            records.push((room, first, last, value));
         }
     }
     Ok(records)

@@ -66,14 +66,14 @@ impl Unwritten {
         }
     }
 
-    /// Forgets the blocks now in the tree: for each `(room, last)`, the room's blocks up to `last`.
-    pub fn settle(&self, written: &[(String, u64)]) {
+    /// Forgets the blocks now in the tree: for each `(room, first, last)` written, the room's
+    /// blocks within those seqs (a block of a turn whose write failed stays, even when a later
+    /// turn wrote the room's later seqs).
+    pub fn settle(&self, written: &[(String, u64, u64)]) {
         let mut rooms = self.write();
-        for (room, last) in written {
+        for (room, first, last) in written {
             if let Some(blocks) = rooms.get_mut(room) {
-                while blocks.front().is_some_and(|block| block.last <= *last) {
-                    blocks.pop_front();
-                }
+                blocks.retain(|block| block.first < *first || block.last > *last);
                 if blocks.is_empty() {
                     rooms.remove(room);
                 }
@@ -206,7 +206,7 @@ mod tests {
         }
     }
 
-    /// Settling drops a room's blocks up to the written seq and keeps the later ones.
+    /// Settling drops a room's blocks within the written seqs and keeps the others.
     #[test]
     fn settle_forgets_only_what_was_written() {
         let unwritten = Unwritten::default();
@@ -218,10 +218,18 @@ mod tests {
         assert_eq!(unwritten.head("photo:a"), Some(4));
         assert_eq!(unwritten.first("photo:a"), Some(1));
         assert_eq!(unwritten.after("photo:a", 2).len(), 1);
-        unwritten.settle(&[("photo:a".into(), 2), ("photo:c".into(), 9)]);
+        unwritten.settle(&[("photo:a".into(), 1, 2), ("photo:c".into(), 1, 9)]);
         assert_eq!(unwritten.first("photo:a"), Some(3));
-        unwritten.settle(&[("photo:a".into(), 4), ("photo:b".into(), 5)]);
+        unwritten.settle(&[("photo:a".into(), 3, 4), ("photo:b".into(), 5, 5)]);
         assert_eq!(unwritten.head("photo:a"), None);
         assert_eq!(unwritten.head("photo:b"), None);
+        // A later turn's write leaves the blocks of a turn whose write failed.
+        unwritten.add(&[("photo:a".into(), block(5, 6))]);
+        unwritten.add(&[("photo:a".into(), block(7, 7))]);
+        unwritten.settle(&[("photo:a".into(), 7, 7)]);
+        assert_eq!(
+            (unwritten.first("photo:a"), unwritten.head("photo:a")),
+            (Some(5), Some(6))
+        );
     }
 }
