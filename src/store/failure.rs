@@ -39,10 +39,20 @@ impl Writer {
     }
 }
 
+/// The store's state as [`Failure`] tells it to waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Writing,
+    /// A write returned an error (its caller answers its appenders).
+    Failed,
+    /// A write did not return (nobody else will answer its appenders).
+    Stalled,
+}
+
 /// Whether the store has failed, why, and the writes in progress.
 pub(super) struct Failure {
     cause: OnceLock<Arc<StoreError>>,
-    failing: watch::Sender<bool>,
+    state: watch::Sender<State>,
     /// Per [`Writer`]: when its write in progress started, in milliseconds since `epoch` plus
     /// one (0: not writing).
     writing: [AtomicU64; Writer::ALL.len()],
@@ -53,7 +63,7 @@ impl Default for Failure {
     fn default() -> Self {
         Self {
             cause: OnceLock::new(),
-            failing: watch::Sender::new(false),
+            state: watch::Sender::new(State::Writing),
             writing: Default::default(),
             epoch: Instant::now(),
         }
@@ -61,11 +71,21 @@ impl Default for Failure {
 }
 
 impl Failure {
-    /// Fails the store with `cause`, unless it has failed already; returns the cause it keeps
-    /// (the first).
+    /// Fails the store with `cause` (a write's error, which its caller reports), unless it has
+    /// failed already; returns the cause it keeps (the first).
     pub fn set(&self, cause: StoreError) -> Arc<StoreError> {
+        self.fail(cause, State::Failed)
+    }
+
+    fn fail(&self, cause: StoreError, state: State) -> Arc<StoreError> {
         let kept = Arc::clone(self.cause.get_or_init(|| Arc::new(cause)));
-        self.failing.send_replace(true);
+        self.state.send_if_modified(|current| {
+            let first = *current == State::Writing;
+            if first {
+                *current = state;
+            }
+            first
+        });
         kept
     }
 
@@ -76,13 +96,20 @@ impl Failure {
 
     /// Whether the store has failed.
     pub fn is_failing(&self) -> bool {
-        *self.failing.borrow()
+        *self.state.borrow() != State::Writing
     }
 
-    /// Resolves with the cause once the store has failed (at once if it has).
-    pub async fn failed(&self) -> Arc<StoreError> {
-        let mut failing = self.failing.subscribe();
-        let _ = failing.wait_for(|failing| *failing).await;
+    /// Resolves once the store has failed (at once if it has).
+    pub async fn failed(&self) {
+        let mut state = self.state.subscribe();
+        let _ = state.wait_for(|state| *state != State::Writing).await;
+    }
+
+    /// Resolves with the cause once the store has failed by a write that did not return (whose
+    /// appenders nobody else answers).
+    pub async fn stalled(&self) -> Arc<StoreError> {
+        let mut state = self.state.subscribe();
+        let _ = state.wait_for(|state| *state == State::Stalled).await;
         match self.cause() {
             Some(cause) => cause,
             None => Arc::new(StoreError::Closed),
@@ -135,10 +162,13 @@ pub(super) fn watch(failure: Arc<Failure>, deadline: Duration, stop: Receiver<()
             return;
         }
         if let Some((writer, waited)) = failure.overdue(deadline) {
-            let cause = failure.set(StoreError::WriteStalled {
-                thread: writer.name(),
-                waited,
-            });
+            let cause = failure.fail(
+                StoreError::WriteStalled {
+                    thread: writer.name(),
+                    waited,
+                },
+                State::Stalled,
+            );
             tracing::error!(
                 thread = writer.name(),
                 waited_ms = waited.as_millis() as u64,

@@ -312,12 +312,12 @@ impl EventLog {
             })
             .await
             .map_err(|_| StoreError::Closed)?;
-        // A write that does not return fails the store (see `failure`): its appenders are
-        // answered then. An answer already sent is taken first.
+        // A write that does not return fails the store (see `failure`), and the appenders
+        // waiting on it, or queued behind it, are answered then.
         let outcome = tokio::select! {
             biased;
             answer = answer => answer.map_err(|_| StoreError::Closed)?,
-            cause = self.shared.failure.failed() => Err(StoreError::Unavailable(cause).into()),
+            cause = self.shared.failure.stalled() => Err(StoreError::Unavailable(cause).into()),
         };
         metrics::histogram!(metric::EVENT_LOG_APPEND_SECONDS)
             .record(started.elapsed().as_secs_f64());
