@@ -342,14 +342,8 @@ async fn a_dead_letter_that_cannot_be_kept_holds_the_stream_until_it_is_kept() {
     );
     assert_eq!(dead_letters(&js).await.len(), 1, "only the filler is kept");
 
-    js.update_stream(open).await.expect("lift the limit");
-    hub.wait_for_stored("photo:p1", 2).await;
-    let kept = wait_dead_letters(&js, 2).await;
-    assert_eq!(
-        kept_header(&kept[1], "Socket-Bridge-Reason"),
-        "invalid_json"
-    );
-    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
+    let reasons = lift_and_settle(&hub, &js, open, 2, 2).await;
+    assert_eq!(reasons, ["invalid_json"]);
     assert_eq!(consumer_ack_floor(&js).await, floor + 2);
     hub.stop().await;
 }
@@ -372,20 +366,14 @@ async fn a_store_refusal_whose_dead_letter_cannot_be_kept_holds_the_rest_of_its_
         "only the event before the refused one is acked"
     );
 
-    js.update_stream(open).await.expect("lift the limit");
-    hub.wait_for_stored("photo:p1", 3).await;
-    let kept = wait_dead_letters(&js, 2).await;
-    assert_eq!(
-        kept_header(&kept[1], "Socket-Bridge-Reason"),
-        "owner_mismatch"
-    );
+    let reasons = lift_and_settle(&hub, &js, open, 3, 2).await;
+    assert_eq!(reasons, ["owner_mismatch"]);
     let history = hub.history("photo:p1").await;
     let progresses: Vec<u64> = history
         .iter()
         .filter_map(|e| e["data"]["progress"].as_u64())
         .collect();
     assert_eq!(progresses, [1, 2], "stored once each, in order");
-    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
     assert_eq!(consumer_ack_floor(&js).await, floor + 3);
     hub.stop().await;
 }
@@ -407,15 +395,7 @@ async fn a_later_termination_waits_for_an_earlier_refusal_that_is_not_settled() 
         "only the event before the refusals is acked"
     );
 
-    js.update_stream(open).await.expect("lift the limit");
-    hub.wait_for_stored("photo:p1", 3).await;
-    wait_consumed(&js, HUB_CONSUMER, WAIT).await;
-    let reasons: Vec<String> = wait_dead_letters(&js, 3)
-        .await
-        .iter()
-        .skip(1)
-        .map(|l| kept_header(l, "Socket-Bridge-Reason"))
-        .collect();
+    let reasons = lift_and_settle(&hub, &js, open, 3, 3).await;
     assert_eq!(
         reasons,
         ["invalid_json", "owner_mismatch"],
@@ -486,6 +466,27 @@ async fn batch_held_by_a_refusal(
     hub.wait_for_stored("photo:p1", 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     (hub, js, floor, open)
+}
+
+/// Lifts the dead-letter stream's limit (`open`: its own configuration) and waits until p1's
+/// room holds `stored` events, the stream is consumed and `kept` dead letters are there; returns
+/// the reasons of those after the filler, in order.
+async fn lift_and_settle(
+    hub: &TestHub,
+    js: &jetstream::Context,
+    open: stream::Config,
+    stored: usize,
+    kept: usize,
+) -> Vec<String> {
+    js.update_stream(open).await.expect("lift the limit");
+    hub.wait_for_stored("photo:p1", stored).await;
+    wait_consumed(js, HUB_CONSUMER, WAIT).await;
+    wait_dead_letters(js, kept)
+        .await
+        .iter()
+        .skip(1)
+        .map(|l| kept_header(l, "Socket-Bridge-Reason"))
+        .collect()
 }
 
 /// A progress event of p1 naming another owner: the store refuses it (`owner_mismatch`).
