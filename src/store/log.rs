@@ -304,19 +304,22 @@ impl EventLog {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(AppendRequest {
-                events,
-                consumed,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let exchange = async {
+            sender
+                .send(AppendRequest {
+                    events,
+                    consumed,
+                    reply,
+                })
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        };
         // A write that does not return fails the store (see `failure`), and the appenders
-        // waiting on it, or queued behind it, are answered then.
+        // waiting on it, queued behind it or waiting for room in the queue are answered then.
         let outcome = tokio::select! {
             biased;
-            answer = answer => answer.map_err(|_| StoreError::Closed)?,
+            outcome = exchange => outcome,
             cause = self.shared.failure.stalled() => Err(StoreError::Unavailable(cause).into()),
         };
         metrics::histogram!(metric::EVENT_LOG_APPEND_SECONDS)

@@ -125,9 +125,10 @@ fn a_writer_that_falls_behind_holds_the_committer_back() {
 }
 
 /// A group commit whose write does not return (sled's flush stuck after a failed log write on a
-/// full disk) fails the store once its deadline has passed: its appender is answered
+/// full disk) fails the store once its deadline has passed: its appender, the appenders queued
+/// behind it and those waiting for room in the queue (one request deep here) are answered
 /// `Unavailable`, later appends are refused at once, and closing the log does not wait for the
-/// stuck committer. Once the write returns, a reopened store holds the event at most once.
+/// stuck committer. Once the write returns, a reopened store holds each event at most once.
 #[test]
 fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     use std::time::{Duration, Instant};
@@ -135,16 +136,30 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (faults, mut options) = with_faults();
     options.write_deadline = Duration::from_millis(300);
-    let event = |id, event_type| photo_event(id, event_type, "p1", "u1", serde_json::json!({}));
-    let second = event("ev-2", EventType::ProcessingStarted);
+    options.queue_depth = 1;
+    let event = |n: usize| {
+        let event_type = if n == 1 {
+            EventType::PhotoUploaded
+        } else {
+            EventType::ProcessingProgress
+        };
+        photo_event(
+            &format!("ev-{n}"),
+            event_type,
+            "p1",
+            "u1",
+            serde_json::json!({}),
+        )
+    };
     let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
-    rt.block_on(log.append(vec![event("ev-1", EventType::PhotoUploaded)]))
+    rt.block_on(log.append(vec![event(1)]))
         .expect("first append");
 
     faults.stall_writes(true);
     let started = Instant::now();
     let stalled = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(5), log.append(vec![second.clone()])).await
+        let appends = (2..=6).map(|n| log.append(vec![event(n)]));
+        tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(appends)).await
     });
     let waited = started.elapsed();
     let closed = {
@@ -157,12 +172,14 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
         faults.stall_writes(false);
         closed
     };
-    let stalled = stalled.expect("the stalled append is answered before the 5 s timeout");
-    assert!(
-        matches!(&stalled, Err(AppendError::Store(StoreError::Unavailable(cause)))
-            if matches!(cause.as_ref(), StoreError::WriteStalled { thread: "committer", .. })),
-        "the append is refused as the stalled write's: {stalled:?}"
-    );
+    let stalled = stalled.expect("every stalled append is answered before the 5 s timeout");
+    for outcome in &stalled {
+        assert!(
+            matches!(outcome, Err(AppendError::Store(StoreError::Unavailable(cause)))
+                if matches!(cause.as_ref(), StoreError::WriteStalled { thread: "committer", .. })),
+            "each append is refused as the stalled write's: {outcome:?}"
+        );
+    }
     assert!(
         waited >= Duration::from_millis(300),
         "not before the deadline: {waited:?}"
@@ -180,11 +197,19 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     drop(log);
 
     let log = EventLog::open_with(dir.path(), options).expect("reopen once the write returned");
-    rt.block_on(log.append(vec![second]))
-        .expect("the retry after reopening");
+    for n in 2..=6 {
+        rt.block_on(log.append(vec![event(n)]))
+            .expect("the retry after reopening");
+    }
     let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
-    let stored = log.read(&room, 0, 10).expect("read");
-    let ids: Vec<&str> = stored.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["ev-1", "ev-2"], "ev-2 is stored exactly once");
+    let mut ids: Vec<String> = log
+        .read(&room, 0, 10)
+        .expect("read")
+        .iter()
+        .map(|e| e.id.as_str().to_owned())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (1..=6).map(|n| format!("ev-{n}")).collect();
+    assert_eq!(ids, expected, "each event stored exactly once");
     log.close().expect("close");
 }
