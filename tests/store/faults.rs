@@ -2,7 +2,7 @@
 //! failure the event log refuses every append until it is reopened, and a retry after reopening
 //! is answered once the event is on disk (stored, or recognised as the event that made it).
 
-use socket_bridge::domain::{EventType, PhotoId, Room};
+use socket_bridge::domain::{Event, EventType, PhotoId, Room};
 use socket_bridge::store::{AppendError, EventLog, StoreError};
 
 use crate::helpers::{photo_event, runtime, with_faults};
@@ -54,20 +54,7 @@ fn a_writer_that_falls_behind_holds_the_committer_back() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (faults, options) = with_faults();
     let log = EventLog::open_with(dir.path(), options).expect("open");
-    let event = |n: usize| {
-        let event_type = if n == 0 {
-            EventType::PhotoUploaded
-        } else {
-            EventType::ProcessingProgress
-        };
-        photo_event(
-            &format!("ev-{n}"),
-            event_type,
-            "p1",
-            "u1",
-            serde_json::json!({ "progress": n % 100 }),
-        )
-    };
+    let event = |n: usize| p1_event(n, 0);
 
     faults.stall_writer(true);
     // One append at a time: each is a group commit of its own.
@@ -137,20 +124,7 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     let (faults, mut options) = with_faults();
     options.write_deadline = Duration::from_millis(300);
     options.queue_depth = 1;
-    let event = |n: usize| {
-        let event_type = if n == 1 {
-            EventType::PhotoUploaded
-        } else {
-            EventType::ProcessingProgress
-        };
-        photo_event(
-            &format!("ev-{n}"),
-            event_type,
-            "p1",
-            "u1",
-            serde_json::json!({}),
-        )
-    };
+    let event = |n: usize| p1_event(n, 1);
     let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
     rt.block_on(log.append(vec![event(1)]))
         .expect("first append");
@@ -212,4 +186,20 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     let expected: Vec<String> = (1..=6).map(|n| format!("ev-{n}")).collect();
     assert_eq!(ids, expected, "each event stored exactly once");
     log.close().expect("close");
+}
+
+/// Photo p1's event `ev-<n>`: its upload when `n` is `first`, else a progress of `n % 100`.
+fn p1_event(n: usize, first: usize) -> Event {
+    let event_type = if n == first {
+        EventType::PhotoUploaded
+    } else {
+        EventType::ProcessingProgress
+    };
+    photo_event(
+        &format!("ev-{n}"),
+        event_type,
+        "p1",
+        "u1",
+        serde_json::json!({ "progress": n % 100 }),
+    )
 }
