@@ -170,11 +170,9 @@ pub(super) fn run_writer(
         }
         // Each partition may have a full tier after a turn's runs: up to one merge per partition.
         for _ in 0..PARTITIONS {
-            let merged = {
-                let _timed = failure.writing(Writer::Derived);
-                ids.merge_once(&db)
-            };
-            match merged {
+            // Not timed: a merge of the largest runs is long by nature (it reads and writes
+            // them whole), and nothing waits on it.
+            match ids.merge_once(&db) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {

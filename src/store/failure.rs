@@ -2,10 +2,12 @@
 //!
 //! After a failed write or flush sled 0.34 keeps the error, so the event log refuses every later
 //! append until it is reopened. A write can also fail by never returning: after a log write hit a
-//! full disk, sled's flush was seen waiting for good for that write to become stable. So every
-//! write of the store's threads has a deadline ([`StoreOptions::write_deadline`]): past it the
-//! watchdog fails the store as if the write had returned an error, the appenders waiting on it are
-//! answered [`StoreError::Unavailable`], and closing the log does not wait for the stuck thread.
+//! full disk, sled's flush was seen waiting for good for that write to become stable. So the
+//! writes appenders wait on, the committer's group commits and the derived writer's turns (the
+//! committer waits for those once the writer is far enough behind), have a deadline
+//! ([`StoreOptions::write_deadline`]): past it the watchdog fails the store as if the write had
+//! returned an error, the appenders waiting on it are answered [`StoreError::Unavailable`], and
+//! closing the log does not wait for the stuck thread.
 //!
 //! [`StoreOptions::write_deadline`]: super::StoreOptions::write_deadline
 
@@ -24,7 +26,8 @@ use crate::telemetry::ErrorChain;
 pub(super) enum Writer {
     /// The committer's group commits (`apply_batch` and flush).
     Committer = 0,
-    /// The derived-state writer's batches.
+    /// The derived-state writer's turns (blocks, statuses and ids of the groups it took; its
+    /// id index merges are not timed).
     Derived = 1,
 }
 
