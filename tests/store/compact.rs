@@ -184,14 +184,15 @@ fn a_disk_without_room_for_the_copy_is_refused() {
     std::fs::remove_file(&filler).expect("remove the filler");
     check_store(&dir, &expected);
 
-    // 4 MiB free: the store opens, the copy would not fit.
+    // 4 MiB free: the store opens, the copy would not fit. sled's open may take a log segment
+    // or two (512 KiB each) of the free space before the copy's room is checked.
     fill(&filler);
     free(&filler, 4 << 20);
     match compact(&dir) {
         Err(StoreError::NoRoom {
             available, needed, ..
         }) => assert!(
-            available >= 4 << 20 && needed > available,
+            available >= 3 << 20 && needed > available,
             "{available} of {needed} bytes"
         ),
         other => panic!("expected NoRoom with 4 MiB free, got {other:?}"),
