@@ -15,6 +15,7 @@ pub struct Faults {
     writer_stalled: Arc<AtomicBool>,
     writes_stalled: Arc<AtomicBool>,
     writer_failing: Arc<AtomicBool>,
+    writer_writes_stalled: Arc<AtomicBool>,
 }
 
 impl Faults {
@@ -40,8 +41,19 @@ impl Faults {
         self.writer_failing.store(failing, Ordering::SeqCst);
     }
 
-    /// Fails if the writer's turns are to fail after their first removals.
+    /// Stalls (`true`) or releases the derived-state writer in the middle of its writes: while
+    /// stalled a turn waits after its first batch of commit record removals, as behind a write
+    /// that does not return.
+    pub fn stall_writer_writes(&self, stalled: bool) {
+        self.writer_writes_stalled.store(stalled, Ordering::SeqCst);
+    }
+
+    /// Waits while the writer's writes are stalled, then fails if the writer's turns are to fail
+    /// after their first removals.
     pub(super) fn writer_cleanup(&self) -> sled::Result<()> {
+        while self.writer_writes_stalled.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if self.writer_failing.load(Ordering::SeqCst) {
             return Err(sled::Error::Io(std::io::Error::other(
                 "injected writer failure",

@@ -188,6 +188,59 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     log.close().expect("close");
 }
 
+/// A derived-writer turn that does not return fails the store too once the deadline has passed
+/// (the committer would wait for the writer once it is far enough behind): appends are refused as
+/// the writer's stalled write, and a reopened store holds what was acknowledged.
+#[test]
+fn a_writer_turn_that_does_not_return_fails_the_store_after_its_deadline() {
+    use std::time::Duration;
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (faults, mut options) = with_faults();
+    options.write_deadline = Duration::from_millis(300);
+    let log = EventLog::open_with(dir.path(), options.clone()).expect("open");
+
+    faults.stall_writer_writes(true);
+    rt.block_on(log.append(vec![p1_event(1, 1)]))
+        .expect("the committer does not wait for the writer");
+    let refused = rt.block_on(async {
+        let started = std::time::Instant::now();
+        while !log.is_failing() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        log.append(vec![p1_event(2, 1)]).await
+    });
+    let failing = log.is_failing();
+    if !failing {
+        // A close would wait for the stalled writer for good.
+        faults.stall_writer_writes(false);
+    }
+    let closed = log.close();
+    faults.stall_writer_writes(false);
+    assert!(failing, "the writer's stalled turn fails the store");
+    assert!(
+        matches!(&refused, Err(AppendError::Store(StoreError::Unavailable(cause)))
+            if matches!(cause.as_ref(), StoreError::WriteStalled { thread: "derived-state writer", .. })),
+        "appends are refused as the writer's stalled write: {refused:?}"
+    );
+    assert!(
+        matches!(closed, Err(StoreError::Unavailable(_))),
+        "{closed:?}"
+    );
+    drop(log);
+
+    let log = EventLog::open_with(dir.path(), options).expect("reopen once the write returned");
+    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
+    let ids: Vec<String> = log
+        .read(&room, 0, 10)
+        .expect("read")
+        .iter()
+        .map(|e| e.id.as_str().to_owned())
+        .collect();
+    assert_eq!(ids, ["ev-1"], "the acknowledged event is kept, once");
+    log.close().expect("close");
+}
+
 /// Photo p1's event `ev-<n>`: its upload when `n` is `first`, else a progress of `n % 100`.
 fn p1_event(n: usize, first: usize) -> Event {
     let event_type = if n == first {
