@@ -54,9 +54,7 @@ async fn a_full_disk_refuses_with_503_exits_and_loses_nothing_acknowledged() {
     assert_eq!(code, 503, "{health}");
     assert_eq!(health["details"]["store"]["status"], "failing", "{health}");
 
-    let exit = hub
-        .wait_exit(Duration::from_secs(10))
-        .expect("the hub exits by itself");
+    let exit = exits_by_itself(&mut hub);
     assert!(!exit.success(), "exits non-zero: {exit:?}");
 
     std::fs::remove_file(tmpfs.path().join("filler")).expect("free the space");
@@ -115,8 +113,7 @@ async fn a_start_on_a_full_disk_after_a_crash_leaves_the_store_readable() {
             _ => break,
         }
     }
-    hub.wait_exit(Duration::from_secs(10))
-        .expect("the hub exits by itself on the full disk");
+    exits_by_itself(&mut hub);
 
     let data_arg = data.to_str().expect("a UTF-8 temp path");
     for _ in 0..2 {
@@ -148,4 +145,20 @@ async fn a_start_on_a_full_disk_after_a_crash_leaves_the_store_readable() {
         assert!(stored.contains(&(*n as u64)), "acknowledged event {n} lost");
     }
     hub.kill();
+}
+
+/// Waits up to 10 s for `hub` to exit by itself; panics with the last lines of its log if it
+/// does not.
+fn exits_by_itself(hub: &mut HubProcess) -> std::process::ExitStatus {
+    match hub.wait_exit(Duration::from_secs(10)) {
+        Some(exit) => exit,
+        None => {
+            let log = hub.output();
+            let tail = &log[log.len().saturating_sub(40)..];
+            panic!(
+                "the hub did not exit by itself within 10 s on the full disk; its last lines:\n{}",
+                tail.join("\n")
+            );
+        }
+    }
 }
