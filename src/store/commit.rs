@@ -223,6 +223,18 @@ impl Committer {
         let mut outcomes: Vec<Result<Vec<Receipt>, AppendError>> = Vec::with_capacity(group.len());
         for request in &group {
             let outcome = self.stage_request(&mut state, &request.events);
+            if let Err(AppendError::Store(StoreError::Sled(e))) = &outcome {
+                // sled keeps an I/O error (a log write that hit a full disk, maybe another
+                // thread's): the reads this group needs fail, and so would every later write.
+                tracing::error!(error = %ErrorChain(e), "the store failed while staging a group commit; the event log refuses appends until it is reopened");
+                let failure = self.failure.set(StoreError::Sled(e.clone()));
+                for request in group {
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::CommitFailed(Arc::clone(&failure)).into()));
+                }
+                return;
+            }
             if outcome.is_err() {
                 // Refusals are rare: undo the refused request by staging the accepted ones again
                 // (same store, same order, same result).
@@ -370,6 +382,7 @@ impl Committer {
         stage: &mut Overlay,
         events: &[PreparedEvent],
     ) -> Result<Vec<Receipt>, AppendError> {
+        self.faults.check_read().map_err(StoreError::from)?;
         let mut receipts = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
             let receipt = self

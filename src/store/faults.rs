@@ -12,6 +12,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     failing_writes: Arc<AtomicU32>,
+    failing_reads: Arc<AtomicU32>,
     writer_stalled: Arc<AtomicBool>,
     writes_stalled: Arc<AtomicBool>,
     writer_failing: Arc<AtomicBool>,
@@ -22,6 +23,17 @@ impl Faults {
     /// Makes the next `n` group commits fail as if their flush had failed.
     pub fn fail_next_writes(&self, n: u32) {
         self.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the committer's next `n` stagings fail as if a read of the tree had failed (sled
+    /// answers its kept I/O error to reads too).
+    pub fn fail_next_reads(&self, n: u32) {
+        self.failing_reads.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails if a read failure is due (and counts it off).
+    pub(super) fn check_read(&self) -> sled::Result<()> {
+        count_off(&self.failing_reads, "injected read failure")
     }
 
     /// Stalls (`true`) or releases the derived-state writer: while stalled it writes nothing.
@@ -74,15 +86,17 @@ impl Faults {
         while self.writes_stalled.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let due = self
-            .failing_writes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if due {
-            return Err(sled::Error::Io(std::io::Error::other(
-                "injected write failure",
-            )));
-        }
-        Ok(())
+        count_off(&self.failing_writes, "injected write failure")
     }
+}
+
+/// Fails with `what` if `due` is above zero, and counts one off.
+fn count_off(due: &AtomicU32, what: &'static str) -> sled::Result<()> {
+    if due
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return Err(sled::Error::Io(std::io::Error::other(what)));
+    }
+    Ok(())
 }

@@ -188,6 +188,34 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
     log.close().expect("close");
 }
 
+/// A read that fails while a group commit is staged (sled answers the I/O error it keeps, say
+/// after another thread's log write hit a full disk) fails the store as a failed write does: the
+/// group is refused, and so is every later append, so that the hub stops instead of answering
+/// 500 for ever.
+#[test]
+fn a_read_that_fails_while_staging_fails_the_store() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (faults, options) = with_faults();
+    let log = EventLog::open_with(dir.path(), options).expect("open");
+    rt.block_on(log.append(vec![p1_event(1, 1)]))
+        .expect("first append");
+
+    faults.fail_next_reads(1);
+    let failed = rt.block_on(log.append(vec![p1_event(2, 1)]));
+    assert!(
+        matches!(failed, Err(AppendError::Store(StoreError::CommitFailed(_)))),
+        "the group is refused as a failed commit: {failed:?}"
+    );
+    assert!(log.is_failing(), "the store is failing");
+    let later = rt.block_on(log.append(vec![p1_event(3, 1)]));
+    assert!(
+        matches!(later, Err(AppendError::Store(StoreError::Unavailable(_)))),
+        "later appends are refused: {later:?}"
+    );
+    drop(log);
+}
+
 /// A derived-writer turn that does not return fails the store too once the deadline has passed
 /// (the committer would wait for the writer once it is far enough behind): appends are refused as
 /// the writer's stalled write, and a reopened store holds what was acknowledged.
