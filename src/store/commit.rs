@@ -207,11 +207,7 @@ impl Committer {
 
     fn commit(&mut self, group: Vec<AppendRequest>) {
         if let Some(failure) = self.failure.cause() {
-            for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::Unavailable(Arc::clone(&failure)).into()));
-            }
+            refuse(group, || StoreError::Unavailable(Arc::clone(&failure)));
             return;
         }
         let started = std::time::Instant::now();
@@ -228,11 +224,7 @@ impl Committer {
                 // thread's): the reads this group needs fail, and so would every later write.
                 tracing::error!(error = %ErrorChain(e), "the store failed while staging a group commit; the event log refuses appends until it is reopened");
                 let failure = self.failure.set(StoreError::Sled(e.clone()));
-                for request in group {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::CommitFailed(Arc::clone(&failure)).into()));
-                }
+                refuse(group, || StoreError::CommitFailed(Arc::clone(&failure)));
                 return;
             }
             if outcome.is_err() {
@@ -262,11 +254,7 @@ impl Committer {
         {
             tracing::error!(error = %ErrorChain(&e), "group commit failed; the event log refuses appends until it is reopened");
             let failure = Arc::new(e);
-            for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(StoreError::CommitFailed(Arc::clone(&failure)).into()));
-            }
+            refuse(group, || StoreError::CommitFailed(Arc::clone(&failure)));
             return;
         }
 
@@ -503,6 +491,13 @@ impl Committer {
         };
         stage.originals.insert(room.to_owned(), head);
         Ok(head)
+    }
+}
+
+/// Answers every request of `group` with the error `error` makes.
+fn refuse(group: Vec<AppendRequest>, error: impl Fn() -> StoreError) {
+    for request in group {
+        let _ = request.reply.send(Err(error().into()));
     }
 }
 

@@ -63,9 +63,7 @@ impl Faults {
     /// Waits while the writer's writes are stalled, then fails if the writer's turns are to fail
     /// after their first removals.
     pub(super) fn writer_cleanup(&self) -> sled::Result<()> {
-        while self.writer_writes_stalled.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_while(&self.writer_writes_stalled);
         if self.writer_failing.load(Ordering::SeqCst) {
             return Err(sled::Error::Io(std::io::Error::other(
                 "injected writer failure",
@@ -76,17 +74,20 @@ impl Faults {
 
     /// Waits while the writer is stalled.
     pub(super) fn writer_turn(&self) {
-        while self.writer_stalled.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_while(&self.writer_stalled);
     }
 
     /// Waits while group commits are stalled, then fails if a failure is due (and counts it off).
     pub(super) fn check(&self) -> sled::Result<()> {
-        while self.writes_stalled.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_while(&self.writes_stalled);
         count_off(&self.failing_writes, "injected write failure")
+    }
+}
+
+/// Waits while `stalled` is set.
+fn wait_while(stalled: &AtomicBool) {
+    while stalled.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

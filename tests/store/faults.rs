@@ -36,10 +36,11 @@ fn a_retry_after_a_failed_flush_is_not_acknowledged_until_durable() {
     let receipts = rt
         .block_on(log.append(vec![second]))
         .expect("the retry after reopening");
-    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
-    let stored = log.read(&room, 0, 10).expect("read");
-    let ids: Vec<&str> = stored.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["ev-1", "ev-2"], "ev-2 is stored exactly once");
+    assert_eq!(
+        p1_ids(&log),
+        ["ev-1", "ev-2"],
+        "ev-2 is stored exactly once"
+    );
     assert_eq!(receipts[0].rooms.first().map(|(_, seq)| *seq), Some(2));
     log.close().expect("close");
 }
@@ -175,13 +176,7 @@ fn a_write_that_does_not_return_fails_the_store_after_its_deadline() {
         rt.block_on(log.append(vec![event(n)]))
             .expect("the retry after reopening");
     }
-    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
-    let mut ids: Vec<String> = log
-        .read(&room, 0, 10)
-        .expect("read")
-        .iter()
-        .map(|e| e.id.as_str().to_owned())
-        .collect();
+    let mut ids = p1_ids(&log);
     ids.sort();
     let expected: Vec<String> = (1..=6).map(|n| format!("ev-{n}")).collect();
     assert_eq!(ids, expected, "each event stored exactly once");
@@ -258,14 +253,11 @@ fn a_writer_turn_that_does_not_return_fails_the_store_after_its_deadline() {
     drop(log);
 
     let log = EventLog::open_with(dir.path(), options).expect("reopen once the write returned");
-    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
-    let ids: Vec<String> = log
-        .read(&room, 0, 10)
-        .expect("read")
-        .iter()
-        .map(|e| e.id.as_str().to_owned())
-        .collect();
-    assert_eq!(ids, ["ev-1"], "the acknowledged event is kept, once");
+    assert_eq!(
+        p1_ids(&log),
+        ["ev-1"],
+        "the acknowledged event is kept, once"
+    );
     log.close().expect("close");
 }
 
@@ -283,4 +275,14 @@ fn p1_event(n: usize, first: usize) -> Event {
         "u1",
         serde_json::json!({ "progress": n % 100 }),
     )
+}
+
+/// The ids of photo p1's first 10 stored events, in seq order.
+fn p1_ids(log: &EventLog) -> Vec<String> {
+    let room = Room::photo(&PhotoId::parse("p1").expect("photo id"));
+    log.read(&room, 0, 10)
+        .expect("read")
+        .iter()
+        .map(|e| e.id.as_str().to_owned())
+        .collect()
 }
