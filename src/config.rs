@@ -518,6 +518,20 @@ mod tests {
         assert_eq!(format!("{parsed:?}"), format!("{built:?}"));
     }
 
+    /// `--store-write-deadline` takes durations from a second up and refuses shorter ones.
+    #[test]
+    fn store_write_deadline_is_at_least_a_second() {
+        let Ok(Command::Serve(serve)) = parse(&["serve", "--store-write-deadline", "30s"]) else {
+            panic!("30s parses");
+        };
+        assert_eq!(
+            std::time::Duration::from(serve.store_write_deadline).as_secs(),
+            30
+        );
+        let err = parse(&["serve", "--store-write-deadline", "500ms"]).expect_err("refused");
+        assert!(err.to_string().contains("at least 1s"), "{err}");
+    }
+
     /// An unknown permission is refused, naming the valid ones.
     #[test]
     fn unknown_permission_refused() {
